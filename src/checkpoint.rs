@@ -1,0 +1,45 @@
+//! Reading and writing the `checkpoint` file (layout in `format::checkpoint_layout`).
+//!
+//! Written as `checkpoint.tmp`, synced, renamed over `checkpoint`, directory synced: a crash
+//! leaves the old or the new file, never a torn one. (The trailer CRC would catch a torn one
+//! anyway, and an unreadable checkpoint only costs a longer recovery.)
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::format::checkpoint_layout::{Checkpoint, CHECKPOINT_SIZE};
+use crate::storage::{OpenMode, Vfs};
+
+/// Reads `root/checkpoint`; a missing file reads as the default (no trailer).
+pub(crate) fn read(vfs: &dyn Vfs, root: &Path) -> Result<Checkpoint> {
+    let path = root.join("checkpoint");
+    let Some(meta) = vfs.metadata(&path).map_err(|e| Error::io(&path, e))? else {
+        return Ok(Checkpoint::default());
+    };
+    let len = meta.len.min(CHECKPOINT_SIZE as u64) as usize;
+    let mut buf = vec![0u8; len];
+    let f = vfs
+        .open_file(&path, OpenMode::ReadOnly)
+        .map_err(|e| Error::io(&path, e))?;
+    f.read_exact_at(&mut buf, 0)
+        .map_err(|e| Error::io(&path, e))?;
+    Ok(Checkpoint::decode(&buf))
+}
+
+/// Atomically replaces `root/checkpoint`.
+pub(crate) fn write(vfs: &dyn Vfs, root: &Path, cp: &Checkpoint) -> Result<()> {
+    let tmp = root.join("checkpoint.tmp");
+    let path = root.join("checkpoint");
+    let f = vfs
+        .open_file(&tmp, OpenMode::CreateOrOpen)
+        .map_err(|e| Error::io(&tmp, e))?;
+    f.set_len(CHECKPOINT_SIZE as u64)
+        .map_err(|e| Error::io(&tmp, e))?;
+    f.write_all_at(&cp.encode(), 0)
+        .map_err(|e| Error::io(&tmp, e))?;
+    f.sync_data().map_err(|e| Error::io(&tmp, e))?;
+    drop(f);
+    vfs.rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    vfs.sync_dir(root).map_err(|e| Error::io(root, e))?;
+    Ok(())
+}

@@ -1,0 +1,397 @@
+//! The CommitLog: fixed-size mapped segments holding every record in append order; the only
+//! source of truth (spec §1, §2).
+//!
+//! Appends happen under the store's append lock through an [`Appender`]; readers find records
+//! through the segment list and see bytes once the segment's write position covers them. The
+//! next segment is created, allocated and prefaulted by a background [`Allocator`] so that a roll
+//! does not wait for the disk.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::error::{Error, Result};
+use crate::format::record::{self, EncodedLayout, END_FILE_MIN_BLANK_LENGTH};
+use crate::segments::{file_name, Segment, SegmentList};
+use crate::storage::{FlushStrategy, MappedFile, MappedWriter, Vfs};
+
+/// The CommitLog.
+#[derive(Debug)]
+pub(crate) struct CommitLog {
+    vfs: Arc<dyn Vfs>,
+    segments: SegmentList,
+    /// End of the last published record.
+    max_offset: AtomicU64,
+    /// Every byte below this is durable.
+    flushed_offset: AtomicU64,
+    /// Serialises flushes (group-commit leader, periodic flusher, close).
+    flush_lock: Mutex<()>,
+    allocator: Option<Allocator>,
+}
+
+/// Append-side state, owned by whoever holds the store's append lock.
+#[derive(Debug)]
+pub(crate) struct Appender {
+    writer: Option<MappedWriter>,
+    /// Start offset of the segment `writer` writes (or of the next one to create).
+    start: u64,
+}
+
+impl CommitLog {
+    /// Wraps recovered segments. `end` is the recovered end of the log (also the durable offset:
+    /// recovery only keeps what it read back from disk).
+    pub fn new(
+        vfs: Arc<dyn Vfs>,
+        dir: PathBuf,
+        size: usize,
+        segs: Vec<Segment>,
+        end: u64,
+        preallocate: bool,
+    ) -> Self {
+        let allocator = preallocate.then(|| Allocator::start(vfs.clone(), dir.clone(), size));
+        CommitLog {
+            vfs,
+            segments: SegmentList::new(dir, size, segs),
+            max_offset: AtomicU64::new(end),
+            flushed_offset: AtomicU64::new(end),
+            flush_lock: Mutex::new(()),
+            allocator,
+        }
+    }
+
+    /// The appender positioned at the end of the log.
+    pub fn appender(&self) -> Result<Appender> {
+        let end = self.max_offset();
+        let size = self.segments.segment_size() as u64;
+        if let Some(last) = self.segments.last() {
+            if last.file.write_position() < last.file.size() {
+                let writer = last.file.writer().ok_or_else(|| Error::Io {
+                    path: last.file.path().to_path_buf(),
+                    source: std::io::Error::other("segment already has a writer"),
+                })?;
+                if let Some(a) = &self.allocator {
+                    a.request(last.start + size);
+                }
+                return Ok(Appender {
+                    writer: Some(writer),
+                    start: last.start,
+                });
+            }
+            return Ok(Appender {
+                writer: None,
+                start: last.start + size,
+            });
+        }
+        Ok(Appender {
+            writer: None,
+            start: end - end % size,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.segments.dir()
+    }
+
+    pub fn segment_size(&self) -> usize {
+        self.segments.segment_size()
+    }
+
+    pub fn max_offset(&self) -> u64 {
+        self.max_offset.load(Ordering::Acquire)
+    }
+
+    pub fn flushed_offset(&self) -> u64 {
+        self.flushed_offset.load(Ordering::Acquire)
+    }
+
+    /// Smallest offset still stored.
+    pub fn min_offset(&self) -> u64 {
+        self.segments.first().map_or(self.max_offset(), |s| s.start)
+    }
+
+    /// Appends `buf`, which holds whole encoded records described by `layouts`, as one
+    /// contiguous run in one segment (a batch is all-or-nothing, spec §1.8). Fills each record's
+    /// queue offset (`first_queue_offset + i`), physical offset and store time, then copies the
+    /// run into the mapping once. Returns the physical offset of the first record.
+    pub fn append(
+        &self,
+        app: &mut Appender,
+        buf: &mut [u8],
+        layouts: &[EncodedLayout],
+        first_queue_offset: u64,
+        store_timestamp: i64,
+    ) -> Result<u64> {
+        let total = buf.len();
+        let fits = |w: &MappedWriter| w.remaining() >= total + END_FILE_MIN_BLANK_LENGTH;
+        if !app.writer.as_ref().is_some_and(fits) {
+            self.roll(app)?;
+        }
+        let writer = app.writer.as_mut().expect("roll leaves a writer");
+        let first = app.start + writer.position() as u64;
+        let mut pos = 0;
+        for (i, l) in layouts.iter().enumerate() {
+            let rec = &mut buf[pos..pos + l.total_size];
+            record::finalize(
+                rec,
+                l,
+                (first_queue_offset + i as u64) as i64,
+                (first + pos as u64) as i64,
+                store_timestamp,
+            );
+            pos += l.total_size;
+        }
+        debug_assert_eq!(pos, total);
+        let appended = writer.append(buf);
+        debug_assert!(appended, "space was checked above");
+        self.max_offset
+            .store(first + total as u64, Ordering::Release);
+        Ok(first)
+    }
+
+    /// Fills the rest of the active segment with a BLANK record and moves to the next segment.
+    fn roll(&self, app: &mut Appender) -> Result<()> {
+        let size = self.segments.segment_size() as u64;
+        if let Some(mut w) = app.writer.take() {
+            let remaining = w.remaining();
+            if remaining > 0 {
+                let pos = w.position();
+                w.write_unpublished(pos, &record::blank_record(remaining as u32));
+                w.publish(w.file().size());
+            }
+            app.start += size;
+            self.max_offset.store(app.start, Ordering::Release);
+        }
+        let start = app.start;
+        let file = match &self.allocator {
+            Some(a) => a.take(start)?,
+            None => create_segment(
+                &*self.vfs,
+                self.dir(),
+                start,
+                self.segments.segment_size(),
+                false,
+            )?,
+        };
+        let file = Arc::new(file);
+        let writer = file.writer().expect("fresh segment has no writer");
+        self.segments.push(Segment { start, file });
+        if let Some(a) = &self.allocator {
+            a.request(start + size);
+        }
+        app.writer = Some(writer);
+        Ok(())
+    }
+
+    /// The segment and in-segment position of the `len` bytes at `offset`, if all published.
+    pub fn locate(&self, offset: u64, len: usize) -> Option<(Arc<MappedFile>, usize)> {
+        let seg = self.segments.find(offset)?;
+        let pos = usize::try_from(offset - seg.start).ok()?;
+        seg.file.read(pos, len)?;
+        Some((seg.file, pos))
+    }
+
+    /// The segment holding `offset` and everything published after `offset` in it.
+    pub fn segment_at(&self, offset: u64) -> Option<Segment> {
+        self.segments.find(offset)
+    }
+
+    pub fn segments(&self) -> &SegmentList {
+        &self.segments
+    }
+
+    /// Makes every byte appended so far durable (one sync per segment touched). Returns the new
+    /// durable offset. A failed sync leaves the durable offset where it was.
+    pub fn flush(&self) -> Result<u64> {
+        let _guard = self.flush_lock.lock();
+        let mut durable = self.flushed_offset();
+        let target = self.max_offset();
+        if durable >= target {
+            return Ok(durable);
+        }
+        while durable < target {
+            let Some(seg) = self.segments.find(durable) else {
+                break;
+            };
+            let flushed =
+                seg.file
+                    .flush(FlushStrategy::Fdatasync)
+                    .map_err(|source| Error::FlushFailed {
+                        path: seg.file.path().to_path_buf(),
+                        source,
+                    })?;
+            let new = seg.start + flushed as u64;
+            if new <= durable {
+                break;
+            }
+            durable = new;
+            self.flushed_offset.fetch_max(durable, Ordering::AcqRel);
+        }
+        Ok(durable)
+    }
+
+    /// Stops the allocator and removes a prepared but unused segment.
+    pub fn shutdown(&self) -> Result<()> {
+        if let Some(a) = &self.allocator {
+            a.shutdown()?;
+        }
+        Ok(())
+    }
+}
+
+/// Creates segment `start` in `dir`: allocated (never sparse), optionally prefaulted, and its
+/// directory entry made durable before anything is written into it.
+fn create_segment(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    start: u64,
+    size: usize,
+    prefault: bool,
+) -> Result<MappedFile> {
+    let path = dir.join(file_name(start));
+    let file = MappedFile::create(vfs, &path, size).map_err(|e| Error::io(path.clone(), e))?;
+    if prefault {
+        // Best effort: only speed depends on it.
+        let _ = file.prefault();
+    }
+    vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    Ok(file)
+}
+
+/// Background creation of the next CommitLog segment (RocketMQ's AllocateMappedFileService).
+#[derive(Debug)]
+struct Allocator {
+    shared: Arc<AllocShared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Debug, Default)]
+struct AllocState {
+    /// Start offset the thread should prepare next.
+    wanted: Option<u64>,
+    /// Start offset being prepared right now.
+    busy: Option<u64>,
+    ready: Option<(u64, Result<MappedFile>)>,
+    shutdown: bool,
+}
+
+#[derive(Debug)]
+struct AllocShared {
+    vfs: Arc<dyn Vfs>,
+    dir: PathBuf,
+    size: usize,
+    state: Mutex<AllocState>,
+    cv: Condvar,
+}
+
+impl Allocator {
+    fn start(vfs: Arc<dyn Vfs>, dir: PathBuf, size: usize) -> Self {
+        let shared = Arc::new(AllocShared {
+            vfs,
+            dir,
+            size,
+            state: Mutex::new(AllocState::default()),
+            cv: Condvar::new(),
+        });
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("rocketstore-allocator".into())
+            .spawn(move || s.run())
+            .expect("spawn allocator thread");
+        Allocator {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        }
+    }
+
+    fn request(&self, start: u64) {
+        let mut st = self.shared.state.lock();
+        let already = st.busy == Some(start) || st.ready.as_ref().is_some_and(|(s, _)| *s == start);
+        if !already && !st.shutdown {
+            st.wanted = Some(start);
+            self.shared.cv.notify_all();
+        }
+    }
+
+    /// The prepared segment `start`, waiting for it if it is being prepared, creating it here if
+    /// nobody asked for it.
+    fn take(&self, start: u64) -> Result<MappedFile> {
+        let sh = &self.shared;
+        let mut st = sh.state.lock();
+        loop {
+            if st.ready.as_ref().is_some_and(|(s, _)| *s == start) {
+                let (_, file) = st.ready.take().expect("checked");
+                sh.cv.notify_all();
+                return file;
+            }
+            if st.busy == Some(start) || st.wanted == Some(start) {
+                sh.cv.wait(&mut st);
+                continue;
+            }
+            // A stale prepared segment (the log was truncated behind it) is removed first.
+            if let Some((_, Ok(stale))) = st.ready.take() {
+                let _ = stale.delete(&*sh.vfs);
+            }
+            drop(st);
+            return create_segment(&*sh.vfs, &sh.dir, start, sh.size, false);
+        }
+    }
+
+    fn shutdown(&self) -> Result<()> {
+        {
+            let mut st = self.shared.state.lock();
+            st.shutdown = true;
+            st.wanted = None;
+            self.shared.cv.notify_all();
+        }
+        if let Some(t) = self.thread.lock().take() {
+            let _ = t.join();
+        }
+        let mut st = self.shared.state.lock();
+        if let Some((_, Ok(unused))) = st.ready.take() {
+            unused
+                .delete(&*self.shared.vfs)
+                .map_err(|e| Error::io(unused.path(), e))?;
+            self.shared
+                .vfs
+                .sync_dir(&self.shared.dir)
+                .map_err(|e| Error::io(&self.shared.dir, e))?;
+        }
+        Ok(())
+    }
+}
+
+impl AllocShared {
+    fn run(&self) {
+        let mut st = self.state.lock();
+        loop {
+            if st.shutdown {
+                return;
+            }
+            let Some(start) = st.wanted.take() else {
+                self.cv.wait(&mut st);
+                continue;
+            };
+            // Segments are wanted strictly in order: a prepared one that was not taken
+            // belongs to a log that was truncated behind it.
+            if let Some((_, Ok(stale))) = st.ready.take() {
+                let _ = stale.delete(&*self.vfs);
+            }
+            st.busy = Some(start);
+            drop(st);
+            let result = create_segment(&*self.vfs, &self.dir, start, self.size, true);
+            st = self.state.lock();
+            st.busy = None;
+            st.ready = Some((start, result));
+            self.cv.notify_all();
+        }
+    }
+}
+
+impl Drop for Allocator {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}

@@ -1,0 +1,292 @@
+//! [`StoreConfig`]: every tunable of the store, with RocketMQ's defaults.
+//!
+//! Sizes default to what a RocketMQ broker uses, so a store root written here has the same file
+//! sizes as one written by the broker. Every field can be made tiny for tests.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::format::cq_unit::CQ_UNIT_SIZE;
+use crate::format::record::END_FILE_MIN_BLANK_LENGTH;
+
+/// When a `put` returns relative to its bytes reaching the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FlushMode {
+    /// RocketMQ's ASYNC_FLUSH: `put` returns once the record is in the page cache; a background
+    /// flusher syncs every [`StoreConfig::flush_interval`]. A power loss can lose the last
+    /// unsynced records (always a suffix of the log); a process crash loses nothing.
+    #[default]
+    Async,
+    /// RocketMQ's SYNC_FLUSH: `put` returns only after every CommitLog byte up to the end of its
+    /// record is durable. Concurrent puts share one sync (group commit).
+    Sync,
+}
+
+/// Configuration of a [`Store`](crate::Store). Validated by [`StoreConfig::validate`] at open.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// Size of one CommitLog segment file in bytes. Default 1 GiB (RocketMQ
+    /// `mappedFileSizeCommitLog`). Range: 4096 ..= 2^31 - 1 (record positions are i32 inside a
+    /// segment), and large enough for the biggest record plus the 8-byte end-of-file blank.
+    /// Must not change for an existing store (segments of another size are a layout error).
+    pub commitlog_segment_size: usize,
+    /// ConsumeQueue units (20 bytes each) per ConsumeQueue file. Default 300,000 (6,000,000-byte
+    /// files). Range: >= 1. Must not change for an existing store.
+    pub consume_queue_units_per_file: usize,
+    /// Hash slots per IndexFile. Default 5,000,000. Range: >= 1.
+    pub index_hash_slots: u32,
+    /// Entries per IndexFile (entry 0 is reserved, so a file holds one fewer). Default 20,000,000.
+    /// Range: >= 2.
+    pub index_max_entries: u32,
+    /// Build the IndexFile (key lookups). Default true (RocketMQ `messageIndexEnable`).
+    pub index_enabled: bool,
+    /// Largest accepted body in bytes (and largest batch body). Default 4 MiB (RocketMQ
+    /// `maxMessageSize`). A record may be up to this plus 64 KiB of topic and properties.
+    pub max_message_size: usize,
+    /// Queue ids must be in `0..max_queues_per_topic`. Default 1024.
+    pub max_queues_per_topic: u32,
+    /// Sync or async flush. Default [`FlushMode::Async`].
+    pub flush_mode: FlushMode,
+    /// Sync mode: how long a put waits for its group commit before returning
+    /// [`PutStatus::FlushDiskTimeout`](crate::PutStatus::FlushDiskTimeout). Default 5 s.
+    pub sync_flush_timeout: Duration,
+    /// Async mode: flusher period. Default 500 ms.
+    pub flush_interval: Duration,
+    /// Async mode: flush only when at least this many 4 KiB pages are dirty. Default 4.
+    pub flush_least_pages: usize,
+    /// Async mode: flush everything at least this often regardless of dirty pages. Default 10 s.
+    pub flush_thorough_interval: Duration,
+    /// Period of the ConsumeQueue/IndexFile flush and checkpoint write. Default 1 s.
+    pub consume_queue_flush_interval: Duration,
+    /// Write RocketMQ 5.2's whole-record CRC property (`__CRC32#`) into every record, so
+    /// corruption anywhere in a record is detected. Default true.
+    pub append_crc_property: bool,
+    /// Check body and record CRCs while recovering. Default true.
+    pub check_crc_on_recover: bool,
+    /// Prepare (create, allocate, prefault) the next CommitLog segment in a background thread so
+    /// a roll never waits for the disk. Default true.
+    pub preallocate_next_segment: bool,
+    /// The store host written into every record (RocketMQ writes the broker's address).
+    /// Default 127.0.0.1:10911.
+    pub store_host: SocketAddr,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            commitlog_segment_size: 1 << 30,
+            consume_queue_units_per_file: 300_000,
+            index_hash_slots: 5_000_000,
+            index_max_entries: 20_000_000,
+            index_enabled: true,
+            max_message_size: 4 * 1024 * 1024,
+            max_queues_per_topic: 1024,
+            flush_mode: FlushMode::Async,
+            sync_flush_timeout: Duration::from_secs(5),
+            flush_interval: Duration::from_millis(500),
+            flush_least_pages: 4,
+            flush_thorough_interval: Duration::from_secs(10),
+            consume_queue_flush_interval: Duration::from_secs(1),
+            append_crc_property: true,
+            check_crc_on_recover: true,
+            preallocate_next_segment: true,
+            store_host: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 10911)),
+        }
+    }
+}
+
+/// Topic and properties may add up to this much on top of the body (RocketMQ: record limit is
+/// `maxMessageSize + 64 KiB`).
+pub(crate) const RECORD_OVERHEAD_LIMIT: usize = 64 * 1024;
+
+impl StoreConfig {
+    /// A configuration with small files for tests and examples: 1 MiB CommitLog segments,
+    /// 1,000-unit ConsumeQueue files, a 1,000-slot / 4,000-entry IndexFile and 64 KiB messages.
+    pub fn small() -> Self {
+        StoreConfig {
+            commitlog_segment_size: 1 << 20,
+            consume_queue_units_per_file: 1_000,
+            index_hash_slots: 1_000,
+            index_max_entries: 4_000,
+            max_message_size: 64 * 1024,
+            ..StoreConfig::default()
+        }
+    }
+
+    /// Largest record the store accepts: body limit plus topic/properties allowance.
+    pub(crate) fn max_record_size(&self) -> usize {
+        self.max_message_size.saturating_add(RECORD_OVERHEAD_LIMIT)
+    }
+
+    /// Bytes of one ConsumeQueue file.
+    pub(crate) fn consume_queue_file_size(&self) -> usize {
+        self.consume_queue_units_per_file * CQ_UNIT_SIZE
+    }
+
+    /// Checks every field and the combinations; the error names the field.
+    pub fn validate(&self) -> Result<()> {
+        fn bad(field: &'static str, reason: String) -> Result<()> {
+            Err(Error::InvalidConfig { field, reason })
+        }
+        let seg = self.commitlog_segment_size;
+        if !(4096..=i32::MAX as usize).contains(&seg) {
+            return bad(
+                "commitlog_segment_size",
+                format!("{seg} not in 4096..={}", i32::MAX),
+            );
+        }
+        if self.max_message_size == 0 {
+            return bad("max_message_size", "must be > 0".into());
+        }
+        if self.max_message_size > i32::MAX as usize / 2 {
+            return bad(
+                "max_message_size",
+                format!("{} larger than {}", self.max_message_size, i32::MAX / 2),
+            );
+        }
+        // The largest record plus the end-of-file blank must fit in an empty segment, or a put
+        // could roll forever.
+        let need = self.max_record_size() + END_FILE_MIN_BLANK_LENGTH;
+        if need > seg {
+            return bad(
+                "commitlog_segment_size",
+                format!("{seg} cannot hold the largest record ({need} bytes with max_message_size {} + 64 KiB + 8)", self.max_message_size),
+            );
+        }
+        if self.consume_queue_units_per_file == 0 {
+            return bad("consume_queue_units_per_file", "must be >= 1".into());
+        }
+        if self.consume_queue_file_size() > i32::MAX as usize {
+            return bad(
+                "consume_queue_units_per_file",
+                "file would exceed 2 GiB".into(),
+            );
+        }
+        if self.index_hash_slots == 0 {
+            return bad("index_hash_slots", "must be >= 1".into());
+        }
+        if self.index_max_entries < 2 || self.index_max_entries > i32::MAX as u32 {
+            return bad(
+                "index_max_entries",
+                format!("{} not in 2..={}", self.index_max_entries, i32::MAX),
+            );
+        }
+        let index_size =
+            crate::format::index_layout::file_size(self.index_hash_slots, self.index_max_entries);
+        if index_size > i32::MAX as u64 {
+            return bad(
+                "index_max_entries",
+                format!("index file of {index_size} bytes exceeds 2 GiB"),
+            );
+        }
+        if self.max_queues_per_topic == 0 || self.max_queues_per_topic > i32::MAX as u32 {
+            return bad(
+                "max_queues_per_topic",
+                format!("{} not in 1..={}", self.max_queues_per_topic, i32::MAX),
+            );
+        }
+        if self.flush_interval.is_zero() {
+            return bad("flush_interval", "must be > 0".into());
+        }
+        if self.consume_queue_flush_interval.is_zero() {
+            return bad("consume_queue_flush_interval", "must be > 0".into());
+        }
+        if self.sync_flush_timeout.is_zero() {
+            return bad("sync_flush_timeout", "must be > 0".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_rocketmq_and_validate() {
+        let c = StoreConfig::default();
+        assert_eq!(c.commitlog_segment_size, 1_073_741_824);
+        assert_eq!(c.consume_queue_file_size(), 6_000_000);
+        assert_eq!(c.max_message_size, 4_194_304);
+        assert_eq!(c.index_hash_slots, 5_000_000);
+        assert_eq!(c.index_max_entries, 20_000_000);
+        c.validate().unwrap();
+        StoreConfig::small().validate().unwrap();
+    }
+
+    fn field_of(c: StoreConfig) -> &'static str {
+        match c.validate() {
+            Err(Error::InvalidConfig { field, .. }) => field,
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let s = StoreConfig::small;
+        assert_eq!(
+            field_of(StoreConfig {
+                commitlog_segment_size: 100,
+                ..s()
+            }),
+            "commitlog_segment_size"
+        );
+        assert_eq!(
+            field_of(StoreConfig {
+                max_message_size: 1 << 20,
+                ..s()
+            }),
+            "commitlog_segment_size"
+        );
+        assert_eq!(
+            field_of(StoreConfig {
+                max_message_size: 0,
+                ..s()
+            }),
+            "max_message_size"
+        );
+        assert_eq!(
+            field_of(StoreConfig {
+                consume_queue_units_per_file: 0,
+                ..s()
+            }),
+            "consume_queue_units_per_file"
+        );
+        assert_eq!(
+            field_of(StoreConfig {
+                index_hash_slots: 0,
+                ..s()
+            }),
+            "index_hash_slots"
+        );
+        assert_eq!(
+            field_of(StoreConfig {
+                index_max_entries: 1,
+                ..s()
+            }),
+            "index_max_entries"
+        );
+        assert_eq!(
+            field_of(StoreConfig {
+                max_queues_per_topic: 0,
+                ..s()
+            }),
+            "max_queues_per_topic"
+        );
+        assert_eq!(
+            field_of(StoreConfig {
+                flush_interval: Duration::ZERO,
+                ..s()
+            }),
+            "flush_interval"
+        );
+        assert_eq!(
+            field_of(StoreConfig {
+                sync_flush_timeout: Duration::ZERO,
+                ..s()
+            }),
+            "sync_flush_timeout"
+        );
+    }
+}

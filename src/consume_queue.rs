@@ -1,0 +1,361 @@
+//! ConsumeQueue: per (topic, queue), fixed 20-byte units pointing into the CommitLog, so
+//! message `n` of a queue is one seek (spec §3).
+//!
+//! Derived data: everything here can be rebuilt from the CommitLog. Units are appended only by
+//! the dispatcher, which runs under the store's append lock (puts) or alone (recovery), so there
+//! is one writer; readers see a unit once `max_offset` (Release) covers it.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::format::cq_unit::{CqUnit, CQ_UNIT_SIZE};
+use crate::segments::{self, file_name, Segment, SegmentList};
+use crate::storage::{FlushStrategy, MappedFile, MappedWriter, Vfs};
+
+/// One queue's ConsumeQueue.
+#[derive(Debug)]
+pub(crate) struct ConsumeQueue {
+    topic: String,
+    queue_id: i32,
+    files: SegmentList,
+    /// First readable logical offset.
+    min_offset: AtomicU64,
+    /// One past the last unit (logical), published after the unit's bytes.
+    max_offset: AtomicU64,
+    /// End (`offset + size`) of the record the last unit points at; 0 when empty.
+    max_physical_end: AtomicU64,
+    writer: Mutex<Option<MappedWriter>>,
+}
+
+/// A run of consecutive units borrowed from one file.
+pub(crate) struct UnitRun {
+    pub file: Arc<MappedFile>,
+    /// Byte position of the first unit in `file`.
+    pub pos: usize,
+    /// Number of units.
+    pub count: usize,
+}
+
+impl UnitRun {
+    pub fn unit(&self, i: usize) -> Option<CqUnit> {
+        CqUnit::decode(self.file.read(self.pos + i * CQ_UNIT_SIZE, CQ_UNIT_SIZE)?)
+    }
+}
+
+/// `consumequeue/<topic>/<queueId>`.
+pub(crate) fn queue_dir(root: &Path, topic: &str, queue_id: i32) -> PathBuf {
+    root.join("consumequeue")
+        .join(topic)
+        .join(queue_id.to_string())
+}
+
+impl ConsumeQueue {
+    /// A queue with no files yet (created on first append).
+    pub fn new_empty(root: &Path, topic: &str, queue_id: i32, file_size: usize) -> Self {
+        ConsumeQueue {
+            topic: topic.to_owned(),
+            queue_id,
+            files: SegmentList::new(queue_dir(root, topic, queue_id), file_size, Vec::new()),
+            min_offset: AtomicU64::new(0),
+            max_offset: AtomicU64::new(0),
+            max_physical_end: AtomicU64::new(0),
+            writer: Mutex::new(None),
+        }
+    }
+
+    /// Loads an existing queue directory: maps its files, finds the end of the written units
+    /// (the first invalid unit of the last file), zeroes anything after it and computes min/max.
+    /// Any layout problem is an error: the caller drops the queue and rebuilds it.
+    pub fn load(
+        vfs: &dyn Vfs,
+        root: &Path,
+        topic: &str,
+        queue_id: i32,
+        file_size: usize,
+    ) -> Result<Self> {
+        let dir = queue_dir(root, topic, queue_id);
+        let mut loaded = segments::load_dir(vfs, &dir, file_size, true)?;
+        let q = ConsumeQueue::new_empty(root, topic, queue_id, file_size);
+        let Some((last_start, last)) = loaded.last_mut() else {
+            return Ok(q);
+        };
+        let units = file_size / CQ_UNIT_SIZE;
+        let data = last.readable();
+        let valid = (0..units)
+            .take_while(|&i| {
+                CqUnit::decode(&data[i * CQ_UNIT_SIZE..]).is_some_and(|u| u.is_valid())
+            })
+            .count();
+        let end_pos = valid * CQ_UNIT_SIZE;
+        let last_start = *last_start;
+        if end_pos < file_size {
+            last.truncate(end_pos)
+                .map_err(|e| Error::io(last.path(), e))?;
+        }
+        let max = (last_start + end_pos as u64) / CQ_UNIT_SIZE as u64;
+        let mut segs = Vec::with_capacity(loaded.len());
+        for (start, f) in loaded {
+            segs.push(Segment {
+                start,
+                file: Arc::new(f),
+            });
+        }
+        let first_start = segs[0].start;
+        for s in segs {
+            q.files.push(s);
+        }
+        q.max_offset.store(max, Ordering::Release);
+        // Min: the first unit that is a real one (RocketMQ pre-fills a queue that starts late).
+        let mut min = first_start / CQ_UNIT_SIZE as u64;
+        while min < max && q.unit(min).is_some_and(|u| u.is_pre_blank()) {
+            min += 1;
+        }
+        q.min_offset.store(min, Ordering::Release);
+        if max > min {
+            let u = q.unit(max - 1).expect("unit below max is readable");
+            q.max_physical_end
+                .store(u.commitlog_offset as u64 + u.size as u64, Ordering::Release);
+        }
+        Ok(q)
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    pub fn queue_id(&self) -> i32 {
+        self.queue_id
+    }
+
+    pub fn min_offset(&self) -> u64 {
+        self.min_offset.load(Ordering::Acquire)
+    }
+
+    pub fn max_offset(&self) -> u64 {
+        self.max_offset.load(Ordering::Acquire)
+    }
+
+    pub fn max_physical_end(&self) -> u64 {
+        self.max_physical_end.load(Ordering::Acquire)
+    }
+
+    /// Moves the min offset (retention, or correction after recovery).
+    pub fn set_min_offset(&self, min: u64) {
+        self.min_offset
+            .store(min.min(self.max_offset()), Ordering::Release);
+    }
+
+    /// Unit `n`, if published.
+    pub fn unit(&self, n: u64) -> Option<CqUnit> {
+        let byte = n.checked_mul(CQ_UNIT_SIZE as u64)?;
+        let seg = self.files.find(byte)?;
+        let pos = usize::try_from(byte - seg.start).ok()?;
+        CqUnit::decode(seg.file.read(pos, CQ_UNIT_SIZE)?)
+    }
+
+    /// The published units from `n` to the end of the file holding `n` (at most `max`).
+    pub fn units_from(&self, n: u64, max: usize) -> Option<UnitRun> {
+        let byte = n.checked_mul(CQ_UNIT_SIZE as u64)?;
+        let seg = self.files.find(byte)?;
+        let pos = usize::try_from(byte - seg.start).ok()?;
+        let published = seg.file.write_position();
+        if pos >= published {
+            return None;
+        }
+        let count = ((published - pos) / CQ_UNIT_SIZE).min(max);
+        Some(UnitRun {
+            file: seg.file,
+            pos,
+            count,
+        })
+    }
+
+    /// Appends unit `queue_offset`. A unit below the current max is a re-dispatch of an existing
+    /// one and is skipped; a gap is refused (a queue never has holes), except for the very first
+    /// unit of an empty queue, which may start anywhere (the files before it are pre-filled the
+    /// way RocketMQ does it).
+    pub fn append(&self, vfs: &dyn Vfs, queue_offset: u64, unit: CqUnit) -> Result<()> {
+        let max = self.max_offset();
+        if queue_offset < max {
+            // Re-dispatch of a record this queue already has: it must be the same record.
+            return match self.unit(queue_offset) {
+                Some(u) if u.commitlog_offset == unit.commitlog_offset && u.size == unit.size => Ok(()),
+                Some(u) if queue_offset < self.min_offset() || u.is_pre_blank() => Ok(()),
+                other => Err(Error::Corruption {
+                    path: self.files.dir().to_path_buf(),
+                    offset: queue_offset,
+                    reason: format!(
+                        "queue {}:{} offset {queue_offset} already points at {:?}, record at commitlog offset {} claims it",
+                        self.topic, self.queue_id, other, unit.commitlog_offset
+                    ),
+                }),
+            };
+        }
+        let mut writer = self.writer.lock();
+        if queue_offset > max {
+            if max != 0 || self.files.len() != 0 {
+                return Err(Error::Corruption {
+                    path: self.files.dir().to_path_buf(),
+                    offset: queue_offset,
+                    reason: format!(
+                        "queue {}:{} would get a gap: next offset is {max}, record carries {queue_offset}",
+                        self.topic, self.queue_id
+                    ),
+                });
+            }
+            self.min_offset.store(queue_offset, Ordering::Release);
+        }
+        let byte = queue_offset * CQ_UNIT_SIZE as u64;
+        let file_size = self.files.segment_size() as u64;
+        let need_new = match writer.as_ref() {
+            Some(w) => w.remaining() < CQ_UNIT_SIZE,
+            None => true,
+        };
+        if need_new {
+            *writer = None;
+            let w = match self.files.last() {
+                Some(last) if last.file.write_position() < last.file.size() => {
+                    last.file.writer().ok_or_else(|| Error::Io {
+                        path: last.file.path().to_path_buf(),
+                        source: std::io::Error::other("consume queue file already has a writer"),
+                    })?
+                }
+                _ => self.create_file(vfs, byte - byte % file_size)?,
+            };
+            *writer = Some(w);
+        }
+        let w = writer.as_mut().expect("writer set above");
+        let seg_start = byte - byte % file_size;
+        let want_pos = (byte - seg_start) as usize;
+        if w.position() < want_pos {
+            // First unit of a queue that starts late: pre-fill like RocketMQ.
+            let blank = CqUnit::PRE_BLANK.encode();
+            while w.position() < want_pos {
+                w.append(&blank);
+            }
+        }
+        debug_assert_eq!(w.position(), want_pos);
+        if !w.append(&unit.encode()) {
+            return Err(Error::Corruption {
+                path: w.file().path().to_path_buf(),
+                offset: byte,
+                reason: "consume queue unit does not fit its file".into(),
+            });
+        }
+        self.max_physical_end.store(
+            unit.commitlog_offset as u64 + unit.size as u64,
+            Ordering::Release,
+        );
+        self.max_offset.store(queue_offset + 1, Ordering::Release);
+        Ok(())
+    }
+
+    fn create_file(&self, vfs: &dyn Vfs, start: u64) -> Result<MappedWriter> {
+        let dir = self.files.dir();
+        let first_in_dir = self.files.len() == 0;
+        if first_in_dir {
+            vfs.create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let path = dir.join(file_name(start));
+        let file = Arc::new(
+            MappedFile::create(vfs, &path, self.files.segment_size())
+                .map_err(|e| Error::io(path.clone(), e))?,
+        );
+        vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+        if first_in_dir {
+            // Make the topic and queue directories themselves durable.
+            for d in [dir.parent(), dir.parent().and_then(Path::parent)]
+                .into_iter()
+                .flatten()
+            {
+                vfs.sync_dir(d).map_err(|e| Error::io(d, e))?;
+            }
+        }
+        let w = file.writer().expect("fresh file has no writer");
+        self.files.push(Segment { start, file });
+        Ok(w)
+    }
+
+    /// Drops units pointing at or beyond `commitlog_end` (recovery cut the CommitLog there).
+    /// Works from the end; files left empty are deleted.
+    pub fn truncate_beyond(&mut self, vfs: &dyn Vfs, commitlog_end: u64) -> Result<()> {
+        let mut max = self.max_offset();
+        let min = self.min_offset();
+        while max > min {
+            match self.unit(max - 1) {
+                Some(u)
+                    if (u.commitlog_offset as u64).saturating_add(u.size as u64)
+                        <= commitlog_end =>
+                {
+                    break
+                }
+                _ => max -= 1,
+            }
+        }
+        if max == self.max_offset() {
+            return Ok(());
+        }
+        *self.writer.get_mut() = None;
+        let byte = max * CQ_UNIT_SIZE as u64;
+        let mut segs = self.files.take_all();
+        while let Some(last) = segs.last() {
+            if last.start < byte || (last.start == byte && segs.len() == 1) {
+                break;
+            }
+            let last = segs.pop().expect("non-empty");
+            last.file
+                .delete(vfs)
+                .map_err(|e| Error::io(last.file.path(), e))?;
+        }
+        if let Some(last) = segs.pop() {
+            let pos = (byte - last.start) as usize;
+            let mut file = Arc::try_unwrap(last.file).map_err(|f| Error::Io {
+                path: f.path().to_path_buf(),
+                source: std::io::Error::other(
+                    "consume queue file still referenced during recovery",
+                ),
+            })?;
+            file.truncate(pos).map_err(|e| Error::io(file.path(), e))?;
+            segs.push(Segment {
+                start: last.start,
+                file: Arc::new(file),
+            });
+        }
+        vfs.sync_dir(self.files.dir())
+            .map_err(|e| Error::io(self.files.dir(), e))?;
+        for s in segs {
+            self.files.push(s);
+        }
+        self.max_offset.store(max, Ordering::Release);
+        self.max_physical_end.store(
+            match max.checked_sub(1).and_then(|n| self.unit(n)) {
+                Some(u) if max > min => u.commitlog_offset as u64 + u.size as u64,
+                _ => 0,
+            },
+            Ordering::Release,
+        );
+        Ok(())
+    }
+
+    /// Syncs every file with unflushed units.
+    pub fn flush(&self) -> Result<()> {
+        for s in self.files.snapshot() {
+            if s.file.flushed_position() == s.file.write_position() {
+                continue;
+            }
+            s.file
+                .flush(FlushStrategy::Msync)
+                .map_err(|e| Error::io(s.file.path(), e))?;
+        }
+        Ok(())
+    }
+
+    /// Number of files (for stats and tests).
+    pub fn file_count(&self) -> usize {
+        self.files.len()
+    }
+}

@@ -1,0 +1,185 @@
+//! The crate's error type.
+//!
+//! Every variant carries the facts a reader needs to act: the file, the offset, what was expected
+//! and what was found. Bad input is rejected before anything is written, so an `Err` from a write
+//! call means the store did not change (except [`Error::FlushFailed`], see there).
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::format::FormatError;
+
+/// The result type of every fallible call in this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in a [`Store`](crate::Store).
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An operating-system call failed on `path`.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory the call was about.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// Another process (or another `Store` in this process) holds the root's `lock` file.
+    #[error("store root {path} is locked by another process (lock file {path}/lock)")]
+    Locked {
+        /// The store root.
+        path: PathBuf,
+    },
+
+    /// A [`StoreConfig`](crate::StoreConfig) field is out of range or contradicts another.
+    #[error("invalid configuration: {field}: {reason}")]
+    InvalidConfig {
+        /// The offending field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The topic name is empty, too long or uses characters outside `[%|a-zA-Z0-9_-]`.
+    #[error("illegal topic {topic:?}: {reason}")]
+    InvalidTopic {
+        /// The rejected topic.
+        topic: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+
+    /// The queue id is negative or not below `StoreConfig::max_queues_per_topic`.
+    #[error("queue id {queue_id} out of range 0..{limit}")]
+    QueueIdOutOfRange {
+        /// The rejected queue id.
+        queue_id: i32,
+        /// The exclusive upper bound.
+        limit: u32,
+    },
+
+    /// The body (or a whole batch) is larger than `StoreConfig::max_message_size`.
+    #[error("message of {len} bytes exceeds max_message_size {limit}")]
+    MessageTooLarge {
+        /// Size of the rejected body or batch.
+        len: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+
+    /// The encoded properties are longer than RocketMQ's i16 length field allows (32767 bytes).
+    #[error("properties of {len} bytes exceed the limit of {limit} bytes")]
+    PropertiesTooLarge {
+        /// Encoded property length.
+        len: usize,
+        /// The limit (32767).
+        limit: usize,
+    },
+
+    /// A property name or value cannot be encoded (empty name, or a 0x01/0x02 separator byte inside).
+    #[error("invalid property {name:?}: {reason}")]
+    InvalidProperty {
+        /// The property name.
+        name: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+
+    /// An argument is outside its domain (empty batch, batch mixing queues, ...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// The store was closed; no further calls are accepted.
+    #[error("store is closed")]
+    Closed,
+
+    /// Writes are refused until the store is reopened or the condition clears.
+    #[error("store is read-only: {reason}")]
+    ReadOnly {
+        /// Why (a failed sync, a full disk, ...).
+        reason: String,
+    },
+
+    /// A sync of the CommitLog failed. The records it covered are not known to be durable; the
+    /// store turned read-only and must be reopened (recovery then decides what survived).
+    #[error("flush of {path} failed: {source}")]
+    FlushFailed {
+        /// The segment whose sync failed.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A record failed validation where a valid one must be.
+    #[error("corrupt record in {path} at offset {offset}: {source}")]
+    CorruptRecord {
+        /// The file holding the record.
+        path: PathBuf,
+        /// Absolute offset of the record (CommitLog offset for CommitLog files).
+        offset: u64,
+        /// What the decoder found.
+        #[source]
+        source: FormatError,
+    },
+
+    /// On-disk state contradicts itself (e.g. acknowledged data missing or a record at the wrong
+    /// offset).
+    #[error("corruption in {path} at offset {offset}: {reason}")]
+    Corruption {
+        /// The file concerned.
+        path: PathBuf,
+        /// Offset (absolute CommitLog offset or byte offset in the file, as the reason says).
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A file in the store root does not fit the layout (wrong length, bad name, a gap between
+    /// segments, a symlink or a directory where a segment should be).
+    #[error("bad store layout at {path}: {reason}")]
+    Layout {
+        /// The offending file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// No record starts at this CommitLog offset (outside `[min, max)` or not a record boundary).
+    #[error("no record at commitlog offset {offset} (readable range {min}..{max})")]
+    NoRecordAt {
+        /// The requested offset.
+        offset: u64,
+        /// Smallest readable CommitLog offset.
+        min: u64,
+        /// CommitLog end.
+        max: u64,
+    },
+
+    /// The disk is (nearly) full; puts are refused until space returns.
+    #[error("disk full at {path}: {reason}")]
+    DiskFull {
+        /// The file or directory where space ran out.
+        path: PathBuf,
+        /// Usage figures or the failing call.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns; ENOSPC becomes [`Error::DiskFull`].
+    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Error {
+        let path = path.into();
+        if source.raw_os_error() == Some(libc::ENOSPC)
+            || source.kind() == io::ErrorKind::StorageFull
+        {
+            return Error::DiskFull {
+                path,
+                reason: source.to_string(),
+            };
+        }
+        Error::Io { path, source }
+    }
+}

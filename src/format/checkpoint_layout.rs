@@ -1,0 +1,170 @@
+//! The `checkpoint` file (spec §5.1) plus rocketstore's trailer.
+//!
+//! Bytes 0..40 are RocketMQ's: `physicMsgTimestamp`, `logicsMsgTimestamp`, `indexMsgTimestamp`,
+//! `masterFlushedOffset`, `confirmPhyOffset` (i64 each). RocketMQ leaves the rest of the 4 KiB
+//! zero; we put a trailer at [`TRAILER_POS`]: magic `RSTORECK`, version, the durable CommitLog
+//! offset, the CommitLog offset below which ConsumeQueue and IndexFile are durable, and a CRC32
+//! over every byte before it. A checkpoint whose trailer fails the check is ignored, never trusted.
+
+use byteorder::{BigEndian, ByteOrder};
+
+/// Size of the checkpoint file (RocketMQ maps 4 KiB).
+pub const CHECKPOINT_SIZE: usize = 4096;
+/// Where our trailer starts.
+pub const TRAILER_POS: usize = 4032;
+/// Trailer magic, ASCII `RSTORECK`.
+pub const TRAILER_MAGIC: u64 = u64::from_be_bytes(*b"RSTORECK");
+/// Trailer version written by this crate.
+pub const TRAILER_VERSION: u32 = 1;
+const POS_CRC: usize = TRAILER_POS + 32;
+
+/// Decoded checkpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// RocketMQ `physicMsgTimestamp`: store time of the last flushed CommitLog record.
+    pub physic_msg_timestamp: i64,
+    /// RocketMQ `logicsMsgTimestamp`: store time of the last flushed ConsumeQueue unit.
+    pub logics_msg_timestamp: i64,
+    /// RocketMQ `indexMsgTimestamp`: end time of the last flushed full IndexFile.
+    pub index_msg_timestamp: i64,
+    /// RocketMQ 5.x `masterFlushedOffset` (kept as read).
+    pub master_flushed_offset: i64,
+    /// RocketMQ 5.x `confirmPhyOffset` (kept as read).
+    pub confirm_phy_offset: i64,
+    /// Our trailer, if present and intact.
+    pub trailer: Option<Trailer>,
+}
+
+/// rocketstore's own part of the checkpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Trailer {
+    /// Every CommitLog byte below this offset was synced before the checkpoint was written.
+    pub durable_commitlog_offset: u64,
+    /// Every record below this CommitLog offset has its ConsumeQueue unit and index entries
+    /// synced.
+    pub derived_durable_offset: u64,
+}
+
+impl Checkpoint {
+    /// Encodes the 4 KiB file image.
+    pub fn encode(&self) -> [u8; CHECKPOINT_SIZE] {
+        let mut b = [0u8; CHECKPOINT_SIZE];
+        BigEndian::write_i64(&mut b[0..8], self.physic_msg_timestamp);
+        BigEndian::write_i64(&mut b[8..16], self.logics_msg_timestamp);
+        BigEndian::write_i64(&mut b[16..24], self.index_msg_timestamp);
+        BigEndian::write_i64(&mut b[24..32], self.master_flushed_offset);
+        BigEndian::write_i64(&mut b[32..40], self.confirm_phy_offset);
+        if let Some(t) = self.trailer {
+            let p = TRAILER_POS;
+            BigEndian::write_u64(&mut b[p..p + 8], TRAILER_MAGIC);
+            BigEndian::write_u32(&mut b[p + 8..p + 12], TRAILER_VERSION);
+            BigEndian::write_u64(&mut b[p + 16..p + 24], t.durable_commitlog_offset);
+            BigEndian::write_u64(&mut b[p + 24..p + 32], t.derived_durable_offset);
+            let crc = crc32fast::hash(&b[..POS_CRC]);
+            BigEndian::write_u32(&mut b[POS_CRC..POS_CRC + 4], crc);
+        }
+        b
+    }
+
+    /// Decodes a checkpoint image. RocketMQ's fields are read from whatever bytes exist (a short
+    /// file reads as zeros past its end); the trailer is `Some` only if magic, version and CRC
+    /// all check out and the file is complete.
+    pub fn decode(b: &[u8]) -> Checkpoint {
+        let field = |pos: usize| b.get(pos..pos + 8).map_or(0, BigEndian::read_i64);
+        Checkpoint {
+            physic_msg_timestamp: field(0),
+            logics_msg_timestamp: field(8),
+            index_msg_timestamp: field(16),
+            master_flushed_offset: field(24),
+            confirm_phy_offset: field(32),
+            trailer: decode_trailer(b),
+        }
+    }
+
+    /// RocketMQ's `getMinTimestamp`: `min(physic, logics) - 3000`, floored at 0.
+    pub fn min_timestamp(&self) -> i64 {
+        (self.physic_msg_timestamp.min(self.logics_msg_timestamp) - 3000).max(0)
+    }
+}
+
+fn decode_trailer(b: &[u8]) -> Option<Trailer> {
+    if b.len() != CHECKPOINT_SIZE {
+        return None;
+    }
+    let p = TRAILER_POS;
+    if BigEndian::read_u64(&b[p..p + 8]) != TRAILER_MAGIC
+        || BigEndian::read_u32(&b[p + 8..p + 12]) != TRAILER_VERSION
+    {
+        return None;
+    }
+    if crc32fast::hash(&b[..POS_CRC]) != BigEndian::read_u32(&b[POS_CRC..POS_CRC + 4]) {
+        return None;
+    }
+    let durable = BigEndian::read_u64(&b[p + 16..p + 24]);
+    let derived = BigEndian::read_u64(&b[p + 24..p + 32]);
+    Some(Trailer {
+        durable_commitlog_offset: durable,
+        derived_durable_offset: derived,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Checkpoint {
+        Checkpoint {
+            physic_msg_timestamp: 0xAABB,
+            logics_msg_timestamp: 0xCCDD,
+            index_msg_timestamp: 7,
+            master_flushed_offset: 0,
+            confirm_phy_offset: 0,
+            trailer: Some(Trailer {
+                durable_commitlog_offset: 4096,
+                derived_durable_offset: 2048,
+            }),
+        }
+    }
+
+    #[test]
+    fn golden_layout_and_round_trip() {
+        let c = sample();
+        let b = c.encode();
+        assert_eq!(&b[0..8], &[0, 0, 0, 0, 0, 0, 0xAA, 0xBB]);
+        assert_eq!(&b[8..16], &[0, 0, 0, 0, 0, 0, 0xCC, 0xDD]);
+        assert_eq!(&b[TRAILER_POS..TRAILER_POS + 8], b"RSTORECK");
+        assert!(
+            b[40..TRAILER_POS].iter().all(|&x| x == 0),
+            "RocketMQ's unused area stays zero"
+        );
+        assert_eq!(Checkpoint::decode(&b), c);
+        assert_eq!(c.min_timestamp(), 0xAABB - 3000);
+    }
+
+    #[test]
+    fn any_flipped_byte_before_crc_voids_trailer() {
+        let b = sample().encode();
+        for pos in (0..POS_CRC + 4)
+            .step_by(7)
+            .chain([TRAILER_POS, POS_CRC, POS_CRC + 3])
+        {
+            let mut m = b;
+            m[pos] ^= 0x10;
+            assert_eq!(Checkpoint::decode(&m).trailer, None, "flip at {pos}");
+        }
+    }
+
+    #[test]
+    fn short_or_foreign_files_have_no_trailer() {
+        let b = sample().encode();
+        assert_eq!(Checkpoint::decode(&b[..100]).trailer, None);
+        assert_eq!(Checkpoint::decode(&b[..100]).physic_msg_timestamp, 0xAABB);
+        assert_eq!(Checkpoint::decode(&[]).physic_msg_timestamp, 0);
+        let rocketmq_written = Checkpoint {
+            trailer: None,
+            ..sample()
+        }
+        .encode();
+        assert_eq!(Checkpoint::decode(&rocketmq_written).trailer, None);
+    }
+}

@@ -1,0 +1,13 @@
+//! The on-disk byte layouts, as pure functions over `&[u8]`: no I/O, no panics on any input.
+//!
+//! All integers are big-endian, as RocketMQ writes them (Java `ByteBuffer` order).
+
+pub mod checkpoint_layout;
+pub mod cq_unit;
+pub mod index_layout;
+pub mod java_hash;
+pub mod properties;
+pub mod record;
+
+// FormatError is defined in record.rs by the format work and re-exported here.
+pub use record::FormatError;

@@ -1,0 +1,54 @@
+//! rocketstore: the storage engine of Apache RocketMQ as an embeddable, synchronous crate.
+//!
+//! A [`Store`] keeps messages durably in a store root that is byte-compatible with RocketMQ's:
+//! an append-only CommitLog of fixed-size mapped segments (the only source of truth), a
+//! ConsumeQueue of 20-byte units per (topic, queue) so message `n` of a queue is one seek, and an
+//! IndexFile hash index from message key to messages. Puts return after the record is in the
+//! page cache ([`FlushMode::Async`]) or on disk ([`FlushMode::Sync`], group commit). Opening a
+//! root recovers it: the CommitLog tail is validated record by record, a torn tail is cut and
+//! zeroed, and ConsumeQueue and IndexFile are brought in line with the CommitLog.
+//!
+//! ```
+//! use rocketstore::{Message, Store, StoreConfig};
+//! # fn main() -> rocketstore::Result<()> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(dir.path(), StoreConfig::small())?;
+//! store.put(&Message::new("orders", 0, b"hello").with_keys(["ORDER-1"]))?;
+//! let got = store.get("orders", 0, 0, 32)?;
+//! assert_eq!(got.messages().next().unwrap().body(), b"hello");
+//! store.close()?;
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod checkpoint;
+mod commitlog;
+mod config;
+mod consume_queue;
+mod dispatch;
+mod error;
+/// Byte layouts as pure functions (exposed for fuzzers and benches with the `internals` feature).
+#[cfg(feature = "internals")]
+pub mod format;
+#[cfg(not(feature = "internals"))]
+#[allow(dead_code)]
+mod format;
+mod index;
+mod message;
+mod recovery;
+mod results;
+mod segments;
+mod storage;
+mod store;
+
+pub use config::{FlushMode, StoreConfig};
+pub use error::{Error, Result};
+pub use format::FormatError;
+pub use message::{Message, MessageView};
+pub use recovery::RecoveryReport;
+pub use results::{
+    GetOptions, GetResult, GetStatus, PutResult, PutStatus, StoredMessage, TagFilter, TimeBoundary,
+};
+pub use store::{Store, MAX_QUERY_RESULTS, MAX_TOPIC_LEN};

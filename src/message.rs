@@ -1,0 +1,307 @@
+//! What goes in ([`Message`]) and what comes out ([`MessageView`]) of the store.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::net::SocketAddr;
+
+use crate::format::properties;
+use crate::format::record::RecordView;
+
+/// A message to append. Borrows its topic, body and properties where it can, so building one
+/// and putting it allocates nothing inside the store.
+///
+/// ```
+/// use rocketstore::Message;
+/// let m = Message::new("orders", 3, b"body")
+///     .with_tags("TagA")
+///     .with_keys(["ORDER-100"])
+///     .with_property("source", "web");
+/// assert_eq!(m.topic(), "orders");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message<'a> {
+    pub(crate) topic: Cow<'a, str>,
+    pub(crate) queue_id: i32,
+    pub(crate) body: Cow<'a, [u8]>,
+    pub(crate) tags: Option<Cow<'a, str>>,
+    pub(crate) keys: Vec<Cow<'a, str>>,
+    pub(crate) properties: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    pub(crate) flag: i32,
+    pub(crate) born_timestamp: Option<i64>,
+    pub(crate) born_host: Option<SocketAddr>,
+    pub(crate) reconsume_times: i32,
+}
+
+impl<'a> Message<'a> {
+    /// A message for queue `queue_id` of `topic` carrying `body`.
+    pub fn new<B: AsRef<[u8]> + ?Sized>(
+        topic: impl Into<Cow<'a, str>>,
+        queue_id: i32,
+        body: &'a B,
+    ) -> Self {
+        Self::with_body(topic, queue_id, Cow::Borrowed(body.as_ref()))
+    }
+
+    /// Like [`Message::new`] but taking an owned body.
+    pub fn from_vec(topic: impl Into<Cow<'a, str>>, queue_id: i32, body: Vec<u8>) -> Self {
+        Self::with_body(topic, queue_id, Cow::Owned(body))
+    }
+
+    fn with_body(topic: impl Into<Cow<'a, str>>, queue_id: i32, body: Cow<'a, [u8]>) -> Self {
+        Message {
+            topic: topic.into(),
+            queue_id,
+            body,
+            tags: None,
+            keys: Vec::new(),
+            properties: Vec::new(),
+            flag: 0,
+            born_timestamp: None,
+            born_host: None,
+            reconsume_times: 0,
+        }
+    }
+
+    /// Sets the tag (RocketMQ `TAGS`); consumers filter on it through the ConsumeQueue.
+    pub fn with_tags(mut self, tags: impl Into<Cow<'a, str>>) -> Self {
+        self.tags = Some(tags.into());
+        self
+    }
+
+    /// Sets the business keys (RocketMQ `KEYS`, space separated on disk); each is indexed so
+    /// [`Store::query_by_key`](crate::Store::query_by_key) finds the message. Keys must be
+    /// non-empty and contain no space.
+    pub fn with_keys<I, K>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = K>,
+        K: Into<Cow<'a, str>>,
+    {
+        self.keys = keys.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Adds a user property. `TAGS`, `KEYS` and `__CRC32#` are reserved (use the dedicated
+    /// setters); names and values must be non-empty and free of the bytes 0x01 and 0x02.
+    /// `UNIQ_KEY` is indexed like a key.
+    pub fn with_property(
+        mut self,
+        name: impl Into<Cow<'a, str>>,
+        value: impl Into<Cow<'a, str>>,
+    ) -> Self {
+        self.properties.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the opaque user flag (RocketMQ `Message.flag`).
+    pub fn with_flag(mut self, flag: i32) -> Self {
+        self.flag = flag;
+        self
+    }
+
+    /// Sets the producer-side creation time (epoch ms). Default: the store time.
+    pub fn with_born_timestamp(mut self, ms: i64) -> Self {
+        self.born_timestamp = Some(ms);
+        self
+    }
+
+    /// Sets the producer address. Default: the store host.
+    pub fn with_born_host(mut self, host: SocketAddr) -> Self {
+        self.born_host = Some(host);
+        self
+    }
+
+    /// Sets the redelivery count.
+    pub fn with_reconsume_times(mut self, n: i32) -> Self {
+        self.reconsume_times = n;
+        self
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The queue id.
+    pub fn queue_id(&self) -> i32 {
+        self.queue_id
+    }
+
+    /// The body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Appends the encoded property text (TAGS, KEYS, then user properties) to `buf`.
+    pub(crate) fn encode_properties(&self, buf: &mut Vec<u8>) {
+        if let Some(t) = self.tags.as_deref().filter(|t| !t.is_empty()) {
+            properties::append_property(buf, properties::TAGS, t);
+        }
+        if !self.keys.is_empty() {
+            buf.extend_from_slice(properties::KEYS.as_bytes());
+            buf.push(properties::NAME_VALUE_SEPARATOR);
+            for (i, k) in self.keys.iter().enumerate() {
+                if i > 0 {
+                    buf.push(b' ');
+                }
+                buf.extend_from_slice(k.as_bytes());
+            }
+            buf.push(properties::PROPERTY_SEPARATOR);
+        }
+        for (n, v) in &self.properties {
+            properties::append_property(buf, n, v);
+        }
+    }
+}
+
+/// A stored message, borrowed from the store's mapped files (nothing is copied).
+///
+/// Obtained from [`GetResult::messages`](crate::GetResult::messages),
+/// [`StoredMessage::view`](crate::StoredMessage::view) and query results.
+#[derive(Clone, Copy)]
+pub struct MessageView<'a> {
+    record: RecordView<'a>,
+}
+
+impl<'a> MessageView<'a> {
+    pub(crate) fn new(record: RecordView<'a>) -> Self {
+        MessageView { record }
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &'a str {
+        self.record.topic()
+    }
+    /// The queue id.
+    pub fn queue_id(&self) -> i32 {
+        self.record.queue_id()
+    }
+    /// Position in its queue (the ConsumeQueue index).
+    pub fn queue_offset(&self) -> u64 {
+        self.record.queue_offset() as u64
+    }
+    /// Absolute CommitLog offset of the record.
+    pub fn commitlog_offset(&self) -> u64 {
+        self.record.physical_offset() as u64
+    }
+    /// Size of the whole stored record in bytes.
+    pub fn stored_size(&self) -> usize {
+        self.record.total_size()
+    }
+    /// The body, borrowed from the mapped segment.
+    pub fn body(&self) -> &'a [u8] {
+        self.record.body()
+    }
+    /// The body CRC stored in the record (Java's masked CRC32).
+    pub fn body_crc(&self) -> u32 {
+        self.record.body_crc()
+    }
+    /// The tag, if any.
+    pub fn tags(&self) -> Option<&'a str> {
+        self.record.tags()
+    }
+    /// The business keys.
+    pub fn keys(&self) -> impl Iterator<Item = &'a str> + 'a {
+        self.record.keys()
+    }
+    /// The value of property `name`.
+    pub fn property(&self, name: &str) -> Option<&'a str> {
+        self.record.property(name)
+    }
+    /// All properties as (name, value), including TAGS, KEYS and the record CRC property;
+    /// pairs that are not UTF-8 are skipped.
+    pub fn properties(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        properties::iter(self.record.properties())
+            .filter_map(|(n, v)| Some((std::str::from_utf8(n).ok()?, std::str::from_utf8(v).ok()?)))
+    }
+    /// The user flag.
+    pub fn flag(&self) -> i32 {
+        self.record.flag()
+    }
+    /// RocketMQ's SYSFLAG bits.
+    pub fn sys_flag(&self) -> i32 {
+        self.record.sys_flag()
+    }
+    /// Producer-side creation time (epoch ms).
+    pub fn born_timestamp(&self) -> i64 {
+        self.record.born_timestamp()
+    }
+    /// Time the store appended the record (epoch ms, non-decreasing in CommitLog order).
+    pub fn store_timestamp(&self) -> i64 {
+        self.record.store_timestamp()
+    }
+    /// Producer address.
+    pub fn born_host(&self) -> SocketAddr {
+        self.record.born_host()
+    }
+    /// Store address.
+    pub fn store_host(&self) -> SocketAddr {
+        self.record.store_host()
+    }
+    /// Redelivery count.
+    pub fn reconsume_times(&self) -> i32 {
+        self.record.reconsume_times()
+    }
+    /// The exact stored record bytes (RocketMQ's wire format for a pulled message).
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.record.as_bytes()
+    }
+    /// RocketMQ's "offset message id": uppercase hex of store address, port and CommitLog offset.
+    pub fn msg_id(&self) -> String {
+        offset_msg_id(self.record.store_host(), self.commitlog_offset())
+    }
+}
+
+impl fmt::Debug for MessageView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MessageView")
+            .field("topic", &self.topic())
+            .field("queue_id", &self.queue_id())
+            .field("queue_offset", &self.queue_offset())
+            .field("commitlog_offset", &self.commitlog_offset())
+            .field("body_len", &self.body().len())
+            .field("tags", &self.tags())
+            .field("store_timestamp", &self.store_timestamp())
+            .finish()
+    }
+}
+
+/// RocketMQ `MessageDecoder.createMessageId`: hex of `addr ‖ port(i32) ‖ offset(i64)`.
+pub(crate) fn offset_msg_id(store_host: SocketAddr, commitlog_offset: u64) -> String {
+    use std::fmt::Write;
+    let mut bytes = Vec::with_capacity(28);
+    match store_host {
+        SocketAddr::V4(a) => bytes.extend_from_slice(&a.ip().octets()),
+        SocketAddr::V6(a) => bytes.extend_from_slice(&a.ip().octets()),
+    }
+    bytes.extend_from_slice(&(store_host.port() as i32).to_be_bytes());
+    bytes.extend_from_slice(&commitlog_offset.to_be_bytes());
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02X}");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn msg_id_matches_rocketmq_layout() {
+        let id = offset_msg_id("10.0.0.1:10911".parse().unwrap(), 0x1234);
+        assert_eq!(id, "0A00000100002A9F0000000000001234");
+        let v6 = offset_msg_id("[::1]:1".parse().unwrap(), 1);
+        assert_eq!(v6.len(), 56);
+    }
+
+    #[test]
+    fn properties_encode_tags_keys_then_user_properties() {
+        let m = Message::new("t", 0, b"x")
+            .with_tags("TagA")
+            .with_keys(["k1", "k2"])
+            .with_property("a", "b");
+        let mut buf = Vec::new();
+        m.encode_properties(&mut buf);
+        assert_eq!(buf, b"TAGS\x01TagA\x02KEYS\x01k1 k2\x02a\x01b\x02");
+    }
+}

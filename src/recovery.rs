@@ -1,0 +1,396 @@
+//! Opening a store root: load the CommitLog, find its valid end, cut and zero a torn tail, and
+//! bring ConsumeQueue and IndexFile in line with it (spec §7, with the stricter rules of
+//! `design/TESTING.md` §4).
+//!
+//! Where the scan starts:
+//! * clean shutdown (no `abort`, checkpoint trailer intact): at the durable offset `D` the
+//!   checkpoint names; derived data is trusted and only what lies past it is dispatched;
+//! * unclean shutdown with an intact trailer: at the start of the segment holding `D`; records
+//!   below `D` were acknowledged durable, so an invalid one there is a corruption error, never a
+//!   silent cut. ConsumeQueue and IndexFile are rebuilt from the CommitLog;
+//! * no usable trailer (a RocketMQ-written root, a damaged checkpoint): every segment is scanned
+//!   and the derived data rebuilt.
+//!
+//! The scan accepts a record only if it decodes (magic, lengths, CRCs when configured), its
+//! PHYSICALOFFSET equals its position, and its queue offset is the next one of its queue. The
+//! first record that fails ends the log: the segment is cut there, the rest of it zeroed (so no
+//! stale record can ever resurface), and later segments are deleted.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::StoreConfig;
+use crate::consume_queue::ConsumeQueue;
+use crate::dispatch::dispatch;
+use crate::error::{Error, Result};
+use crate::format::checkpoint_layout::Checkpoint;
+use crate::format::record::{self, DecodeOptions, Decoded};
+use crate::index::IndexService;
+use crate::segments::{self, Segment};
+use crate::storage::{FileKind, Vfs};
+
+/// What recovery found and did at open.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// The previous run closed cleanly (no `abort` file and an intact checkpoint).
+    pub clean_shutdown: bool,
+    /// The checkpoint trailer was intact and used.
+    pub checkpoint_trusted: bool,
+    /// CommitLog offset the validation scan started at.
+    pub scanned_from: u64,
+    /// Bytes validated by the scan.
+    pub scanned_bytes: u64,
+    /// Recovered end of the CommitLog.
+    pub end_offset: u64,
+    /// Bytes of torn or invalid tail that were cut (counted up to the end of the last segment
+    /// holding data past the cut; zeroed on disk).
+    pub truncated_at: Option<u64>,
+    /// Segments deleted because they lay entirely past the cut.
+    pub segments_removed: usize,
+    /// ConsumeQueue and IndexFile were rebuilt from the CommitLog.
+    pub derived_rebuilt: bool,
+    /// Records dispatched to ConsumeQueue/IndexFile during recovery.
+    pub records_dispatched: u64,
+}
+
+/// The recovered state handed to the store.
+pub(crate) struct Recovered {
+    pub segments: Vec<Segment>,
+    pub end: u64,
+    pub queues: HashMap<String, HashMap<i32, ConsumeQueue>>,
+    pub index: Option<IndexService>,
+    pub last_store_timestamp: i64,
+    pub report: RecoveryReport,
+}
+
+/// Loads every ConsumeQueue under `consumequeue/`.
+fn load_queues(
+    vfs: &dyn Vfs,
+    root: &Path,
+    config: &StoreConfig,
+) -> Result<HashMap<String, HashMap<i32, ConsumeQueue>>> {
+    let dir = root.join("consumequeue");
+    let mut out: HashMap<String, HashMap<i32, ConsumeQueue>> = HashMap::new();
+    let Some(meta) = vfs.metadata(&dir).map_err(|e| Error::io(&dir, e))? else {
+        return Ok(out);
+    };
+    if meta.kind != FileKind::Dir {
+        return Err(Error::Layout {
+            path: dir,
+            reason: "expected a directory".into(),
+        });
+    }
+    for topic in vfs.read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+        let tdir = dir.join(&topic.name);
+        if topic.kind != FileKind::Dir || crate::store::check_topic(&topic.name).is_err() {
+            return Err(Error::Layout {
+                path: tdir,
+                reason: "not a topic directory".into(),
+            });
+        }
+        for q in vfs.read_dir(&tdir).map_err(|e| Error::io(&tdir, e))? {
+            // RocketMQ skips queue directories whose name is not an integer.
+            let Ok(qid) = q.name.parse::<i32>() else {
+                continue;
+            };
+            if q.kind != FileKind::Dir || qid < 0 || qid as u32 >= config.max_queues_per_topic {
+                return Err(Error::Layout {
+                    path: tdir.join(&q.name),
+                    reason: "not a queue directory".into(),
+                });
+            }
+            let cq = ConsumeQueue::load(
+                vfs,
+                root,
+                &topic.name,
+                qid,
+                config.consume_queue_file_size(),
+            )?;
+            out.entry(topic.name.clone()).or_default().insert(qid, cq);
+        }
+    }
+    Ok(out)
+}
+
+fn remove_derived(vfs: &dyn Vfs, root: &Path) -> Result<()> {
+    let cq = root.join("consumequeue");
+    if vfs.metadata(&cq).map_err(|e| Error::io(&cq, e))?.is_some() {
+        vfs.remove_dir_all(&cq).map_err(|e| Error::io(&cq, e))?;
+    }
+    IndexService::remove_all(vfs, root)?;
+    vfs.sync_dir(root).map_err(|e| Error::io(root, e))
+}
+
+/// Runs recovery for `root`. `abort_present` tells whether the previous run ended uncleanly.
+pub(crate) fn recover(
+    vfs: &dyn Vfs,
+    root: &Path,
+    config: &StoreConfig,
+    abort_present: bool,
+    cp: &Checkpoint,
+) -> Result<Recovered> {
+    let size = config.commitlog_segment_size;
+    let dir = root.join("commitlog");
+    let mut files = segments::load_dir(vfs, &dir, size, true)?;
+    let first_start = files.first().map_or(0, |(s, _)| *s);
+    let data_end = files.last().map_or(0, |(s, _)| s + size as u64);
+
+    let mut trailer = cp.trailer;
+    if let Some(t) = trailer {
+        if t.durable_commitlog_offset > data_end
+            || (files.is_empty() && t.durable_commitlog_offset > 0)
+        {
+            log::error!(
+                "checkpoint says {} bytes of CommitLog are durable but the segments end at {data_end}: acknowledged data is missing; ignoring the checkpoint",
+                t.durable_commitlog_offset
+            );
+            trailer = None;
+        }
+    }
+    let clean = !abort_present && trailer.is_some();
+    let durable = trailer.map_or(0, |t| t.durable_commitlog_offset.max(first_start));
+    let mut report = RecoveryReport {
+        clean_shutdown: clean,
+        checkpoint_trusted: trailer.is_some(),
+        ..Default::default()
+    };
+
+    // Derived data: trusted after a clean shutdown if it loads; otherwise rebuilt.
+    let mut derived = if clean {
+        match (
+            load_queues(vfs, root, config),
+            index_load(vfs, root, config),
+        ) {
+            (Ok(q), Ok(i)) => Some((q, i)),
+            (Err(e), _) | (_, Err(e)) => {
+                log::warn!("derived data unusable ({e}); rebuilding ConsumeQueue and IndexFile from the CommitLog");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let dispatch_from = match (&derived, trailer) {
+        (Some(_), Some(t)) => t.derived_durable_offset.clamp(first_start, durable),
+        _ => first_start,
+    };
+    if derived.is_none() {
+        report.derived_rebuilt = true;
+        remove_derived(vfs, root)?;
+        derived = Some((HashMap::new(), index_load(vfs, root, config)?));
+    }
+    let (mut queues, index) = derived.expect("set above");
+
+    let scan_start = if clean {
+        durable
+    } else if trailer.is_some() {
+        durable - (durable - first_start) % size as u64
+    } else {
+        first_start
+    };
+    let walk_from = scan_start.min(dispatch_from);
+    report.scanned_from = walk_from;
+    if walk_from != first_start || !files.is_empty() {
+        log::info!("recovery: scanning CommitLog from {walk_from} (durable {durable}, segments end {data_end}, clean {clean})");
+    }
+
+    // Walk.
+    let opts = DecodeOptions {
+        verify_body_crc: config.check_crc_on_recover,
+        // Records of a store written with the CRC property must carry it (a torn tail whose last
+        // bytes never reached the disk fails here); other stores are checked by body CRC.
+        verify_record_crc: config.check_crc_on_recover && config.append_crc_property,
+        max_record_size: config.max_record_size(),
+    };
+    let mut offset = walk_from;
+    let mut last_store_timestamp = 0i64;
+    let mut cut: Option<u64> = None;
+    while !files.is_empty() {
+        let idx = ((offset - first_start) / size as u64) as usize;
+        let Some((seg_start, file)) = files.get(idx) else {
+            cut = Some(offset);
+            break;
+        };
+        let pos = (offset - seg_start) as usize;
+        let data = &file.readable()[pos..];
+        let invalid = |reason: String| -> Result<()> {
+            if offset < durable {
+                return Err(Error::Corruption {
+                    path: file.path().to_path_buf(),
+                    offset,
+                    reason: format!("invalid record below the durable offset {durable}: {reason}"),
+                });
+            }
+            log::warn!("recovery: CommitLog ends at {offset}: {reason}");
+            Ok(())
+        };
+        match record::decode(data, &opts) {
+            Ok(Decoded::Blank { total_size }) => {
+                if total_size as usize != data.len() {
+                    invalid(format!(
+                        "BLANK record of {total_size} bytes but {} bytes left in the segment",
+                        data.len()
+                    ))?;
+                    cut = Some(offset);
+                    break;
+                }
+                report.scanned_bytes += data.len() as u64;
+                offset = seg_start + size as u64;
+                if idx + 1 == files.len() {
+                    cut = Some(offset);
+                    break;
+                }
+            }
+            Ok(Decoded::Record(rec)) => {
+                if rec.physical_offset() as u64 != offset {
+                    invalid(format!(
+                        "record claims physical offset {}",
+                        rec.physical_offset()
+                    ))?;
+                    cut = Some(offset);
+                    break;
+                }
+                if data.len() - rec.total_size() < record::END_FILE_MIN_BLANK_LENGTH {
+                    invalid("record ends closer than 8 bytes to the segment end".into())?;
+                    cut = Some(offset);
+                    break;
+                }
+                if offset >= dispatch_from {
+                    if rec.queue_id() < 0
+                        || rec.queue_id() as u32 >= config.max_queues_per_topic
+                        || crate::store::check_topic(rec.topic()).is_err()
+                    {
+                        invalid(format!(
+                            "record names an unusable queue {}:{}",
+                            rec.topic(),
+                            rec.queue_id()
+                        ))?;
+                        cut = Some(offset);
+                        break;
+                    }
+                    let q = queues
+                        .entry(rec.topic().to_owned())
+                        .or_default()
+                        .entry(rec.queue_id())
+                        .or_insert_with(|| {
+                            ConsumeQueue::new_empty(
+                                root,
+                                rec.topic(),
+                                rec.queue_id(),
+                                config.consume_queue_file_size(),
+                            )
+                        });
+                    if let Err(e) = dispatch(vfs, q, index.as_ref(), &rec) {
+                        match e {
+                            Error::Corruption { reason, .. } => {
+                                invalid(reason)?;
+                                cut = Some(offset);
+                                break;
+                            }
+                            other => return Err(other),
+                        }
+                    }
+                    report.records_dispatched += 1;
+                }
+                last_store_timestamp = last_store_timestamp.max(rec.store_timestamp());
+                report.scanned_bytes += rec.total_size() as u64;
+                offset += rec.total_size() as u64;
+            }
+            Err(e) => {
+                invalid(e.to_string())?;
+                cut = Some(offset);
+                break;
+            }
+        }
+    }
+    let end = cut.unwrap_or(offset);
+    report.end_offset = end;
+
+    // Cut: zero the rest of the segment holding `end`, delete the segments after it.
+    let keep = if files.is_empty() {
+        0
+    } else {
+        (((end - first_start) / size as u64) as usize + 1).min(files.len())
+    };
+    let mut removed = false;
+    while files.len() > keep {
+        let (_, f) = files.pop().expect("len > keep");
+        f.delete(vfs).map_err(|e| Error::io(f.path(), e))?;
+        report.segments_removed += 1;
+        removed = true;
+    }
+    if let Some((start, last)) = files.last_mut() {
+        let pos = (end - *start) as usize;
+        if pos < size {
+            // A zero header is the ordinary end of data; anything else was torn or stale.
+            if last.readable()[pos..]
+                .iter()
+                .take(record::END_FILE_MIN_BLANK_LENGTH)
+                .any(|&b| b != 0)
+            {
+                report.truncated_at = Some(end);
+            }
+            last.truncate(pos).map_err(|e| Error::io(last.path(), e))?;
+        }
+    }
+    if removed {
+        vfs.sync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+    }
+
+    // Derived entries pointing past the cut go (only possible when they were trusted).
+    for qs in queues.values_mut() {
+        for q in qs.values_mut() {
+            q.truncate_beyond(vfs, end)?;
+        }
+    }
+    // Queue min offsets follow the CommitLog's (retention may have removed the start).
+    for qs in queues.values() {
+        for q in qs.values() {
+            correct_min_offset(q, first_start);
+        }
+    }
+    if last_store_timestamp == 0 {
+        last_store_timestamp = cp.physic_msg_timestamp;
+    }
+    let segments = files
+        .into_iter()
+        .map(|(start, f)| Segment {
+            start,
+            file: Arc::new(f),
+        })
+        .collect();
+    Ok(Recovered {
+        segments,
+        end,
+        queues,
+        index,
+        last_store_timestamp,
+        report,
+    })
+}
+
+fn index_load(vfs: &dyn Vfs, root: &Path, config: &StoreConfig) -> Result<Option<IndexService>> {
+    if !config.index_enabled {
+        return Ok(None);
+    }
+    IndexService::load(vfs, root, config.index_hash_slots, config.index_max_entries).map(Some)
+}
+
+/// Moves a queue's min offset to its first unit pointing at or after `commitlog_min`
+/// (RocketMQ 5 `correctMinOffset`: a queue whose units all point below it reads as empty but
+/// keeps its max).
+pub(crate) fn correct_min_offset(q: &ConsumeQueue, commitlog_min: u64) {
+    let (mut lo, mut hi) = (q.min_offset(), q.max_offset());
+    // Units point at increasing CommitLog offsets: binary search for the first one >= min.
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match q.unit(mid) {
+            Some(u) if (u.commitlog_offset as u64) < commitlog_min || u.is_pre_blank() => {
+                lo = mid + 1
+            }
+            _ => hi = mid,
+        }
+    }
+    q.set_min_offset(lo);
+}

@@ -1,0 +1,1023 @@
+//! [`Store`]: the facade. Opens (recovering) a store root, appends, reads, queries and closes.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::checkpoint;
+use crate::commitlog::{Appender, CommitLog};
+use crate::config::{FlushMode, StoreConfig};
+use crate::consume_queue::ConsumeQueue;
+use crate::dispatch::dispatch;
+use crate::error::{Error, Result};
+use crate::format::checkpoint_layout::{Checkpoint, Trailer};
+use crate::format::properties;
+use crate::format::record::{
+    self, DecodeOptions, Decoded, EncodeError, EncodeOptions, EncodedLayout, RecordFields,
+};
+use crate::index::IndexService;
+use crate::message::Message;
+use crate::recovery::{self, RecoveryReport};
+use crate::results::{
+    GetOptions, GetResult, GetStatus, PutResult, PutStatus, StoredMessage, TimeBoundary,
+};
+use crate::storage::{self, LockGuard, OpenMode, OsVfs, Vfs};
+
+/// Longest topic name: it is a directory name under `consumequeue/`.
+pub const MAX_TOPIC_LEN: usize = 255;
+/// RocketMQ caps one index query at 64 results (`maxMsgsNumBatch`).
+pub const MAX_QUERY_RESULTS: usize = 64;
+
+type QueueTable = HashMap<String, HashMap<i32, Arc<ConsumeQueue>>>;
+
+/// A message store on one root directory. `Send + Sync`: share it between threads by reference
+/// or in an `Arc`.
+///
+/// ```
+/// use rocketstore::{Message, Store, StoreConfig};
+/// # fn main() -> rocketstore::Result<()> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = Store::open(dir.path(), StoreConfig::small())?;
+/// let r = store.put(&Message::new("orders", 3, b"body").with_tags("TagA").with_keys(["ORDER-100"]))?;
+/// let batch = store.get("orders", 3, r.queue_offset, 32)?;
+/// assert_eq!(batch.messages().next().unwrap().body(), b"body");
+/// let hits = store.query_by_key("orders", "ORDER-100", 0, i64::MAX, 16)?;
+/// assert_eq!(hits.len(), 1);
+/// store.close()?;
+/// # Ok(()) }
+/// ```
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    root: PathBuf,
+    config: StoreConfig,
+    vfs: Arc<dyn Vfs>,
+    lock: Mutex<Option<Box<dyn LockGuard>>>,
+    commitlog: CommitLog,
+    queues: RwLock<QueueTable>,
+    index: Option<IndexService>,
+    append: Mutex<AppendState>,
+    /// Every record below this offset has been dispatched.
+    dispatched_offset: AtomicU64,
+    closed: AtomicBool,
+    read_only: Mutex<Option<String>>,
+    group_commit: GroupCommit,
+    flusher: Mutex<Option<JoinHandle<()>>>,
+    stop: (Mutex<bool>, Condvar),
+    report: RecoveryReport,
+}
+
+struct AppendState {
+    appender: Appender,
+    last_store_timestamp: i64,
+}
+
+#[derive(Default)]
+struct GroupCommit {
+    leader_active: Mutex<bool>,
+    done: Condvar,
+}
+
+thread_local! {
+    /// Per-thread encode buffers: (properties, one record, the run of records, layouts). Reused, so a put allocates
+    /// nothing once a thread has seen its largest message.
+    static BUFFERS: RefCell<(Vec<u8>, Vec<u8>, Vec<u8>, Vec<EncodedLayout>)> =
+        const { RefCell::new((Vec::new(), Vec::new(), Vec::new(), Vec::new())) };
+}
+
+/// Checks a topic name: non-empty, at most [`MAX_TOPIC_LEN`] bytes, `[%|a-zA-Z0-9_-]` only
+/// (RocketMQ's broker rule; it also keeps the name safe as a directory name).
+pub(crate) fn check_topic(topic: &str) -> std::result::Result<(), &'static str> {
+    if topic.is_empty() {
+        return Err("empty");
+    }
+    if topic.len() > MAX_TOPIC_LEN {
+        return Err("longer than 255 bytes");
+    }
+    if !topic
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-'))
+    {
+        return Err("only [%|a-zA-Z0-9_-] allowed");
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `root` on the real file system, recovering
+    /// whatever a previous run left.
+    pub fn open(root: impl AsRef<Path>, config: StoreConfig) -> Result<Store> {
+        Store::open_with_vfs(root, config, Arc::new(OsVfs))
+    }
+
+    /// Opens the store through a custom file-system implementation (tests use a simulated disk).
+    pub(crate) fn open_with_vfs(
+        root: impl AsRef<Path>,
+        config: StoreConfig,
+        vfs: Arc<dyn Vfs>,
+    ) -> Result<Store> {
+        config.validate()?;
+        let root = root.as_ref().to_path_buf();
+        match vfs.metadata(&root).map_err(|e| Error::io(&root, e))? {
+            Some(m) if m.kind != storage::FileKind::Dir => {
+                return Err(Error::Layout {
+                    path: root,
+                    reason: "store root is not a directory".into(),
+                })
+            }
+            Some(_) => {}
+            None => vfs.create_dir_all(&root).map_err(|e| Error::io(&root, e))?,
+        }
+        let lock_path = root.join("lock");
+        let lock = vfs.lock_exclusive(&lock_path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                Error::Locked { path: root.clone() }
+            } else {
+                Error::io(&lock_path, e)
+            }
+        })?;
+        let abort_path = root.join("abort");
+        let abort_present = vfs
+            .metadata(&abort_path)
+            .map_err(|e| Error::io(&abort_path, e))?
+            .is_some();
+        let cp = checkpoint::read(&*vfs, &root)?;
+        let rec = recovery::recover(&*vfs, &root, &config, abort_present, &cp)?;
+        let commitlog_dir = root.join("commitlog");
+        vfs.create_dir_all(&commitlog_dir)
+            .map_err(|e| Error::io(&commitlog_dir, e))?;
+        let commitlog = CommitLog::new(
+            vfs.clone(),
+            commitlog_dir,
+            config.commitlog_segment_size,
+            rec.segments,
+            rec.end,
+            config.preallocate_next_segment,
+        );
+        let appender = commitlog.appender()?;
+        let queues: QueueTable = rec
+            .queues
+            .into_iter()
+            .map(|(t, qs)| (t, qs.into_iter().map(|(id, q)| (id, Arc::new(q))).collect()))
+            .collect();
+        // The abort marker says "running": its presence at the next open means a crash.
+        let abort = vfs
+            .open_file(&abort_path, OpenMode::CreateOrOpen)
+            .map_err(|e| Error::io(&abort_path, e))?;
+        abort.set_len(0).map_err(|e| Error::io(&abort_path, e))?;
+        abort
+            .write_all_at(std::process::id().to_string().as_bytes(), 0)
+            .map_err(|e| Error::io(&abort_path, e))?;
+        abort.sync_data().map_err(|e| Error::io(&abort_path, e))?;
+        vfs.sync_dir(&root).map_err(|e| Error::io(&root, e))?;
+        let inner = Arc::new(Inner {
+            root,
+            vfs,
+            lock: Mutex::new(Some(lock)),
+            dispatched_offset: AtomicU64::new(rec.end),
+            commitlog,
+            queues: RwLock::new(queues),
+            index: rec.index,
+            append: Mutex::new(AppendState {
+                appender,
+                last_store_timestamp: rec.last_store_timestamp,
+            }),
+            closed: AtomicBool::new(false),
+            read_only: Mutex::new(None),
+            group_commit: GroupCommit::default(),
+            flusher: Mutex::new(None),
+            stop: (Mutex::new(false), Condvar::new()),
+            report: rec.report,
+            config,
+        });
+        // Make the recovered state the checkpointed one right away, so a crash before the
+        // first periodic flush does not redo this recovery's work.
+        inner.flush_all()?;
+        let worker = inner.clone();
+        let handle = std::thread::Builder::new()
+            .name("rocketstore-flusher".into())
+            .spawn(move || worker.run_flusher())
+            .map_err(|e| Error::io(&inner.root, e))?;
+        *inner.flusher.lock() = Some(handle);
+        Ok(Store { inner })
+    }
+
+    /// The store root.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// The configuration the store runs with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    /// What recovery found and did when this store was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.report
+    }
+
+    /// Appends one message. In Sync mode returns after the record is durable (or the flush
+    /// timed out: [`PutStatus::FlushDiskTimeout`]). The message is readable by `get` when this
+    /// returns.
+    pub fn put(&self, msg: &Message<'_>) -> Result<PutResult> {
+        self.put_batch(std::slice::from_ref(msg))
+    }
+
+    /// Appends messages of one (topic, queue) as one contiguous run with consecutive queue
+    /// offsets (all or nothing).
+    pub fn put_batch(&self, msgs: &[Message<'_>]) -> Result<PutResult> {
+        let inner = &*self.inner;
+        inner.check_writable()?;
+        let first = msgs
+            .first()
+            .ok_or_else(|| Error::InvalidArgument("empty batch".into()))?;
+        let (topic, queue_id) = (first.topic(), first.queue_id());
+        inner.validate_queue(topic, queue_id)?;
+        let mut body_total = 0usize;
+        for m in msgs {
+            if m.topic() != topic || m.queue_id() != queue_id {
+                return Err(Error::InvalidArgument(
+                    "a batch must target a single (topic, queue)".into(),
+                ));
+            }
+            validate_message(m)?;
+            body_total += m.body().len();
+        }
+        if body_total > inner.config.max_message_size {
+            return Err(Error::MessageTooLarge {
+                len: body_total,
+                limit: inner.config.max_message_size,
+            });
+        }
+        BUFFERS.with(|b| {
+            let (props, scratch, buf, layouts) = &mut *b.borrow_mut();
+            buf.clear();
+            layouts.clear();
+            let opts = EncodeOptions {
+                append_crc_property: inner.config.append_crc_property,
+                max_body_size: inner.config.max_message_size,
+            };
+            let now = storage::now_ms();
+            for m in msgs {
+                props.clear();
+                m.encode_properties(props);
+                let fields = RecordFields {
+                    topic,
+                    queue_id,
+                    flag: m.flag,
+                    sys_flag: 0,
+                    born_timestamp: m.born_timestamp.unwrap_or(now),
+                    born_host: m.born_host.unwrap_or(inner.config.store_host),
+                    store_host: inner.config.store_host,
+                    reconsume_times: m.reconsume_times,
+                    prepared_transaction_offset: 0,
+                    body: m.body(),
+                    properties: props,
+                };
+                // A single message is encoded straight into the run buffer; batch members are
+                // encoded one by one and appended behind each other.
+                let layout = if msgs.len() == 1 {
+                    record::encode(buf, &fields, &opts)
+                } else {
+                    record::encode(scratch, &fields, &opts)
+                        .inspect(|_| buf.extend_from_slice(scratch))
+                };
+                layouts.push(layout.map_err(|e| encode_error(e, m))?);
+            }
+            inner.append(topic, queue_id, buf, layouts)
+        })
+    }
+
+    /// Reads up to `max` messages of `(topic, queue_id)` starting at queue offset `offset`.
+    pub fn get(&self, topic: &str, queue_id: i32, offset: u64, max: usize) -> Result<GetResult> {
+        self.get_with(topic, queue_id, offset, &GetOptions::new(max))
+    }
+
+    /// [`Store::get`] with a tag filter, byte budget and CRC verification.
+    pub fn get_with(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: u64,
+        opts: &GetOptions,
+    ) -> Result<GetResult> {
+        self.inner.check_open()?;
+        self.inner.get(topic, queue_id, offset, opts)
+    }
+
+    /// The message stored at CommitLog offset `offset` (fully validated, CRCs included).
+    pub fn read_at(&self, offset: u64) -> Result<StoredMessage> {
+        self.inner.check_open()?;
+        self.inner.read_at(offset, true)
+    }
+
+    /// Smallest readable queue offset of a queue (0 for an unknown queue).
+    pub fn min_offset(&self, topic: &str, queue_id: i32) -> Result<u64> {
+        self.inner.check_open()?;
+        Ok(self
+            .inner
+            .queue(topic, queue_id)
+            .map_or(0, |q| q.min_offset()))
+    }
+
+    /// One past the newest queue offset of a queue (0 for an unknown queue).
+    pub fn max_offset(&self, topic: &str, queue_id: i32) -> Result<u64> {
+        self.inner.check_open()?;
+        Ok(self
+            .inner
+            .queue(topic, queue_id)
+            .map_or(0, |q| q.max_offset()))
+    }
+
+    /// Smallest CommitLog offset still stored.
+    pub fn commitlog_min_offset(&self) -> u64 {
+        self.inner.commitlog.min_offset()
+    }
+
+    /// End of the CommitLog (offset the next record gets).
+    pub fn commitlog_max_offset(&self) -> u64 {
+        self.inner.commitlog.max_offset()
+    }
+
+    /// CommitLog offset below which every byte is durable.
+    pub fn durable_offset(&self) -> u64 {
+        self.inner.commitlog.flushed_offset()
+    }
+
+    /// Queue offset of the message stored first at or after `timestamp_ms` ([`TimeBoundary::Lower`]).
+    pub fn offset_for_timestamp(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        timestamp_ms: i64,
+    ) -> Result<u64> {
+        self.offset_for_timestamp_with(topic, queue_id, timestamp_ms, TimeBoundary::Lower)
+    }
+
+    /// Queue offset for a time: `Lower` = first message stored at or after it (the queue's max
+    /// offset if none); `Upper` = last message stored at or before it (the min offset if none).
+    /// An unknown queue gives 0.
+    pub fn offset_for_timestamp_with(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        timestamp_ms: i64,
+        boundary: TimeBoundary,
+    ) -> Result<u64> {
+        self.inner.check_open()?;
+        let Some(q) = self.inner.queue(topic, queue_id) else {
+            return Ok(0);
+        };
+        let (min, max) = (q.min_offset(), q.max_offset());
+        let time_of = |n: u64| -> Result<i64> {
+            let u = q.unit(n).ok_or_else(|| Error::Corruption {
+                path: self.inner.root.join("consumequeue").join(topic),
+                offset: n,
+                reason: "unit below max offset unreadable".into(),
+            })?;
+            Ok(self
+                .inner
+                .read_at(u.commitlog_offset as u64, false)?
+                .view()
+                .store_timestamp())
+        };
+        // Store times are non-decreasing along a queue: binary search for the boundary.
+        let (mut lo, mut hi) = (min, max);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let t = time_of(mid)?;
+            let go_right = match boundary {
+                TimeBoundary::Lower => t < timestamp_ms,
+                TimeBoundary::Upper => t <= timestamp_ms,
+            };
+            if go_right {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(match boundary {
+            TimeBoundary::Lower => lo,
+            TimeBoundary::Upper => lo.saturating_sub(1).max(min),
+        })
+    }
+
+    /// Messages of `topic` carrying `key` (in KEYS or as UNIQ_KEY) stored within
+    /// `[begin_ms, end_ms]`, newest first, at most `max` (capped at 64). Every hit is re-checked
+    /// against the stored record, so hash collisions never return a wrong message.
+    pub fn query_by_key(
+        &self,
+        topic: &str,
+        key: &str,
+        begin_ms: i64,
+        end_ms: i64,
+        max: usize,
+    ) -> Result<Vec<StoredMessage>> {
+        let inner = &*self.inner;
+        inner.check_open()?;
+        let Some(index) = &inner.index else {
+            return Err(Error::InvalidArgument(
+                "the index is disabled (StoreConfig::index_enabled)".into(),
+            ));
+        };
+        let max = max.min(MAX_QUERY_RESULTS);
+        // Ask for more candidates than wanted: collisions are filtered below.
+        let mut offsets = index.lookup(topic, key, begin_ms, end_ms, max.saturating_mul(4).max(16));
+        offsets.sort_unstable_by(|a, b| b.cmp(a));
+        offsets.dedup();
+        let mut out = Vec::new();
+        for off in offsets {
+            if out.len() >= max {
+                break;
+            }
+            let Ok(m) = inner.read_at(off, false) else {
+                continue;
+            };
+            let v = m.view();
+            let t = v.store_timestamp();
+            let key_matches =
+                v.keys().any(|k| k == key) || v.property(properties::UNIQ_KEY) == Some(key);
+            if v.topic() == topic && key_matches && t >= begin_ms && t <= end_ms {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Topics that have at least one queue, sorted.
+    pub fn topics(&self) -> Vec<String> {
+        let mut t: Vec<String> = self.inner.queues.read().keys().cloned().collect();
+        t.sort();
+        t
+    }
+
+    /// Queue ids of `topic`, sorted.
+    pub fn queue_ids(&self, topic: &str) -> Vec<i32> {
+        let mut q: Vec<i32> = self
+            .inner
+            .queues
+            .read()
+            .get(topic)
+            .map(|m| m.keys().copied().collect())
+            .unwrap_or_default();
+        q.sort_unstable();
+        q
+    }
+
+    /// Makes everything written so far durable: CommitLog, ConsumeQueues, IndexFiles and the
+    /// checkpoint.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.check_open()?;
+        self.inner.flush_all()
+    }
+
+    /// Flushes everything, writes the checkpoint, removes `abort` and releases the lock.
+    /// Further calls on this store return [`Error::Closed`].
+    pub fn close(&self) -> Result<()> {
+        self.inner.close()
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Err(e) = self.inner.close() {
+            if !matches!(e, Error::Closed) {
+                log::error!(
+                    "closing store {} on drop failed: {e}",
+                    self.inner.root.display()
+                );
+            }
+        }
+    }
+}
+
+fn validate_message(m: &Message<'_>) -> Result<()> {
+    for k in &m.keys {
+        if k.is_empty() || k.contains(' ') {
+            return Err(Error::InvalidProperty {
+                name: properties::KEYS.into(),
+                reason: "keys must be non-empty and contain no space",
+            });
+        }
+        properties::check_property(properties::KEYS, k).map_err(|reason| {
+            Error::InvalidProperty {
+                name: properties::KEYS.into(),
+                reason,
+            }
+        })?;
+    }
+    if let Some(t) = &m.tags {
+        if !t.is_empty() {
+            properties::check_property(properties::TAGS, t).map_err(|reason| {
+                Error::InvalidProperty {
+                    name: properties::TAGS.into(),
+                    reason,
+                }
+            })?;
+        }
+    }
+    for (n, v) in &m.properties {
+        if n == properties::TAGS || n == properties::KEYS || n == properties::CRC32 {
+            return Err(Error::InvalidProperty {
+                name: n.to_string(),
+                reason: "reserved: use with_tags / with_keys",
+            });
+        }
+        properties::check_property(n, v).map_err(|reason| Error::InvalidProperty {
+            name: n.to_string(),
+            reason,
+        })?;
+    }
+    Ok(())
+}
+
+fn encode_error(e: EncodeError, m: &Message<'_>) -> Error {
+    match e {
+        EncodeError::EmptyTopic => Error::InvalidTopic {
+            topic: String::new(),
+            reason: "empty",
+        },
+        EncodeError::TopicTooLong { .. } => Error::InvalidTopic {
+            topic: m.topic().into(),
+            reason: "too long",
+        },
+        EncodeError::BodyTooLarge { len, max } => Error::MessageTooLarge { len, limit: max },
+        EncodeError::PropertiesTooLong { len, max } => {
+            Error::PropertiesTooLarge { len, limit: max }
+        }
+        EncodeError::RecordTooLarge { len, max } => Error::MessageTooLarge { len, limit: max },
+    }
+}
+
+impl Inner {
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        self.check_open()?;
+        if let Some(reason) = &*self.read_only.lock() {
+            return Err(Error::ReadOnly {
+                reason: reason.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn set_read_only(&self, reason: String) {
+        log::error!("store {} is now read-only: {reason}", self.root.display());
+        self.read_only.lock().get_or_insert(reason);
+    }
+
+    fn validate_queue(&self, topic: &str, queue_id: i32) -> Result<()> {
+        check_topic(topic).map_err(|reason| Error::InvalidTopic {
+            topic: topic.into(),
+            reason,
+        })?;
+        if queue_id < 0 || queue_id as u32 >= self.config.max_queues_per_topic {
+            return Err(Error::QueueIdOutOfRange {
+                queue_id,
+                limit: self.config.max_queues_per_topic,
+            });
+        }
+        Ok(())
+    }
+
+    fn queue(&self, topic: &str, queue_id: i32) -> Option<Arc<ConsumeQueue>> {
+        self.queues.read().get(topic)?.get(&queue_id).cloned()
+    }
+
+    fn queue_or_create(&self, topic: &str, queue_id: i32) -> Arc<ConsumeQueue> {
+        if let Some(q) = self.queue(topic, queue_id) {
+            return q;
+        }
+        let mut table = self.queues.write();
+        table
+            .entry(topic.to_owned())
+            .or_default()
+            .entry(queue_id)
+            .or_insert_with(|| {
+                Arc::new(ConsumeQueue::new_empty(
+                    &self.root,
+                    topic,
+                    queue_id,
+                    self.config.consume_queue_file_size(),
+                ))
+            })
+            .clone()
+    }
+
+    /// The append critical section, then the durability wait.
+    fn append(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        buf: &mut [u8],
+        layouts: &[EncodedLayout],
+    ) -> Result<PutResult> {
+        let queue = self.queue_or_create(topic, queue_id);
+        let (first, end, queue_offset, ts) = {
+            let mut st = self.append.lock();
+            // Re-check under the lock: a failed sync may have happened while we encoded.
+            self.check_writable()?;
+            let ts = storage::now_ms().max(st.last_store_timestamp);
+            st.last_store_timestamp = ts;
+            let queue_offset = queue.max_offset();
+            let first = self
+                .commitlog
+                .append(&mut st.appender, buf, layouts, queue_offset, ts)
+                .map_err(|e| {
+                    if matches!(e, Error::DiskFull { .. }) {
+                        e
+                    } else {
+                        self.set_read_only(format!("append failed: {e}"));
+                        e
+                    }
+                })?;
+            let end = first + buf.len() as u64;
+            if let Err(e) = self.dispatch_range(&queue, first, end) {
+                // The records are in the CommitLog; recovery will dispatch them at the next open.
+                self.set_read_only(format!("dispatch failed: {e}"));
+                return Err(e);
+            }
+            self.dispatched_offset.store(end, Ordering::Release);
+            (first, end, queue_offset, ts)
+        };
+        let mut status = PutStatus::Ok;
+        if self.config.flush_mode == FlushMode::Sync {
+            status = self.wait_durable(end)?;
+        }
+        Ok(PutResult {
+            status,
+            commitlog_offset: first,
+            queue_offset,
+            message_count: layouts.len(),
+            wrote_bytes: buf.len(),
+            store_timestamp: ts,
+        })
+    }
+
+    /// Dispatches the records just written in `[first, end)` (decoded from the mapping, the same
+    /// path recovery takes).
+    fn dispatch_range(&self, queue: &ConsumeQueue, first: u64, end: u64) -> Result<()> {
+        let (file, pos) = self
+            .commitlog
+            .locate(first, (end - first) as usize)
+            .ok_or_else(|| Error::Corruption {
+                path: self.commitlog.dir().to_path_buf(),
+                offset: first,
+                reason: "just-appended records not readable".into(),
+            })?;
+        let opts = DecodeOptions {
+            verify_body_crc: false,
+            verify_record_crc: false,
+            max_record_size: usize::MAX,
+        };
+        let mut p = pos;
+        let stop = pos + (end - first) as usize;
+        while p < stop {
+            let bytes = file.read(p, stop - p).expect("located above");
+            let Ok(Decoded::Record(rec)) = record::decode(bytes, &opts) else {
+                return Err(Error::Corruption {
+                    path: file.path().to_path_buf(),
+                    offset: first,
+                    reason: "just-appended record does not decode".into(),
+                });
+            };
+            dispatch(&*self.vfs, queue, self.index.as_ref(), &rec)?;
+            p += rec.total_size();
+        }
+        Ok(())
+    }
+
+    /// Group commit: the first waiter becomes the leader and syncs everything appended so far;
+    /// the others wait for it and find their records covered, or lead the next round.
+    fn wait_durable(&self, end: u64) -> Result<PutStatus> {
+        let deadline = Instant::now() + self.config.sync_flush_timeout;
+        let gc = &self.group_commit;
+        loop {
+            if self.commitlog.flushed_offset() >= end {
+                return Ok(PutStatus::Ok);
+            }
+            if let Some(reason) = &*self.read_only.lock() {
+                return Err(Error::ReadOnly {
+                    reason: reason.clone(),
+                });
+            }
+            let mut leader = gc.leader_active.lock();
+            if self.commitlog.flushed_offset() >= end {
+                return Ok(PutStatus::Ok);
+            }
+            if !*leader {
+                *leader = true;
+                drop(leader);
+                let r = self.commitlog.flush();
+                *gc.leader_active.lock() = false;
+                gc.done.notify_all();
+                if let Err(e) = r {
+                    self.set_read_only(format!("CommitLog sync failed: {e}"));
+                    return Err(e);
+                }
+                continue;
+            }
+            if gc.done.wait_until(&mut leader, deadline).timed_out() {
+                return Ok(if self.commitlog.flushed_offset() >= end {
+                    PutStatus::Ok
+                } else {
+                    PutStatus::FlushDiskTimeout
+                });
+            }
+        }
+    }
+
+    fn get(&self, topic: &str, queue_id: i32, offset: u64, opts: &GetOptions) -> Result<GetResult> {
+        let Some(q) = self.queue(topic, queue_id) else {
+            return Ok(GetResult::empty(GetStatus::NoMatchedLogicQueue, 0, 0, 0));
+        };
+        let (min, max) = (q.min_offset(), q.max_offset());
+        if max == 0 {
+            return Ok(GetResult::empty(GetStatus::NoMessageInQueue, 0, min, max));
+        }
+        if offset < min {
+            return Ok(GetResult::empty(GetStatus::OffsetTooSmall, min, min, max));
+        }
+        if offset == max {
+            return Ok(GetResult::empty(
+                GetStatus::OffsetOverflowOne,
+                offset,
+                min,
+                max,
+            ));
+        }
+        if offset > max {
+            return Ok(GetResult::empty(
+                GetStatus::OffsetOverflowBadly,
+                max,
+                min,
+                max,
+            ));
+        }
+        let max_messages = opts.max_messages.max(1);
+        // Examine at most this many units per call (RocketMQ: max(16000 bytes, n * 20)).
+        let scan_limit = (max_messages).max(800);
+        let mut result = GetResult::empty(GetStatus::OffsetFoundNull, offset, min, max);
+        let decode_opts = DecodeOptions {
+            verify_body_crc: opts.verify_crc,
+            verify_record_crc: opts.verify_crc && self.config.append_crc_property,
+            max_record_size: self.config.max_record_size(),
+        };
+        let filter = opts.tag_filter.as_ref().filter(|f| !f.is_all());
+        let (mut examined, mut filtered, mut removed, mut bytes) = (0usize, false, false, 0usize);
+        let mut next = offset;
+        'outer: while next < max && examined < scan_limit {
+            let Some(run) = q.units_from(next, scan_limit - examined) else {
+                break;
+            };
+            for i in 0..run.count {
+                let Some(unit) = run.unit(i) else {
+                    break 'outer;
+                };
+                if result.len() >= max_messages {
+                    break 'outer;
+                }
+                if result.len() > 0 && bytes + unit.size.max(0) as usize > opts.max_bytes {
+                    break 'outer;
+                }
+                examined += 1;
+                next += 1;
+                if let Some(f) = filter {
+                    if !f.matches_code(unit.tags_code) {
+                        filtered = true;
+                        continue;
+                    }
+                }
+                let (off, size) = (unit.commitlog_offset as u64, unit.size as usize);
+                let Some((file, pos)) = self.commitlog.locate(off, size) else {
+                    if off < self.commitlog.min_offset() {
+                        removed = true;
+                        continue;
+                    }
+                    return Err(self.cq_mismatch(
+                        &q,
+                        next - 1,
+                        off,
+                        "points past the CommitLog end",
+                    ));
+                };
+                let bytes_at = file.read(pos, size).expect("located");
+                let rec = match record::decode(bytes_at, &decode_opts) {
+                    Ok(Decoded::Record(r)) if r.total_size() == size => r,
+                    Ok(_) => {
+                        return Err(self.cq_mismatch(
+                            &q,
+                            next - 1,
+                            off,
+                            "does not point at a record of its size",
+                        ))
+                    }
+                    Err(source) => {
+                        return Err(Error::CorruptRecord {
+                            path: file.path().to_path_buf(),
+                            offset: off,
+                            source,
+                        })
+                    }
+                };
+                if rec.queue_offset() as u64 != next - 1
+                    || rec.queue_id() != queue_id
+                    || rec.topic() != topic
+                {
+                    return Err(self.cq_mismatch(
+                        &q,
+                        next - 1,
+                        off,
+                        "points at another queue's record",
+                    ));
+                }
+                if let Some(f) = filter {
+                    if !f.matches_tag(rec.tags()) {
+                        filtered = true;
+                        continue;
+                    }
+                }
+                bytes += size;
+                result.push(&file, pos, size);
+            }
+        }
+        result.next_offset = next;
+        result.status = if !result.is_empty() {
+            GetStatus::Found
+        } else if filtered {
+            GetStatus::NoMatchedMessage
+        } else if removed {
+            GetStatus::MessageWasRemoving
+        } else {
+            GetStatus::OffsetFoundNull
+        };
+        Ok(result)
+    }
+
+    fn cq_mismatch(&self, q: &ConsumeQueue, n: u64, off: u64, what: &str) -> Error {
+        Error::Corruption {
+            path: crate::consume_queue::queue_dir(&self.root, q.topic(), q.queue_id()),
+            offset: n,
+            reason: format!("unit {n} (commitlog offset {off}) {what}"),
+        }
+    }
+
+    fn read_at(&self, offset: u64, verify: bool) -> Result<StoredMessage> {
+        let no_record = || Error::NoRecordAt {
+            offset,
+            min: self.commitlog.min_offset(),
+            max: self.commitlog.max_offset(),
+        };
+        let (file, pos) = self
+            .commitlog
+            .locate(offset, record::END_FILE_MIN_BLANK_LENGTH)
+            .ok_or_else(no_record)?;
+        let avail = file.write_position() - pos;
+        let bytes = file.read(pos, avail).ok_or_else(no_record)?;
+        let opts = DecodeOptions {
+            verify_body_crc: verify,
+            verify_record_crc: verify && self.config.append_crc_property,
+            max_record_size: self.config.max_record_size(),
+        };
+        match record::decode(bytes, &opts) {
+            Ok(Decoded::Record(r)) if r.physical_offset() as u64 == offset => Ok(StoredMessage {
+                file: file.clone(),
+                pos,
+                size: r.total_size(),
+            }),
+            Ok(_) => Err(no_record()),
+            Err(source) => Err(Error::CorruptRecord {
+                path: file.path().to_path_buf(),
+                offset,
+                source,
+            }),
+        }
+    }
+
+    /// Syncs the CommitLog, then derived data, then writes the checkpoint that names both.
+    fn flush_all(&self) -> Result<()> {
+        let dispatched = self.dispatched_offset.load(Ordering::Acquire);
+        let durable = self
+            .commitlog
+            .flush()
+            .inspect_err(|e| self.set_read_only(format!("CommitLog sync failed: {e}")))?;
+        let queues: Vec<Arc<ConsumeQueue>> = self
+            .queues
+            .read()
+            .values()
+            .flat_map(|m| m.values().cloned())
+            .collect();
+        for q in queues {
+            q.flush()?;
+        }
+        if let Some(i) = &self.index {
+            i.flush()?;
+        }
+        let ts = self.append.lock().last_store_timestamp;
+        let cp = Checkpoint {
+            physic_msg_timestamp: ts,
+            logics_msg_timestamp: ts,
+            index_msg_timestamp: ts,
+            trailer: Some(Trailer {
+                durable_commitlog_offset: durable,
+                derived_durable_offset: dispatched.min(durable),
+            }),
+            ..Checkpoint::default()
+        };
+        checkpoint::write(&*self.vfs, &self.root, &cp)
+    }
+
+    fn run_flusher(&self) {
+        let (stop_lock, stop_cv) = &self.stop;
+        let mut last_thorough = Instant::now();
+        let mut last_derived = Instant::now();
+        let tick = match self.config.flush_mode {
+            FlushMode::Async => self.config.flush_interval,
+            FlushMode::Sync => self.config.consume_queue_flush_interval,
+        }
+        .min(self.config.consume_queue_flush_interval);
+        loop {
+            {
+                let mut stopped = stop_lock.lock();
+                if !*stopped {
+                    stop_cv.wait_for(&mut stopped, tick);
+                }
+                if *stopped {
+                    return;
+                }
+            }
+            let now = Instant::now();
+            if self.config.flush_mode == FlushMode::Async {
+                let dirty = self.commitlog.max_offset() - self.commitlog.flushed_offset();
+                let thorough =
+                    now.duration_since(last_thorough) >= self.config.flush_thorough_interval;
+                if dirty > 0 && (thorough || dirty >= (self.config.flush_least_pages as u64) * 4096)
+                {
+                    if thorough {
+                        last_thorough = now;
+                    }
+                    if let Err(e) = self.commitlog.flush() {
+                        self.set_read_only(format!("CommitLog sync failed: {e}"));
+                    }
+                }
+            }
+            if now.duration_since(last_derived) >= self.config.consume_queue_flush_interval {
+                last_derived = now;
+                if self.read_only.lock().is_none() {
+                    if let Err(e) = self.flush_all() {
+                        log::error!("periodic flush of {} failed: {e}", self.root.display());
+                    }
+                }
+            }
+        }
+    }
+
+    fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Err(Error::Closed);
+        }
+        {
+            let (lock, cv) = &self.stop;
+            *lock.lock() = true;
+            cv.notify_all();
+        }
+        if let Some(h) = self.flusher.lock().take() {
+            let _ = h.join();
+        }
+        // Wait for in-flight puts: they hold the append lock while writing.
+        drop(self.append.lock());
+        let result = if let Some(reason) = self.read_only.lock().clone() {
+            // Keep `abort`: the next open must recover, not trust a checkpoint.
+            Err(Error::ReadOnly { reason })
+        } else {
+            self.flush_all()
+                .and_then(|_| self.commitlog.shutdown())
+                .and_then(|_| {
+                    let abort = self.root.join("abort");
+                    self.vfs
+                        .remove_file(&abort)
+                        .map_err(|e| Error::io(&abort, e))?;
+                    self.vfs
+                        .sync_dir(&self.root)
+                        .map_err(|e| Error::io(&self.root, e))
+                })
+        };
+        self.lock.lock().take();
+        result
+    }
+}
