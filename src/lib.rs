@@ -29,6 +29,8 @@ mod config;
 mod consume_queue;
 mod dispatch;
 mod error;
+#[cfg(test)]
+mod fault_tests;
 /// Byte layouts as pure functions (exposed for fuzzers and benches with the `internals` feature).
 #[cfg(feature = "internals")]
 pub mod format;

@@ -1,0 +1,176 @@
+//! Fault injection through the `Vfs` seam: failed syncs and slow syncs in Sync mode.
+//! (The full simulated disk with crash images is the crash-testing issue's; these cover the
+//! durability rules that need a sync to misbehave on demand.)
+
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use crate::storage::{DirEntry, DiskUsage, LockGuard, MapRegion, OpenMode, OsVfs, Vfs, VfsFile};
+use crate::{Error, FlushMode, Message, PutStatus, Store, StoreConfig};
+
+/// Shared switches of the faulty disk.
+#[derive(Debug, Default)]
+struct Faults {
+    fail_sync: AtomicBool,
+    /// Milliseconds every CommitLog `sync_data` sleeps (0 = none).
+    slow_sync_ms: AtomicU64,
+    /// Told once when a slow sync starts.
+    sync_started: Mutex<Option<mpsc::Sender<()>>>,
+}
+
+#[derive(Debug)]
+struct FaultyVfs {
+    os: OsVfs,
+    faults: Arc<Faults>,
+}
+
+#[derive(Debug)]
+struct FaultyFile {
+    inner: Box<dyn VfsFile>,
+    faults: Arc<Faults>,
+    commitlog: bool,
+}
+
+impl Vfs for FaultyVfs {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.os.create_dir_all(path)
+    }
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
+        self.os.read_dir(path)
+    }
+    fn metadata(&self, path: &Path) -> io::Result<Option<DirEntry>> {
+        self.os.metadata(path)
+    }
+    fn open_file(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn VfsFile>> {
+        let commitlog = path.parent().is_some_and(|p| p.ends_with("commitlog"));
+        Ok(Box::new(FaultyFile { inner: self.os.open_file(path, mode)?, faults: self.faults.clone(), commitlog }))
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.os.remove_file(path)
+    }
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.os.remove_dir_all(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.os.rename(from, to)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.os.sync_dir(path)
+    }
+    fn lock_exclusive(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
+        self.os.lock_exclusive(path)
+    }
+    fn disk_usage(&self, path: &Path) -> io::Result<DiskUsage> {
+        self.os.disk_usage(path)
+    }
+}
+
+impl VfsFile for FaultyFile {
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        self.inner.allocate(len)
+    }
+    fn zero_range(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.inner.zero_range(offset, len)
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.inner.read_exact_at(buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.inner.write_all_at(buf, offset)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        if self.commitlog {
+            if self.faults.fail_sync.load(Ordering::SeqCst) {
+                return Err(io::Error::from_raw_os_error(libc::EIO));
+            }
+            let ms = self.faults.slow_sync_ms.load(Ordering::SeqCst);
+            if ms > 0 {
+                if let Some(tx) = self.faults.sync_started.lock().unwrap().take() {
+                    let _ = tx.send(());
+                }
+                std::thread::sleep(Duration::from_millis(ms));
+            }
+        }
+        self.inner.sync_data()
+    }
+    fn sync_all(&self) -> io::Result<()> {
+        self.inner.sync_all()
+    }
+    fn map(&self, len: usize, writable: bool) -> io::Result<Box<dyn MapRegion>> {
+        self.inner.map(len, writable)
+    }
+}
+
+fn sync_config() -> StoreConfig {
+    StoreConfig { flush_mode: FlushMode::Sync, preallocate_next_segment: false, ..StoreConfig::small() }
+}
+
+#[test]
+fn failed_sync_is_never_acknowledged_and_turns_store_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(Faults::default());
+    let vfs = Arc::new(FaultyVfs { os: OsVfs, faults: faults.clone() });
+    let store = Store::open_with_vfs(dir.path(), sync_config(), vfs).unwrap();
+    let ok = store.put(&Message::new("t", 0, b"durable")).unwrap();
+    assert_eq!(ok.status, PutStatus::Ok);
+
+    faults.fail_sync.store(true, Ordering::SeqCst);
+    let failed = store.put(&Message::new("t", 0, b"not acknowledged"));
+    assert!(matches!(failed, Err(Error::FlushFailed { .. })), "{failed:?}");
+    // Never retried into an acknowledgement, even once the disk "recovers".
+    faults.fail_sync.store(false, Ordering::SeqCst);
+    assert!(matches!(store.put(&Message::new("t", 0, b"x")), Err(Error::ReadOnly { .. })));
+    // Reads keep working.
+    assert_eq!(store.get("t", 0, 0, 1).unwrap().messages().next().unwrap().body(), b"durable");
+    // Close refuses to bless the state: `abort` stays, the next open recovers.
+    assert!(matches!(store.close(), Err(Error::ReadOnly { .. })));
+    assert!(dir.path().join("abort").exists());
+    drop(store);
+
+    let store = Store::open(dir.path(), sync_config()).unwrap();
+    assert!(!store.recovery_report().clean_shutdown);
+    let first = store.read_at(ok.commitlog_offset).unwrap();
+    assert_eq!(first.view().body(), b"durable");
+    // A new acknowledged put lands after whatever recovery kept.
+    let again = store.put(&Message::new("t", 0, b"after")).unwrap();
+    assert_eq!(again.status, PutStatus::Ok);
+    assert_eq!(store.read_at(again.commitlog_offset).unwrap().view().body(), b"after");
+    store.close().unwrap();
+}
+
+#[test]
+fn slow_sync_gives_flush_disk_timeout_to_waiters_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(Faults::default());
+    let vfs = Arc::new(FaultyVfs { os: OsVfs, faults: faults.clone() });
+    let config = StoreConfig { sync_flush_timeout: Duration::from_millis(50), ..sync_config() };
+    let store = Arc::new(Store::open_with_vfs(dir.path(), config, vfs).unwrap());
+    let (tx, rx) = mpsc::channel();
+    *faults.sync_started.lock().unwrap() = Some(tx);
+    faults.slow_sync_ms.store(600, Ordering::SeqCst);
+
+    let leader = {
+        let s = store.clone();
+        std::thread::spawn(move || s.put(&Message::new("t", 0, b"leader")).unwrap())
+    };
+    rx.recv().unwrap(); // the leader is inside its (slow) sync now
+    let follower = store.put(&Message::new("t", 0, b"follower")).unwrap();
+    assert_eq!(follower.status, PutStatus::FlushDiskTimeout);
+    // The leader's own sync completed: its record is durable, so it is acknowledged.
+    assert_eq!(leader.join().unwrap().status, PutStatus::Ok);
+    faults.slow_sync_ms.store(0, Ordering::SeqCst);
+    // The follower's record is stored and becomes durable with the next sync.
+    assert_eq!(store.get("t", 0, 1, 1).unwrap().messages().next().unwrap().body(), b"follower");
+    store.flush().unwrap();
+    assert!(store.durable_offset() >= follower.commitlog_offset + follower.wrote_bytes as u64);
+    Arc::try_unwrap(store).ok().unwrap().close().unwrap();
+}
