@@ -95,10 +95,6 @@ impl CommitLog {
         self.segments.dir()
     }
 
-    pub fn segment_size(&self) -> usize {
-        self.segments.segment_size()
-    }
-
     pub fn max_offset(&self) -> u64 {
         self.max_offset.load(Ordering::Acquire)
     }
@@ -191,15 +187,6 @@ impl CommitLog {
         let pos = usize::try_from(offset - seg.start).ok()?;
         seg.file.read(pos, len)?;
         Some((seg.file, pos))
-    }
-
-    /// The segment holding `offset` and everything published after `offset` in it.
-    pub fn segment_at(&self, offset: u64) -> Option<Segment> {
-        self.segments.find(offset)
-    }
-
-    pub fn segments(&self) -> &SegmentList {
-        &self.segments
     }
 
     /// Makes every byte appended so far durable (one sync per segment touched). Returns the new

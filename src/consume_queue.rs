@@ -139,10 +139,6 @@ impl ConsumeQueue {
         self.max_offset.load(Ordering::Acquire)
     }
 
-    pub fn max_physical_end(&self) -> u64 {
-        self.max_physical_end.load(Ordering::Acquire)
-    }
-
     /// Moves the min offset (retention, or correction after recovery).
     pub fn set_min_offset(&self, min: u64) {
         self.min_offset
@@ -352,10 +348,5 @@ impl ConsumeQueue {
                 .map_err(|e| Error::io(s.file.path(), e))?;
         }
         Ok(())
-    }
-
-    /// Number of files (for stats and tests).
-    pub fn file_count(&self) -> usize {
-        self.files.len()
     }
 }

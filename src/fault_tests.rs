@@ -46,7 +46,11 @@ impl Vfs for FaultyVfs {
     }
     fn open_file(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn VfsFile>> {
         let commitlog = path.parent().is_some_and(|p| p.ends_with("commitlog"));
-        Ok(Box::new(FaultyFile { inner: self.os.open_file(path, mode)?, faults: self.faults.clone(), commitlog }))
+        Ok(Box::new(FaultyFile {
+            inner: self.os.open_file(path, mode)?,
+            faults: self.faults.clone(),
+            commitlog,
+        }))
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         self.os.remove_file(path)
@@ -111,26 +115,48 @@ impl VfsFile for FaultyFile {
 }
 
 fn sync_config() -> StoreConfig {
-    StoreConfig { flush_mode: FlushMode::Sync, preallocate_next_segment: false, ..StoreConfig::small() }
+    StoreConfig {
+        flush_mode: FlushMode::Sync,
+        preallocate_next_segment: false,
+        ..StoreConfig::small()
+    }
 }
 
 #[test]
 fn failed_sync_is_never_acknowledged_and_turns_store_read_only() {
     let dir = tempfile::tempdir().unwrap();
     let faults = Arc::new(Faults::default());
-    let vfs = Arc::new(FaultyVfs { os: OsVfs, faults: faults.clone() });
+    let vfs = Arc::new(FaultyVfs {
+        os: OsVfs,
+        faults: faults.clone(),
+    });
     let store = Store::open_with_vfs(dir.path(), sync_config(), vfs).unwrap();
     let ok = store.put(&Message::new("t", 0, b"durable")).unwrap();
     assert_eq!(ok.status, PutStatus::Ok);
 
     faults.fail_sync.store(true, Ordering::SeqCst);
     let failed = store.put(&Message::new("t", 0, b"not acknowledged"));
-    assert!(matches!(failed, Err(Error::FlushFailed { .. })), "{failed:?}");
+    assert!(
+        matches!(failed, Err(Error::FlushFailed { .. })),
+        "{failed:?}"
+    );
     // Never retried into an acknowledgement, even once the disk "recovers".
     faults.fail_sync.store(false, Ordering::SeqCst);
-    assert!(matches!(store.put(&Message::new("t", 0, b"x")), Err(Error::ReadOnly { .. })));
+    assert!(matches!(
+        store.put(&Message::new("t", 0, b"x")),
+        Err(Error::ReadOnly { .. })
+    ));
     // Reads keep working.
-    assert_eq!(store.get("t", 0, 0, 1).unwrap().messages().next().unwrap().body(), b"durable");
+    assert_eq!(
+        store
+            .get("t", 0, 0, 1)
+            .unwrap()
+            .messages()
+            .next()
+            .unwrap()
+            .body(),
+        b"durable"
+    );
     // Close refuses to bless the state: `abort` stays, the next open recovers.
     assert!(matches!(store.close(), Err(Error::ReadOnly { .. })));
     assert!(dir.path().join("abort").exists());
@@ -143,7 +169,10 @@ fn failed_sync_is_never_acknowledged_and_turns_store_read_only() {
     // A new acknowledged put lands after whatever recovery kept.
     let again = store.put(&Message::new("t", 0, b"after")).unwrap();
     assert_eq!(again.status, PutStatus::Ok);
-    assert_eq!(store.read_at(again.commitlog_offset).unwrap().view().body(), b"after");
+    assert_eq!(
+        store.read_at(again.commitlog_offset).unwrap().view().body(),
+        b"after"
+    );
     store.close().unwrap();
 }
 
@@ -151,8 +180,14 @@ fn failed_sync_is_never_acknowledged_and_turns_store_read_only() {
 fn slow_sync_gives_flush_disk_timeout_to_waiters_not_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let faults = Arc::new(Faults::default());
-    let vfs = Arc::new(FaultyVfs { os: OsVfs, faults: faults.clone() });
-    let config = StoreConfig { sync_flush_timeout: Duration::from_millis(50), ..sync_config() };
+    let vfs = Arc::new(FaultyVfs {
+        os: OsVfs,
+        faults: faults.clone(),
+    });
+    let config = StoreConfig {
+        sync_flush_timeout: Duration::from_millis(50),
+        ..sync_config()
+    };
     let store = Arc::new(Store::open_with_vfs(dir.path(), config, vfs).unwrap());
     let (tx, rx) = mpsc::channel();
     *faults.sync_started.lock().unwrap() = Some(tx);
@@ -169,7 +204,16 @@ fn slow_sync_gives_flush_disk_timeout_to_waiters_not_an_error() {
     assert_eq!(leader.join().unwrap().status, PutStatus::Ok);
     faults.slow_sync_ms.store(0, Ordering::SeqCst);
     // The follower's record is stored and becomes durable with the next sync.
-    assert_eq!(store.get("t", 0, 1, 1).unwrap().messages().next().unwrap().body(), b"follower");
+    assert_eq!(
+        store
+            .get("t", 0, 1, 1)
+            .unwrap()
+            .messages()
+            .next()
+            .unwrap()
+            .body(),
+        b"follower"
+    );
     store.flush().unwrap();
     assert!(store.durable_offset() >= follower.commitlog_offset + follower.wrote_bytes as u64);
     Arc::try_unwrap(store).ok().unwrap().close().unwrap();

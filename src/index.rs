@@ -319,11 +319,6 @@ impl IndexService {
         Ok(())
     }
 
-    /// CommitLog offset below which every record is indexed.
-    pub fn end_phy_offset(&self) -> u64 {
-        self.files.read().last().map_or(0, |f| f.end_phy_offset())
-    }
-
     /// Indexes the keys of one record (RocketMQ `buildIndex`, spec §4.4). Single writer.
     pub fn build(&self, vfs: &dyn Vfs, rec: &RecordView<'_>) -> Result<()> {
         if rec.transaction_type() == TRANSACTION_ROLLBACK {
@@ -428,10 +423,6 @@ impl IndexService {
             f.flush()?;
         }
         Ok(())
-    }
-
-    pub fn file_count(&self) -> usize {
-        self.files.read().len()
     }
 }
 

@@ -20,12 +20,7 @@ pub(crate) struct Segment {
     pub file: Arc<MappedFile>,
 }
 
-impl Segment {
-    /// Absolute offset one past the last published byte.
-    pub fn end(&self) -> u64 {
-        self.start + self.file.write_position() as u64
-    }
-}
+impl Segment {}
 
 /// RocketMQ's file name for a start offset: 20 zero-padded decimal digits.
 pub(crate) fn file_name(start: u64) -> String {
@@ -173,12 +168,6 @@ impl SegmentList {
             .last()
             .is_none_or(|l| l.start + self.size as u64 == seg.start));
         segs.push(seg);
-    }
-
-    /// Removes and returns the first segment (retention).
-    pub fn pop_first(&self) -> Option<Segment> {
-        let mut segs = self.segments.write();
-        (!segs.is_empty()).then(|| segs.remove(0))
     }
 
     /// Removes every segment, returning them (used when a derived queue is rebuilt).

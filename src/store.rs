@@ -86,11 +86,20 @@ struct GroupCommit {
     done: Condvar,
 }
 
+/// Per-thread encode buffers, reused so a put allocates nothing once a thread has seen its
+/// largest message.
+#[derive(Default)]
+struct EncodeBuffers {
+    properties: Vec<u8>,
+    /// One batch member's record.
+    scratch: Vec<u8>,
+    /// The run of records appended as one.
+    run: Vec<u8>,
+    layouts: Vec<EncodedLayout>,
+}
+
 thread_local! {
-    /// Per-thread encode buffers: (properties, one record, the run of records, layouts). Reused, so a put allocates
-    /// nothing once a thread has seen its largest message.
-    static BUFFERS: RefCell<(Vec<u8>, Vec<u8>, Vec<u8>, Vec<EncodedLayout>)> =
-        const { RefCell::new((Vec::new(), Vec::new(), Vec::new(), Vec::new())) };
+    static BUFFERS: RefCell<EncodeBuffers> = RefCell::new(EncodeBuffers::default());
 }
 
 /// Checks a topic name: non-empty, at most [`MAX_TOPIC_LEN`] bytes, `[%|a-zA-Z0-9_-]` only
@@ -259,7 +268,12 @@ impl Store {
             });
         }
         BUFFERS.with(|b| {
-            let (props, scratch, buf, layouts) = &mut *b.borrow_mut();
+            let EncodeBuffers {
+                properties: props,
+                scratch,
+                run: buf,
+                layouts,
+            } = &mut *b.borrow_mut();
             buf.clear();
             layouts.clear();
             let opts = EncodeOptions {
@@ -792,7 +806,7 @@ impl Inner {
                 if result.len() >= max_messages {
                     break 'outer;
                 }
-                if result.len() > 0 && bytes + unit.size.max(0) as usize > opts.max_bytes {
+                if !result.is_empty() && bytes + unit.size.max(0) as usize > opts.max_bytes {
                     break 'outer;
                 }
                 examined += 1;

@@ -10,7 +10,8 @@
 //!   words.
 //! * No file is mapped past its end, and no mapped file is sparse.
 
-// The engine uses only part of this toolkit's API at any one time.
+// The Vfs surface is complete for the simulated disk and retention (disk usage, pwrite
+// appends, sequential advice) ahead of the engine code that calls every part of it.
 #![allow(dead_code)]
 
 pub mod mapped_file;
@@ -18,7 +19,6 @@ pub mod mapped_words;
 pub mod os;
 pub mod vfs;
 
-// Re-exports for the engine; unused until it is wired up.
 #[allow(unused_imports)]
 pub use mapped_file::{FlushStrategy, MappedFile, MappedWriter, OpenError};
 #[allow(unused_imports)]
