@@ -83,9 +83,52 @@ fn bench_ceiling(c: &mut Criterion) {
     g.finish();
 }
 
+/// One producer in Sync mode: each put waits for its own fdatasync (nothing to group with).
+/// Ceiling: `pwrite` of the same bytes into an already written file + `fdatasync`.
+fn bench_sync(c: &mut Criterion) {
+    use std::os::unix::fs::FileExt;
+    let mut g = c.benchmark_group("append_sync_1_producer");
+    g.throughput(Throughput::Elements(1));
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        flush_mode: rocketstore::FlushMode::Sync,
+        ..store_config()
+    };
+    let store = Store::open(dir.path(), config).unwrap();
+    let body = vec![0x5Au8; 1024];
+    g.bench_function("put_1KiB", |b| {
+        b.iter(|| store.put(&Message::new("bench", 0, &body)).unwrap())
+    });
+    store.close().unwrap();
+
+    let path = dir.path().join("ceiling");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    f.write_all_at(&vec![0u8; 64 << 20], 0).unwrap();
+    f.sync_all().unwrap();
+    let rec = vec![0x5Au8; 1024 + 120];
+    let mut pos = 0u64;
+    g.bench_function("ceiling_pwrite_fdatasync_1KiB", |b| {
+        b.iter(|| {
+            if pos + rec.len() as u64 > 64 << 20 {
+                pos = 0;
+            }
+            f.write_all_at(&rec, pos).unwrap();
+            f.sync_data().unwrap();
+            pos += rec.len() as u64;
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1)).sample_size(30);
-    targets = bench_append, bench_ceiling
+    targets = bench_append, bench_ceiling, bench_sync
 }
 criterion_main!(benches);
