@@ -172,9 +172,15 @@ impl ConsumeQueue {
 
     /// Appends unit `queue_offset`. A unit below the current max is a re-dispatch of an existing
     /// one and is skipped; a gap is refused (a queue never has holes), except for the very first
-    /// unit of an empty queue, which may start anywhere (the files before it are pre-filled the
-    /// way RocketMQ does it).
-    pub fn append(&self, vfs: &dyn Vfs, queue_offset: u64, unit: CqUnit) -> Result<()> {
+    /// unit of an empty queue when `allow_late_start` (the CommitLog's head was deleted), which
+    /// may start anywhere (the files before it are pre-filled the way RocketMQ does it).
+    pub fn append(
+        &self,
+        vfs: &dyn Vfs,
+        queue_offset: u64,
+        unit: CqUnit,
+        allow_late_start: bool,
+    ) -> Result<()> {
         let max = self.max_offset();
         if queue_offset < max {
             // Re-dispatch of a record this queue already has: it must be the same record.
@@ -193,7 +199,7 @@ impl ConsumeQueue {
         }
         let mut writer = self.writer.lock();
         if queue_offset > max {
-            if max != 0 || self.files.len() != 0 {
+            if max != 0 || self.files.len() != 0 || !allow_late_start {
                 return Err(Error::Corruption {
                     path: self.files.dir().to_path_buf(),
                     offset: queue_offset,

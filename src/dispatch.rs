@@ -10,12 +10,14 @@ use crate::index::IndexService;
 use crate::storage::Vfs;
 
 /// Appends the record's ConsumeQueue unit to `queue` (the record's own queue) and its keys to
-/// the index. Idempotent: entries already present are skipped.
+/// the index. Idempotent: entries already present are skipped. `allow_late_start` lets an empty
+/// queue begin past offset 0 (only when the CommitLog's head was deleted by retention).
 pub(crate) fn dispatch(
     vfs: &dyn Vfs,
     queue: &ConsumeQueue,
     index: Option<&IndexService>,
     rec: &RecordView<'_>,
+    allow_late_start: bool,
 ) -> Result<()> {
     debug_assert_eq!(queue.topic(), rec.topic());
     debug_assert_eq!(queue.queue_id(), rec.queue_id());
@@ -27,7 +29,7 @@ pub(crate) fn dispatch(
             size: rec.total_size() as i32,
             tags_code: rec.tags_code(),
         };
-        queue.append(vfs, rec.queue_offset() as u64, unit)?;
+        queue.append(vfs, rec.queue_offset() as u64, unit, allow_late_start)?;
     }
     if let Some(index) = index {
         index.build(vfs, rec)?;

@@ -216,13 +216,14 @@ impl IndexFile {
 
     /// Offsets of entries with `hash` whose time is within `[begin, end]`, newest first
     /// (spec §4.5 step 4). Bounded: each step goes to a strictly older entry.
-    fn lookup(&self, hash: i32, begin: i64, end: i64, max: usize, out: &mut Vec<u64>) {
+    /// Calls `visit` with each matching offset until it returns false; returns false if it did.
+    fn lookup(&self, hash: i32, begin: i64, end: i64, visit: &mut dyn FnMut(u64) -> bool) -> bool {
         let mut k =
             self.words
                 .load_be(slot_pos(hash as u32 % self.slots), Ordering::Acquire) as i32;
         let count = self.index_count.load(Ordering::Acquire) as i32;
         let file_begin = self.begin_timestamp();
-        while out.len() < max && k > 0 && k <= count && (k as u32) < self.max_entries {
+        while k > 0 && k <= count && (k as u32) < self.max_entries {
             let e = entry_pos(self.slots, k as u32);
             let entry_hash =
                 self.words
@@ -240,14 +241,15 @@ impl IndexFile {
             }
             let t = file_begin.saturating_add(diff as i64 * 1000);
             // Entries store whole seconds: widen the check by the truncated part.
-            if entry_hash == hash && t <= end && t.saturating_add(999) >= begin {
-                out.push(offset);
+            if entry_hash == hash && t <= end && t.saturating_add(999) >= begin && !visit(offset) {
+                return false;
             }
             if prev >= k || t.saturating_add(999) < begin {
                 break;
             }
             k = prev;
         }
+        true
     }
 
     fn flush(&self) -> Result<()> {
@@ -387,34 +389,39 @@ impl IndexService {
         Ok(f)
     }
 
-    /// CommitLog offsets of entries for `topic#key` stored within `[begin_ms, end_ms]`, newest
-    /// file first, newest entry first within a file. Hash matches only: callers re-check records.
+    /// Visits the CommitLog offsets of entries for `topic#key` stored within `[begin_ms, end_ms]`,
+    /// newest file first, newest entry first within a file, until `visit` returns false. Hash
+    /// matches only: `visit` re-checks the record. Every walk is bounded by the chain length.
     pub fn lookup(
         &self,
         topic: &str,
         key: &str,
         begin_ms: i64,
         end_ms: i64,
-        max: usize,
-    ) -> Vec<u64> {
+        visit: &mut dyn FnMut(u64) -> bool,
+    ) {
         let hash = key_hash(topic, key);
         let files = self.files.read().clone();
-        let mut out = Vec::new();
         for f in files.iter().rev() {
-            if out.len() >= max {
-                break;
-            }
             // Entry times are truncated to seconds: compare ranges with a second of slack.
             let overlaps =
                 f.begin_timestamp() <= end_ms && f.end_timestamp().saturating_add(999) >= begin_ms;
-            if overlaps || f.entry_count() == 0 {
-                f.lookup(hash, begin_ms, end_ms, max, &mut out);
+            if (overlaps || f.entry_count() == 0) && !f.lookup(hash, begin_ms, end_ms, visit) {
+                return;
             }
             if f.begin_timestamp() < begin_ms && f.entry_count() > 0 {
-                break;
+                return;
             }
         }
-        out
+    }
+
+    /// (number of files, total entries).
+    pub fn summary(&self) -> (u64, u64) {
+        let files = self.files.read();
+        (
+            files.len() as u64,
+            files.iter().map(|f| f.entry_count() as u64).sum(),
+        )
     }
 
     /// Syncs every index file.

@@ -24,7 +24,7 @@ use crate::config::StoreConfig;
 use crate::consume_queue::ConsumeQueue;
 use crate::dispatch::dispatch;
 use crate::error::{Error, Result};
-use crate::format::checkpoint_layout::Checkpoint;
+use crate::format::checkpoint_layout::{Checkpoint, DerivedSummary};
 use crate::format::record::{self, DecodeOptions, Decoded};
 use crate::index::IndexService;
 use crate::segments::{self, Segment};
@@ -162,7 +162,18 @@ pub(crate) fn recover(
             load_queues(vfs, root, config),
             index_load(vfs, root, config),
         ) {
-            (Ok(q), Ok(i)) => Some((q, i)),
+            (Ok(q), Ok(i)) => {
+                let found = summarize(q.values().flat_map(|m| m.values()), i.as_ref());
+                let expected = trailer.map(|t| t.derived).unwrap_or_default();
+                if found == expected {
+                    Some((q, i))
+                } else {
+                    log::warn!(
+                        "derived data differs from the checkpoint (found {found:?}, expected {expected:?}); rebuilding ConsumeQueue and IndexFile from the CommitLog"
+                    );
+                    None
+                }
+            }
             (Err(e), _) | (_, Err(e)) => {
                 log::warn!("derived data unusable ({e}); rebuilding ConsumeQueue and IndexFile from the CommitLog");
                 None
@@ -281,7 +292,7 @@ pub(crate) fn recover(
                                 config.consume_queue_file_size(),
                             )
                         });
-                    if let Err(e) = dispatch(vfs, q, index.as_ref(), &rec) {
+                    if let Err(e) = dispatch(vfs, q, index.as_ref(), &rec, first_start > 0) {
                         match e {
                             Error::Corruption { reason, .. } => {
                                 invalid(reason)?;
@@ -377,6 +388,22 @@ pub(crate) fn recover(
         last_store_timestamp,
         report,
     })
+}
+
+/// The counts a checkpoint records about ConsumeQueue and IndexFile.
+pub(crate) fn summarize<'a>(
+    queues: impl Iterator<Item = &'a ConsumeQueue>,
+    index: Option<&IndexService>,
+) -> DerivedSummary {
+    let mut s = DerivedSummary::default();
+    for q in queues.filter(|q| q.max_offset() > 0) {
+        s.queues += 1;
+        s.units += q.max_offset();
+    }
+    if let Some(i) = index {
+        (s.index_files, s.index_entries) = i.summary();
+    }
+    s
 }
 
 fn index_load(vfs: &dyn Vfs, root: &Path, config: &StoreConfig) -> Result<Option<IndexService>> {

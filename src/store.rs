@@ -21,6 +21,7 @@ use crate::format::properties;
 use crate::format::record::{
     self, DecodeOptions, Decoded, EncodeError, EncodeOptions, EncodedLayout, RecordFields,
 };
+use crate::format::FormatError;
 use crate::index::IndexService;
 use crate::message::Message;
 use crate::recovery::{self, RecoveryReport};
@@ -444,17 +445,20 @@ impl Store {
             ));
         };
         let max = max.min(MAX_QUERY_RESULTS);
-        // Ask for more candidates than wanted: collisions are filtered below.
-        let mut offsets = index.lookup(topic, key, begin_ms, end_ms, max.saturating_mul(4).max(16));
-        offsets.sort_unstable_by(|a, b| b.cmp(a));
-        offsets.dedup();
-        let mut out = Vec::new();
-        for off in offsets {
-            if out.len() >= max {
-                break;
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let mut out: Vec<StoredMessage> = Vec::new();
+        let mut seen: Vec<u64> = Vec::new();
+        // Walk hash matches newest first; only re-checked records count towards `max`, so
+        // colliding keys cannot crowd out the one asked for.
+        index.lookup(topic, key, begin_ms, end_ms, &mut |off| {
+            if seen.contains(&off) {
+                return true;
             }
+            seen.push(off);
             let Ok(m) = inner.read_at(off, false) else {
-                continue;
+                return true;
             };
             let v = m.view();
             let t = v.store_timestamp();
@@ -463,7 +467,8 @@ impl Store {
             if v.topic() == topic && key_matches && t >= begin_ms && t <= end_ms {
                 out.push(m);
             }
-        }
+            out.len() < max
+        });
         Ok(out)
     }
 
@@ -710,7 +715,7 @@ impl Inner {
                     reason: "just-appended record does not decode".into(),
                 });
             };
-            dispatch(&*self.vfs, queue, self.index.as_ref(), &rec)?;
+            dispatch(&*self.vfs, queue, self.index.as_ref(), &rec, false)?;
             p += rec.total_size();
         }
         Ok(())
@@ -915,11 +920,17 @@ impl Inner {
                 size: r.total_size(),
             }),
             Ok(_) => Err(no_record()),
-            Err(source) => Err(Error::CorruptRecord {
+            // A checksum failure at a record boundary is corruption; anything structural means
+            // no record starts at this offset.
+            Err(
+                source @ (FormatError::BodyCrcMismatch { .. }
+                | FormatError::RecordCrcMismatch { .. }),
+            ) => Err(Error::CorruptRecord {
                 path: file.path().to_path_buf(),
                 offset,
                 source,
             }),
+            Err(_) => Err(no_record()),
         }
     }
 
@@ -936,12 +947,13 @@ impl Inner {
             .values()
             .flat_map(|m| m.values().cloned())
             .collect();
-        for q in queues {
+        for q in &queues {
             q.flush()?;
         }
         if let Some(i) = &self.index {
             i.flush()?;
         }
+        let derived = crate::recovery::summarize(queues.iter().map(|q| &**q), self.index.as_ref());
         let ts = self.append.lock().last_store_timestamp;
         let cp = Checkpoint {
             physic_msg_timestamp: ts,
@@ -950,6 +962,7 @@ impl Inner {
             trailer: Some(Trailer {
                 durable_commitlog_offset: durable,
                 derived_durable_offset: dispatched.min(durable),
+                derived,
             }),
             ..Checkpoint::default()
         };

@@ -3,20 +3,21 @@
 //! Bytes 0..40 are RocketMQ's: `physicMsgTimestamp`, `logicsMsgTimestamp`, `indexMsgTimestamp`,
 //! `masterFlushedOffset`, `confirmPhyOffset` (i64 each). RocketMQ leaves the rest of the 4 KiB
 //! zero; we put a trailer at [`TRAILER_POS`]: magic `RSTORECK`, version, the durable CommitLog
-//! offset, the CommitLog offset below which ConsumeQueue and IndexFile are durable, and a CRC32
-//! over every byte before it. A checkpoint whose trailer fails the check is ignored, never trusted.
+//! offset, the CommitLog offset below which ConsumeQueue and IndexFile are durable, a summary of
+//! the derived data (queue, unit, index file and entry counts), and a CRC32 over every byte
+//! before it. A checkpoint whose trailer fails the check is ignored, never trusted.
 
 use byteorder::{BigEndian, ByteOrder};
 
 /// Size of the checkpoint file (RocketMQ maps 4 KiB).
 pub const CHECKPOINT_SIZE: usize = 4096;
 /// Where our trailer starts.
-pub const TRAILER_POS: usize = 4032;
+pub const TRAILER_POS: usize = 3968;
 /// Trailer magic, ASCII `RSTORECK`.
 pub const TRAILER_MAGIC: u64 = u64::from_be_bytes(*b"RSTORECK");
 /// Trailer version written by this crate.
 pub const TRAILER_VERSION: u32 = 1;
-const POS_CRC: usize = TRAILER_POS + 32;
+const POS_CRC: usize = TRAILER_POS + 64;
 
 /// Decoded checkpoint.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -43,6 +44,22 @@ pub struct Trailer {
     /// Every record below this CommitLog offset has its ConsumeQueue unit and index entries
     /// synced.
     pub derived_durable_offset: u64,
+    /// Shape of the derived data when the checkpoint was written; a clean open compares it with
+    /// what it loads, so a deleted or truncated ConsumeQueue or IndexFile is rebuilt.
+    pub derived: DerivedSummary,
+}
+
+/// Counts describing ConsumeQueue and IndexFile contents.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DerivedSummary {
+    /// Number of queues holding at least one unit.
+    pub queues: u64,
+    /// Sum over queues of their max offset.
+    pub units: u64,
+    /// Number of index files.
+    pub index_files: u64,
+    /// Sum of index entries over all files.
+    pub index_entries: u64,
 }
 
 impl Checkpoint {
@@ -60,6 +77,10 @@ impl Checkpoint {
             BigEndian::write_u32(&mut b[p + 8..p + 12], TRAILER_VERSION);
             BigEndian::write_u64(&mut b[p + 16..p + 24], t.durable_commitlog_offset);
             BigEndian::write_u64(&mut b[p + 24..p + 32], t.derived_durable_offset);
+            BigEndian::write_u64(&mut b[p + 32..p + 40], t.derived.queues);
+            BigEndian::write_u64(&mut b[p + 40..p + 48], t.derived.units);
+            BigEndian::write_u64(&mut b[p + 48..p + 56], t.derived.index_files);
+            BigEndian::write_u64(&mut b[p + 56..p + 64], t.derived.index_entries);
             let crc = crc32fast::hash(&b[..POS_CRC]);
             BigEndian::write_u32(&mut b[POS_CRC..POS_CRC + 4], crc);
         }
@@ -102,9 +123,16 @@ fn decode_trailer(b: &[u8]) -> Option<Trailer> {
     }
     let durable = BigEndian::read_u64(&b[p + 16..p + 24]);
     let derived = BigEndian::read_u64(&b[p + 24..p + 32]);
+    let summary = DerivedSummary {
+        queues: BigEndian::read_u64(&b[p + 32..p + 40]),
+        units: BigEndian::read_u64(&b[p + 40..p + 48]),
+        index_files: BigEndian::read_u64(&b[p + 48..p + 56]),
+        index_entries: BigEndian::read_u64(&b[p + 56..p + 64]),
+    };
     Some(Trailer {
         durable_commitlog_offset: durable,
         derived_durable_offset: derived,
+        derived: summary,
     })
 }
 
@@ -122,6 +150,12 @@ mod tests {
             trailer: Some(Trailer {
                 durable_commitlog_offset: 4096,
                 derived_durable_offset: 2048,
+                derived: DerivedSummary {
+                    queues: 3,
+                    units: 90,
+                    index_files: 1,
+                    index_entries: 80,
+                },
             }),
         }
     }

@@ -297,7 +297,11 @@ pub fn assert_view_matches(
         "{ctx}: user properties"
     );
     assert_eq!(view.flag(), spec.flag, "{ctx}: flag");
-    assert_eq!(view.reconsume_times(), spec.reconsume_times, "{ctx}: reconsume");
+    assert_eq!(
+        view.reconsume_times(),
+        spec.reconsume_times,
+        "{ctx}: reconsume"
+    );
     if let Some(t) = spec.born_timestamp {
         assert_eq!(view.born_timestamp(), t, "{ctx}: born timestamp");
     } else {
@@ -320,7 +324,11 @@ pub fn assert_view_matches(
         store_timestamp,
         "{ctx}: store timestamp"
     );
-    assert_eq!(view.stored_size(), spec.record_len(store_host), "{ctx}: size");
+    assert_eq!(
+        view.stored_size(),
+        spec.record_len(store_host),
+        "{ctx}: size"
+    );
     let expected = expected_record(
         spec,
         queue_offset,
@@ -440,12 +448,14 @@ pub fn walk_commitlog(store: &Store) -> Vec<(u64, Vec<u8>)> {
     out
 }
 
+/// One queue as observed: (min offset, max offset, records in queue order).
+pub type QueueContent = (u64, u64, Vec<Vec<u8>>);
+
 /// Everything observable about a store's content.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Snapshot {
     pub topics: Vec<String>,
-    /// (topic, queue) → (min, max, records in queue order).
-    pub queues: BTreeMap<(String, i32), (u64, u64, Vec<Vec<u8>>)>,
+    pub queues: BTreeMap<(String, i32), QueueContent>,
     pub commitlog_min: u64,
     pub commitlog_max: u64,
     pub records: Vec<(u64, Vec<u8>)>,
