@@ -4,12 +4,13 @@
 //!
 //! Where the scan starts:
 //! * clean shutdown (no `abort`, checkpoint trailer intact): at the durable offset `D` the
-//!   checkpoint names; derived data is trusted and only what lies past it is dispatched;
-//! * unclean shutdown with an intact trailer: at the start of the segment holding `D`; records
-//!   below `D` were acknowledged durable, so an invalid one there is a corruption error, never a
-//!   silent cut. ConsumeQueue and IndexFile are rebuilt from the CommitLog;
-//! * no usable trailer (a RocketMQ-written root, a damaged checkpoint): every segment is scanned
-//!   and the derived data rebuilt.
+//!   checkpoint names. Derived data is trusted if its shape (queue, unit, index file and entry
+//!   counts) matches what the checkpoint recorded; otherwise it is rebuilt as below;
+//! * unclean shutdown, or no usable trailer (a RocketMQ-written root, a damaged checkpoint):
+//!   ConsumeQueue and IndexFile are deleted and rebuilt by re-dispatching every record, so the
+//!   whole CommitLog is scanned. With an intact trailer, records below `D` were acknowledged
+//!   durable: an invalid one there is a corruption error, never a silent cut. (Rebuilding only
+//!   what lies past the derived data's durable point is future work.)
 //!
 //! The scan accepts a record only if it decodes (magic, lengths, CRCs when configured), its
 //! PHYSICALOFFSET equals its position, and its queue offset is the next one of its queue. The
@@ -43,8 +44,8 @@ pub struct RecoveryReport {
     pub scanned_bytes: u64,
     /// Recovered end of the CommitLog.
     pub end_offset: u64,
-    /// Bytes of torn or invalid tail that were cut (counted up to the end of the last segment
-    /// holding data past the cut; zeroed on disk).
+    /// CommitLog offset where a torn or invalid tail was cut (the bytes after it were zeroed);
+    /// `None` when the data simply ended (a zero header where the next record would start).
     pub truncated_at: Option<u64>,
     /// Segments deleted because they lay entirely past the cut.
     pub segments_removed: usize,

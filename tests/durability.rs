@@ -392,12 +392,7 @@ fn recovery_is_idempotent_and_rebuilds_identical_consume_queues() {
     let original_cq = snapshot_files(&base, &["consumequeue"]);
     let original_cl = snapshot_files(&base, &["commitlog"]);
     assert!(original_cq.len() > 12, "ConsumeQueue files should roll");
-    for v in [
-        Variant::AsIs,
-        Variant::EmptyAbort,
-        Variant::GarbageCheckpoint,
-        Variant::NoCheckpoint,
-    ] {
+    for v in VARIANTS {
         let root = dir.path().join(format!("{v:?}"));
         copy_dir(&base, &root);
         damage(&root, v);
@@ -505,11 +500,9 @@ fn consume_queue_file_of_wrong_length_is_rebuilt() {
     ]);
 }
 
+/// ConsumeQueue files deleted or zeroed after a clean shutdown are noticed (the checkpoint
+/// records the shape of the derived data) and rebuilt.
 #[test]
-#[ignore = "KNOWN LIMITATION: a garbage unit in the middle of a ConsumeQueue file after a clean \
-            shutdown is not detected at open (the checkpoint summary only catches deleted, \
-            truncated or zeroed units); get() then returns Error::Corruption for that unit. \
-            The other three damage cases in this test are repaired."]
 fn consume_queue_damage_after_clean_shutdown_is_rebuilt() {
     derived_damage_is_repaired(&[
         ("deleted last cq file", |r| {
@@ -518,13 +511,24 @@ fn consume_queue_damage_after_clean_shutdown_is_rebuilt() {
         ("zeroed cq units", |r| {
             zero_at(&cq_file(r, 2000), 0, 50 * 20)
         }),
+        ("zeroed last cq unit", |r| {
+            zero_at(&cq_file(r, 2000), 49 * 20, 20)
+        }),
         ("deleted queue dir", |r| {
             fs::remove_dir_all(r.join("consumequeue/alpha/0")).unwrap()
         }),
-        ("garbage cq unit", |r| {
-            write_at(&cq_file(r, 0), 200, &[0x11; 20])
-        }),
     ]);
+}
+
+#[test]
+#[ignore = "KNOWN LIMITATION: a garbage unit in the middle of a ConsumeQueue file after a clean \
+            shutdown is not detected at open (the checkpoint summary only catches deleted, \
+            truncated or zeroed units); get() then returns Error::Corruption for that unit \
+            (unit 10 points past the CommitLog end) instead of a rebuild (TESTING.md section 4)"]
+fn garbage_consume_queue_unit_after_clean_shutdown_is_rebuilt() {
+    derived_damage_is_repaired(&[("garbage cq unit", |r| {
+        write_at(&cq_file(r, 0), 200, &[0x11; 20])
+    })]);
 }
 
 #[test]
