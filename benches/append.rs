@@ -60,7 +60,7 @@ fn bench_ceiling(c: &mut Criterion) {
             .open(&path)
             .unwrap();
         f.set_len(len as u64).unwrap();
-        // SAFETY (bench only): the file is private to this benchmark and never resized.
+        // SAFETY: the file is private to this benchmark and never resized while mapped.
         let mut map = unsafe { memmap2::MmapMut::map_mut(&f).unwrap() };
         for p in (0..len).step_by(4096) {
             map[p] = 0;
