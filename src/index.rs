@@ -16,21 +16,13 @@ use parking_lot::RwLock;
 
 use crate::error::{Error, Result};
 use crate::format::index_layout::{self as layout, entry_pos, slot_pos, time_diff_secs};
+use crate::format::java_hash;
 use crate::format::record::{RecordView, TRANSACTION_ROLLBACK};
 use crate::storage::{self, FileKind, FlushStrategy, MappedWords, OpenError, Vfs};
 
 /// Java `String.hashCode` of `topic#key`, made non-negative as RocketMQ's `indexKeyHashMethod`.
 pub(crate) fn key_hash(topic: &str, key: &str) -> i32 {
-    let h = topic
-        .encode_utf16()
-        .chain("#".encode_utf16())
-        .chain(key.encode_utf16())
-        .fold(0i32, |h, u| h.wrapping_mul(31).wrapping_add(u as i32));
-    if h == i32::MIN {
-        0
-    } else {
-        h.abs()
-    }
+    java_hash::index_topic_key_hash(topic, key)
 }
 
 /// One IndexFile.
@@ -436,7 +428,6 @@ impl IndexService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::java_hash;
 
     #[test]
     fn key_hash_is_java_hash_of_topic_hash_key() {

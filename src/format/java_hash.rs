@@ -8,9 +8,18 @@
 /// Java `String.hashCode`: `h = 31 * h + u` over the UTF-16 code units of `s`, wrapping `i32`
 /// arithmetic, starting at 0. For example `"TagA"` hashes to 2598919.
 pub fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16().fold(0i32, |h, unit| {
-        h.wrapping_mul(31).wrapping_add(i32::from(unit))
-    })
+    java_hash_of_parts(&[s])
+}
+
+/// Java hash of the concatenation of `parts`, without building the string (the index hashes
+/// `topic#key` on the append path).
+pub fn java_hash_of_parts(parts: &[&str]) -> i32 {
+    parts
+        .iter()
+        .flat_map(|p| p.encode_utf16())
+        .fold(0i32, |h, unit| {
+            h.wrapping_mul(31).wrapping_add(i32::from(unit))
+        })
 }
 
 /// RocketMQ's tags code (`MessageExtBrokerInner.tagsString2tagsCode`): 0 for empty tags, else
@@ -28,7 +37,16 @@ pub fn tags_code(tags: &str) -> i64 {
 /// Java's `Math.abs(Integer.MIN_VALUE)` is still negative, and IndexFile then maps it to 0; this
 /// does the same so that keys land in the same slot as in a Java-written index.
 pub fn index_key_hash(key: &str) -> i32 {
-    let abs = java_string_hash(key).wrapping_abs();
+    index_hash_from(java_string_hash(key))
+}
+
+/// [`index_key_hash`] of `topic#key`, without building the string.
+pub fn index_topic_key_hash(topic: &str, key: &str) -> i32 {
+    index_hash_from(java_hash_of_parts(&[topic, "#", key]))
+}
+
+fn index_hash_from(hash: i32) -> i32 {
+    let abs = hash.wrapping_abs();
     if abs < 0 {
         0
     } else {
