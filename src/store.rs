@@ -801,7 +801,10 @@ impl Inner {
         let (mut examined, mut filtered, mut removed, mut bytes) = (0usize, false, false, 0usize);
         let mut next = offset;
         'outer: while next < max && examined < scan_limit {
-            let Some(run) = q.units_from(next, scan_limit - examined) else {
+            // Never past the max sampled above: a unit is published in the file just before the
+            // queue's max moves, and a result must not run ahead of the max it reports.
+            let want = (scan_limit - examined).min((max - next) as usize);
+            let Some(run) = q.units_from(next, want) else {
                 break;
             };
             for i in 0..run.count {
