@@ -130,7 +130,7 @@ fn failed_sync_is_never_acknowledged_and_turns_store_read_only() {
         os: OsVfs,
         faults: faults.clone(),
     });
-    let store = Store::open_with_vfs(dir.path(), sync_config(), vfs).unwrap();
+    let store = Store::open_on(dir.path(), sync_config(), vfs).unwrap();
     let ok = store.put(&Message::new("t", 0, b"durable")).unwrap();
     assert_eq!(ok.status, PutStatus::Ok);
 
@@ -188,7 +188,7 @@ fn slow_sync_gives_flush_disk_timeout_to_waiters_not_an_error() {
         sync_flush_timeout: Duration::from_millis(50),
         ..sync_config()
     };
-    let store = Arc::new(Store::open_with_vfs(dir.path(), config, vfs).unwrap());
+    let store = Arc::new(Store::open_on(dir.path(), config, vfs).unwrap());
     let (tx, rx) = mpsc::channel();
     *faults.sync_started.lock().unwrap() = Some(tx);
     faults.slow_sync_ms.store(600, Ordering::SeqCst);

@@ -38,6 +38,8 @@ pub mod format;
 #[allow(dead_code)]
 mod format;
 mod index;
+#[cfg(feature = "internals")]
+pub mod internals;
 mod message;
 mod recovery;
 mod results;

@@ -125,11 +125,22 @@ impl Store {
     /// Opens (creating if needed) the store at `root` on the real file system, recovering
     /// whatever a previous run left.
     pub fn open(root: impl AsRef<Path>, config: StoreConfig) -> Result<Store> {
-        Store::open_with_vfs(root, config, Arc::new(OsVfs))
+        Store::open_on(root, config, Arc::new(OsVfs))
     }
 
-    /// Opens the store through a custom file-system implementation (tests use a simulated disk).
-    pub(crate) fn open_with_vfs(
+    /// Opens the store through a custom file-system implementation, such as the simulated disk
+    /// of [`internals::SimVfs`](crate::internals). Not a stable API (feature `internals`).
+    #[cfg(feature = "internals")]
+    pub fn open_with_vfs(
+        root: impl AsRef<Path>,
+        config: StoreConfig,
+        vfs: Arc<dyn Vfs>,
+    ) -> Result<Store> {
+        Store::open_on(root, config, vfs)
+    }
+
+    /// Opens the store through any file-system implementation.
+    pub(crate) fn open_on(
         root: impl AsRef<Path>,
         config: StoreConfig,
         vfs: Arc<dyn Vfs>,

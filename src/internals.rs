@@ -1,0 +1,9 @@
+//! Seams for tests, fuzz targets, benches and the CLI (feature `internals`; not a stable API).
+//!
+//! The file-system trait the engine reaches the disk through, its OS implementation, and the
+//! mapped-file types, so that a simulated disk can be plugged in with
+//! [`Store::open_with_vfs`](crate::Store::open_with_vfs).
+
+pub use crate::storage::{
+    DirEntry, DiskUsage, FileKind, LockGuard, MapRegion, OpenMode, OsVfs, Vfs, VfsFile,
+};
