@@ -7,7 +7,7 @@
 //! does not wait for the disk.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -29,6 +29,8 @@ pub(crate) struct CommitLog {
     flushed_offset: AtomicU64,
     /// Serialises flushes (group-commit leader, periodic flusher, close).
     flush_lock: Mutex<()>,
+    /// Wall-clock time (ms) of the last flush that made bytes durable; 0 if none yet.
+    last_flush_ms: AtomicI64,
     allocator: Option<Allocator>,
 }
 
@@ -58,6 +60,7 @@ impl CommitLog {
             max_offset: AtomicU64::new(end),
             flushed_offset: AtomicU64::new(end),
             flush_lock: Mutex::new(()),
+            last_flush_ms: AtomicI64::new(0),
             allocator,
         }
     }
@@ -215,8 +218,82 @@ impl CommitLog {
             }
             durable = new;
             self.flushed_offset.fetch_max(durable, Ordering::AcqRel);
+            self.last_flush_ms
+                .store(crate::storage::now_ms(), Ordering::Release);
         }
         Ok(durable)
+    }
+
+    /// Wall-clock time (ms) of the last flush that made bytes durable, if any.
+    pub fn last_flush_ms(&self) -> Option<i64> {
+        Some(self.last_flush_ms.load(Ordering::Acquire)).filter(|&t| t > 0)
+    }
+
+    /// Number of segment files and the size of one.
+    pub fn segment_count(&self) -> (usize, usize) {
+        (self.segments.len(), self.segments.segment_size())
+    }
+
+    /// Whether appending `len` bytes would make the appender roll to a new segment.
+    pub fn would_roll(&self, app: &Appender, len: usize) -> bool {
+        app.writer
+            .as_ref()
+            .is_none_or(|w| w.remaining() < len + END_FILE_MIN_BLANK_LENGTH)
+    }
+
+    /// When segment `seg` was filled: the store time of the first record of the segment after
+    /// it (the last write into `seg` happened just before). `None` if the next segment has no
+    /// readable first record yet.
+    fn filled_at(next: &Segment) -> Option<i64> {
+        let head = next.file.read(0, next.file.write_position())?;
+        let opts = record::DecodeOptions {
+            verify_body_crc: false,
+            verify_record_crc: false,
+            max_record_size: usize::MAX,
+        };
+        match record::decode(head, &opts) {
+            Ok(record::Decoded::Record(r)) => Some(r.store_timestamp()),
+            _ => None,
+        }
+    }
+
+    /// Deletes segments from the front, oldest first, at most `max_files`, never the last one
+    /// (the append target), stopping at the first segment `delete` refuses: `delete(start,
+    /// end, filled_at_ms)`. Files are unlinked at once (in order, so a crash never leaves a hole
+    /// in the list); readers holding views into them keep a valid mapping until they drop it,
+    /// and the kernel frees the blocks then. Returns the number deleted.
+    pub fn delete_front(
+        &self,
+        max_files: usize,
+        mut delete: impl FnMut(u64, u64, Option<i64>) -> bool,
+    ) -> Result<usize> {
+        let size = self.segments.segment_size() as u64;
+        let mut deleted = 0;
+        while deleted < max_files {
+            let segs = self.segments.snapshot();
+            let (Some(first), Some(next)) = (segs.first(), segs.get(1)) else {
+                break;
+            };
+            if !delete(first.start, first.start + size, Self::filled_at(next)) {
+                break;
+            }
+            let Some(seg) = self.segments.remove_first(first.start) else {
+                break;
+            };
+            if let Err(e) = seg.file.delete(&*self.vfs) {
+                // Put it back: the file is still there and still the oldest.
+                let err = Error::io(seg.file.path(), e);
+                self.segments.push_front(seg);
+                return Err(err);
+            }
+            log::info!("retention deleted {}", seg.file.path().display());
+            deleted += 1;
+        }
+        if deleted > 0 {
+            let dir = self.dir();
+            self.vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        Ok(deleted)
     }
 
     /// Stops the allocator and removes a prepared but unused segment.

@@ -70,6 +70,33 @@ pub struct StoreConfig {
     /// The store host written into every record (RocketMQ writes the broker's address).
     /// Default 127.0.0.1:10911.
     pub store_host: SocketAddr,
+    /// Run the background cleaner (retention and disk-space watch) every
+    /// [`clean_resource_interval`](Self::clean_resource_interval). Default true. Manual cleanup
+    /// ([`Store::clean_expired_now`](crate::Store::clean_expired_now),
+    /// [`Store::delete_before`](crate::Store::delete_before)) works either way.
+    pub cleaner_enabled: bool,
+    /// Period of the cleaner. Default 10 s (RocketMQ `cleanResourceInterval`).
+    pub clean_resource_interval: Duration,
+    /// A CommitLog segment expires this long after it was filled (after the first record of the
+    /// next segment was stored). Default 72 h (RocketMQ `fileReservedTime`).
+    pub file_reserved_time: Duration,
+    /// Local hours of the day at which expired segments are deleted, RocketMQ syntax: two-digit
+    /// hours separated by `;`. Default `"04"` (RocketMQ `deleteWhen`).
+    pub delete_when: String,
+    /// Disk use (percent of the file system holding the root) above which expired segments are
+    /// deleted at any hour. Range 10..=95, default 75 (RocketMQ `diskMaxUsedSpaceRatio`).
+    pub disk_max_used_space_ratio: u32,
+    /// Disk use above which the oldest segments are deleted even if not expired (when
+    /// [`clean_file_forcibly_enable`](Self::clean_file_forcibly_enable)). Default 0.85.
+    pub disk_space_clean_forcibly_ratio: f64,
+    /// Disk use above which puts fail with [`Error::DiskFull`](crate::Error::DiskFull) until
+    /// space returns. Default 0.90.
+    pub disk_space_warning_level_ratio: f64,
+    /// Allow deleting unexpired segments when disk use passes the forcible ratio. Default true.
+    pub clean_file_forcibly_enable: bool,
+    /// At most this many CommitLog segments are deleted per cleaner pass. Default 10
+    /// (RocketMQ `deleteFileBatchMax`).
+    pub delete_files_batch_max: usize,
 }
 
 impl Default for StoreConfig {
@@ -92,6 +119,15 @@ impl Default for StoreConfig {
             check_crc_on_recover: true,
             preallocate_next_segment: true,
             store_host: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 10911)),
+            cleaner_enabled: true,
+            clean_resource_interval: Duration::from_secs(10),
+            file_reserved_time: Duration::from_secs(72 * 3600),
+            delete_when: "04".into(),
+            disk_max_used_space_ratio: 75,
+            disk_space_clean_forcibly_ratio: 0.85,
+            disk_space_warning_level_ratio: 0.90,
+            clean_file_forcibly_enable: true,
+            delete_files_batch_max: 10,
         }
     }
 }
@@ -195,7 +231,49 @@ impl StoreConfig {
         if self.sync_flush_timeout.is_zero() {
             return bad("sync_flush_timeout", "must be > 0".into());
         }
+        if self.clean_resource_interval.is_zero() {
+            return bad("clean_resource_interval", "must be > 0".into());
+        }
+        if let Err(reason) = self.delete_hours() {
+            return bad("delete_when", reason);
+        }
+        if !(10..=95).contains(&self.disk_max_used_space_ratio) {
+            return bad(
+                "disk_max_used_space_ratio",
+                format!("{} not in 10..=95", self.disk_max_used_space_ratio),
+            );
+        }
+        let forcibly = self.disk_space_clean_forcibly_ratio;
+        if !(0.30..=0.99).contains(&forcibly) {
+            return bad(
+                "disk_space_clean_forcibly_ratio",
+                format!("{forcibly} not in 0.30..=0.99"),
+            );
+        }
+        let warning = self.disk_space_warning_level_ratio;
+        if !(0.35..=0.99).contains(&warning) || warning < forcibly {
+            return bad(
+                "disk_space_warning_level_ratio",
+                format!("{warning} not in 0.35..=0.99 or below disk_space_clean_forcibly_ratio {forcibly}"),
+            );
+        }
+        if self.delete_files_batch_max == 0 {
+            return bad("delete_files_batch_max", "must be >= 1".into());
+        }
         Ok(())
+    }
+
+    /// The hours of [`delete_when`](Self::delete_when), each in 0..24.
+    pub(crate) fn delete_hours(&self) -> std::result::Result<Vec<u32>, String> {
+        self.delete_when
+            .split(';')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(|h| match h.parse::<u32>() {
+                Ok(n) if n < 24 => Ok(n),
+                _ => Err(format!("{h:?} is not an hour 00..23 (syntax: \"04;16\")")),
+            })
+            .collect()
     }
 }
 

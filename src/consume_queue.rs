@@ -213,23 +213,7 @@ impl ConsumeQueue {
         }
         let byte = queue_offset * CQ_UNIT_SIZE as u64;
         let file_size = self.files.segment_size() as u64;
-        let need_new = match writer.as_ref() {
-            Some(w) => w.remaining() < CQ_UNIT_SIZE,
-            None => true,
-        };
-        if need_new {
-            *writer = None;
-            let w = match self.files.last() {
-                Some(last) if last.file.write_position() < last.file.size() => {
-                    last.file.writer().ok_or_else(|| Error::Io {
-                        path: last.file.path().to_path_buf(),
-                        source: std::io::Error::other("consume queue file already has a writer"),
-                    })?
-                }
-                _ => self.create_file(vfs, byte - byte % file_size)?,
-            };
-            *writer = Some(w);
-        }
+        self.ensure_writer(vfs, &mut writer, byte)?;
         let w = writer.as_mut().expect("writer set above");
         let seg_start = byte - byte % file_size;
         let want_pos = (byte - seg_start) as usize;
@@ -254,6 +238,48 @@ impl ConsumeQueue {
         );
         self.max_offset.store(queue_offset + 1, Ordering::Release);
         Ok(())
+    }
+
+    /// Makes sure `writer` has room for the unit at byte `byte`, opening the last file or
+    /// creating the next one.
+    fn ensure_writer(
+        &self,
+        vfs: &dyn Vfs,
+        writer: &mut Option<MappedWriter>,
+        byte: u64,
+    ) -> Result<()> {
+        if writer
+            .as_ref()
+            .is_some_and(|w| w.remaining() >= CQ_UNIT_SIZE)
+        {
+            return Ok(());
+        }
+        let file_size = self.files.segment_size() as u64;
+        *writer = None;
+        let w = match self.files.last() {
+            Some(last) if last.file.write_position() < last.file.size() => {
+                last.file.writer().ok_or_else(|| Error::Io {
+                    path: last.file.path().to_path_buf(),
+                    source: std::io::Error::other("consume queue file already has a writer"),
+                })?
+            }
+            _ => self.create_file(vfs, byte - byte % file_size)?,
+        };
+        *writer = Some(w);
+        Ok(())
+    }
+
+    /// Creates the file the next unit goes into, if it is missing, so that a put finds out
+    /// about a full disk before its record is in the CommitLog (a record whose unit could not
+    /// be written would leave the queue behind its log).
+    pub fn reserve(&self, vfs: &dyn Vfs) -> Result<()> {
+        let mut writer = self.writer.lock();
+        let byte = self.max_offset() * CQ_UNIT_SIZE as u64;
+        if self.max_offset() == 0 && self.files.len() == 0 {
+            // An empty queue may still start late (recovery); the put path starts it at 0.
+            return self.ensure_writer(vfs, &mut writer, 0);
+        }
+        self.ensure_writer(vfs, &mut writer, byte)
     }
 
     fn create_file(&self, vfs: &dyn Vfs, start: u64) -> Result<MappedWriter> {
@@ -341,6 +367,71 @@ impl ConsumeQueue {
             Ordering::Release,
         );
         Ok(())
+    }
+
+    /// Retention (spec §8.2): deletes files, oldest first and never the last, whose last unit
+    /// points below `commitlog_min`, then moves the min offset to the first unit at or above
+    /// it. A queue whose units all point below keeps its max and reads as empty (min = max).
+    /// Returns the number of files deleted.
+    pub fn delete_expired(&self, vfs: &dyn Vfs, commitlog_min: u64) -> Result<usize> {
+        let file_size = self.files.segment_size();
+        let mut deleted = 0;
+        loop {
+            let segs = self.files.snapshot();
+            let (Some(first), true) = (segs.first(), segs.len() > 1) else {
+                break;
+            };
+            let last_unit = first
+                .file
+                .read(file_size - CQ_UNIT_SIZE, CQ_UNIT_SIZE)
+                .and_then(CqUnit::decode);
+            match last_unit {
+                Some(u) if (u.commitlog_offset as u64) < commitlog_min => {}
+                _ => break,
+            }
+            let Some(seg) = self.files.remove_first(first.start) else {
+                break;
+            };
+            seg.file
+                .delete(vfs)
+                .map_err(|e| Error::io(seg.file.path(), e))?;
+            deleted += 1;
+        }
+        if deleted > 0 {
+            vfs.sync_dir(self.files.dir())
+                .map_err(|e| Error::io(self.files.dir(), e))?;
+        }
+        self.advance_min(commitlog_min);
+        Ok(deleted)
+    }
+
+    /// Moves the min offset to the first unit pointing at or above `commitlog_min` (never
+    /// backwards, never below the first file still present).
+    pub fn advance_min(&self, commitlog_min: u64) {
+        let first_file = self
+            .files
+            .first()
+            .map_or(0, |s| s.start / CQ_UNIT_SIZE as u64);
+        let (mut lo, mut hi) = (self.min_offset().max(first_file), self.max_offset());
+        lo = lo.min(hi);
+        // Units point at increasing CommitLog offsets: binary search for the first one >= min.
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.unit(mid) {
+                Some(u) if (u.commitlog_offset as u64) < commitlog_min || u.is_pre_blank() => {
+                    lo = mid + 1
+                }
+                _ => hi = mid,
+            }
+        }
+        if lo > self.min_offset() {
+            self.min_offset.fetch_max(lo, Ordering::AcqRel);
+        }
+    }
+
+    /// Number of files and bytes of one file.
+    pub fn file_count(&self) -> (usize, usize) {
+        (self.files.len(), self.files.segment_size())
     }
 
     /// Syncs every file with unflushed units.

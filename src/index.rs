@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Error, Result};
 use crate::format::index_layout::{self as layout, entry_pos, slot_pos, time_diff_secs};
@@ -60,6 +60,17 @@ impl IndexFile {
         f.index_count.store(1, Ordering::Relaxed);
         f.write_header();
         Ok(f)
+    }
+
+    /// Sets the header of a file that has no entries yet to start where `prev` ended (a standby
+    /// file becoming the active one).
+    fn reseed(&self, seed_ts: i64, seed_phy: u64) {
+        debug_assert_eq!(self.index_count.load(Ordering::Relaxed), 1);
+        self.begin_timestamp.store(seed_ts, Ordering::Relaxed);
+        self.end_timestamp.store(seed_ts, Ordering::Relaxed);
+        self.begin_phy_offset.store(seed_phy, Ordering::Relaxed);
+        self.end_phy_offset.store(seed_phy, Ordering::Release);
+        self.write_header();
     }
 
     fn from_words(words: MappedWords, slots: u32, max_entries: u32) -> Self {
@@ -262,6 +273,9 @@ pub(crate) struct IndexService {
     slots: u32,
     max_entries: u32,
     files: RwLock<Vec<Arc<IndexFile>>>,
+    /// The next file, created ahead by [`reserve`](Self::reserve) so that a roll in the middle
+    /// of a dispatch never needs new disk space. Deleted at close.
+    standby: Mutex<Option<IndexFile>>,
 }
 
 impl IndexService {
@@ -296,6 +310,7 @@ impl IndexService {
             slots,
             max_entries,
             files: RwLock::new(files),
+            standby: Mutex::new(None),
         })
     }
 
@@ -335,6 +350,65 @@ impl IndexService {
         Ok(())
     }
 
+    /// Creates the next file ahead (the standby) when the last one has fewer than `entries`
+    /// free, so a put finds out about a full disk before its record is in the CommitLog, and
+    /// a roll during its dispatch just switches files. Files still fill up completely.
+    pub fn reserve(&self, vfs: &dyn Vfs, entries: u32) -> Result<()> {
+        // A file holds max_entries - 1 entries (the count starts at 1, as in RocketMQ).
+        let want = entries.min(self.max_entries - 1).max(1);
+        let last = self.files.read().last().cloned();
+        if last.is_some_and(|f| f.max_entries - f.index_count.load(Ordering::Acquire) >= want) {
+            return Ok(());
+        }
+        let mut standby = self.standby.lock();
+        if standby.is_none() {
+            *standby = Some(self.create_next(vfs, 0, 0)?);
+        }
+        Ok(())
+    }
+
+    /// Deletes the standby file (at close: the checkpoint counts only files in use).
+    pub fn discard_standby(&self, vfs: &dyn Vfs) -> Result<()> {
+        if let Some(f) = self.standby.lock().take() {
+            let path = f.path().to_path_buf();
+            drop(f);
+            vfs.remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            vfs.sync_dir(&self.dir)
+                .map_err(|e| Error::io(&self.dir, e))?;
+        }
+        Ok(())
+    }
+
+    /// Creates a new, empty file named by the current time (the next free millisecond if two
+    /// are created in one) and makes its directory entry durable.
+    fn create_next(&self, vfs: &dyn Vfs, seed_ts: i64, seed_phy: u64) -> Result<IndexFile> {
+        vfs.create_dir_all(&self.dir)
+            .map_err(|e| Error::io(&self.dir, e))?;
+        let mut ms = storage::now_ms();
+        if let Some(last) = self.files.read().last() {
+            // Names sort in creation order even if the clock stepped back.
+            let last_name = last
+                .path()
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("");
+            while storage::format_local_time_ms(ms).as_str() <= last_name {
+                ms += 1;
+            }
+        }
+        let path = loop {
+            let p = self.dir.join(storage::format_local_time_ms(ms));
+            if vfs.metadata(&p).map_err(|e| Error::io(&p, e))?.is_none() {
+                break p;
+            }
+            ms += 1;
+        };
+        let f = IndexFile::create(vfs, &path, self.slots, self.max_entries, seed_ts, seed_phy)?;
+        vfs.sync_dir(&self.dir)
+            .map_err(|e| Error::io(&self.dir, e))?;
+        Ok(f)
+    }
+
     fn put(&self, vfs: &dyn Vfs, hash: i32, offset: u64, ts: i64) -> Result<()> {
         let last = self.files.read().last().cloned();
         let file = match last {
@@ -352,31 +426,20 @@ impl IndexService {
     }
 
     fn roll(&self, vfs: &dyn Vfs, prev: Option<&IndexFile>, ts: i64) -> Result<Arc<IndexFile>> {
-        vfs.create_dir_all(&self.dir)
-            .map_err(|e| Error::io(&self.dir, e))?;
         if let Some(p) = prev {
             p.flush()?;
         }
-        // Named by creation time; two rolls in one millisecond take the next free name.
-        let mut ms = storage::now_ms();
-        let path = loop {
-            let p = self.dir.join(storage::format_local_time_ms(ms));
-            if vfs.metadata(&p).map_err(|e| Error::io(&p, e))?.is_none() {
-                break p;
-            }
-            ms += 1;
-        };
+        // A new file starts where the previous one ended (RocketMQ seeds the header so).
         let (seed_ts, seed_phy) = prev.map_or((ts, 0), |p| (p.end_timestamp(), p.end_phy_offset()));
-        let f = Arc::new(IndexFile::create(
-            vfs,
-            &path,
-            self.slots,
-            self.max_entries,
-            seed_ts,
-            seed_phy,
-        )?);
-        vfs.sync_dir(&self.dir)
-            .map_err(|e| Error::io(&self.dir, e))?;
+        let standby = self.standby.lock().take();
+        let f = match standby {
+            Some(f) => {
+                f.reseed(seed_ts, seed_phy);
+                f
+            }
+            None => self.create_next(vfs, seed_ts, seed_phy)?,
+        };
+        let f = Arc::new(f);
         self.files.write().push(f.clone());
         Ok(f)
     }
@@ -405,6 +468,37 @@ impl IndexService {
                 return;
             }
         }
+    }
+
+    /// Retention (spec §4.6): deletes files from the front, never the last one, while every
+    /// entry of the file points below `commitlog_min`. Returns the number deleted.
+    pub fn delete_expired(&self, vfs: &dyn Vfs, commitlog_min: u64) -> Result<usize> {
+        let mut deleted = 0;
+        loop {
+            let victim = {
+                let mut files = self.files.write();
+                match files.first() {
+                    Some(f) if files.len() > 1 && f.end_phy_offset() < commitlog_min => {
+                        files.remove(0)
+                    }
+                    _ => break,
+                }
+            };
+            // Lookups that cloned the list keep their mapping until they finish.
+            vfs.remove_file(victim.path())
+                .map_err(|e| Error::io(victim.path(), e))?;
+            deleted += 1;
+        }
+        if deleted > 0 {
+            vfs.sync_dir(&self.dir)
+                .map_err(|e| Error::io(&self.dir, e))?;
+        }
+        Ok(deleted)
+    }
+
+    /// Bytes of one index file.
+    pub fn file_size(&self) -> u64 {
+        crate::format::index_layout::file_size(self.slots, self.max_entries)
     }
 
     /// (number of files, total entries).

@@ -43,7 +43,9 @@ pub mod internals;
 mod message;
 mod recovery;
 mod results;
+mod retention;
 mod segments;
+mod stats;
 mod storage;
 mod store;
 
@@ -55,4 +57,5 @@ pub use recovery::RecoveryReport;
 pub use results::{
     GetOptions, GetResult, GetStatus, PutResult, PutStatus, StoredMessage, TagFilter, TimeBoundary,
 };
+pub use stats::{CleanupReport, QueueStats, StoreStats};
 pub use store::{Store, MAX_QUERY_RESULTS, MAX_TOPIC_LEN};

@@ -170,6 +170,25 @@ impl SegmentList {
         segs.push(seg);
     }
 
+    /// Removes the first segment if it still starts at `start` (retention deletes from the
+    /// front only, so the list never gets a hole).
+    pub fn remove_first(&self, start: u64) -> Option<Segment> {
+        let mut segs = self.segments.write();
+        if segs.first()?.start != start {
+            return None;
+        }
+        Some(segs.remove(0))
+    }
+
+    /// Puts back a segment taken by [`remove_first`](Self::remove_first).
+    pub fn push_front(&self, seg: Segment) {
+        let mut segs = self.segments.write();
+        debug_assert!(segs
+            .first()
+            .is_none_or(|f| seg.start + self.size as u64 == f.start));
+        segs.insert(0, seg);
+    }
+
     /// Removes every segment, returning them (used when a derived queue is rebuilt).
     pub fn take_all(&self) -> Vec<Segment> {
         std::mem::take(&mut *self.segments.write())

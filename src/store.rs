@@ -28,6 +28,8 @@ use crate::recovery::{self, RecoveryReport};
 use crate::results::{
     GetOptions, GetResult, GetStatus, PutResult, PutStatus, StoredMessage, TimeBoundary,
 };
+use crate::retention::{self, Trigger};
+use crate::stats::{CleanupReport, QueueStats, StoreStats};
 use crate::storage::{self, LockGuard, OpenMode, OsVfs, Vfs};
 
 /// Longest topic name: it is a directory name under `consumequeue/`.
@@ -70,8 +72,13 @@ struct Inner {
     dispatched_offset: AtomicU64,
     closed: AtomicBool,
     read_only: Mutex<Option<String>>,
+    /// Why puts are refused until space returns, and when the disk was last looked at.
+    disk_full: Mutex<Option<(String, Instant)>>,
     group_commit: GroupCommit,
     flusher: Mutex<Option<JoinHandle<()>>>,
+    cleaner: Mutex<Option<JoinHandle<()>>>,
+    /// Serialises cleanup passes (background cleaner and the manual calls).
+    cleanup_lock: Mutex<()>,
     stop: (Mutex<bool>, Condvar),
     report: RecoveryReport,
 }
@@ -98,6 +105,12 @@ struct EncodeBuffers {
     run: Vec<u8>,
     layouts: Vec<EncodedLayout>,
 }
+
+/// How often a refused put looks at the disk again.
+const DISK_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Free IndexFile entries a put makes sure of before appending (see `IndexService::reserve`).
+const INDEX_RESERVE_ENTRIES: u32 = 16;
 
 thread_local! {
     static BUFFERS: RefCell<EncodeBuffers> = RefCell::new(EncodeBuffers::default());
@@ -213,8 +226,11 @@ impl Store {
             }),
             closed: AtomicBool::new(false),
             read_only: Mutex::new(None),
+            disk_full: Mutex::new(None),
             group_commit: GroupCommit::default(),
             flusher: Mutex::new(None),
+            cleaner: Mutex::new(None),
+            cleanup_lock: Mutex::new(()),
             stop: (Mutex::new(false), Condvar::new()),
             report: rec.report,
             config,
@@ -228,7 +244,16 @@ impl Store {
             .spawn(move || worker.run_flusher())
             .map_err(|e| Error::io(&inner.root, e))?;
         *inner.flusher.lock() = Some(handle);
-        Ok(Store { inner })
+        let store = Store { inner };
+        if store.inner.config.cleaner_enabled {
+            let worker = store.inner.clone();
+            let handle = std::thread::Builder::new()
+                .name("rocketstore-cleaner".into())
+                .spawn(move || worker.run_cleaner())
+                .map_err(|e| Error::io(&store.inner.root, e))?;
+            *store.inner.cleaner.lock() = Some(handle);
+        }
+        Ok(store)
     }
 
     /// The store root.
@@ -510,6 +535,30 @@ impl Store {
         self.inner.flush_all()
     }
 
+    /// A snapshot of the store's state: offsets, per-queue counts, bytes on disk, dirty bytes,
+    /// dispatch lag, last flush, and why writes are refused, if they are.
+    pub fn stats(&self) -> StoreStats {
+        self.inner.stats()
+    }
+
+    /// Deletes expired CommitLog segments now, whatever the hour (RocketMQ's manual delete):
+    /// segments filled more than [`StoreConfig::file_reserved_time`] ago, oldest first, at most
+    /// [`StoreConfig::delete_files_batch_max`], never the active one; then the ConsumeQueue and
+    /// IndexFiles that point only below the new minimum, and queue min offsets move up. Works
+    /// while puts are refused for a full disk.
+    pub fn clean_expired_now(&self) -> Result<CleanupReport> {
+        self.inner.check_open()?;
+        self.inner.clean(Trigger::Manual, None)
+    }
+
+    /// Deletes every CommitLog segment that lies wholly below `commitlog_offset` (never the
+    /// active one), then the derived files that point only below the new minimum. Readers that
+    /// hold views into a deleted segment keep them valid until they drop them.
+    pub fn delete_before(&self, commitlog_offset: u64) -> Result<CleanupReport> {
+        self.inner.check_open()?;
+        self.inner.clean(Trigger::Manual, Some(commitlog_offset))
+    }
+
     /// Flushes everything, writes the checkpoint, removes `abort` and releases the lock.
     /// Further calls on this store return [`Error::Closed`].
     pub fn close(&self) -> Result<()> {
@@ -603,7 +652,68 @@ impl Inner {
                 reason: reason.clone(),
             });
         }
-        Ok(())
+        self.check_disk_space()
+    }
+
+    /// Refuses with [`Error::DiskFull`] while the disk is above the warning ratio. A refusal
+    /// looks at the disk again at most once a second, so the store becomes writable by itself
+    /// when space returns (the cleaner, or anyone, freed some).
+    fn check_disk_space(&self) -> Result<()> {
+        let mut full = self.disk_full.lock();
+        let Some((reason, checked)) = &*full else {
+            return Ok(());
+        };
+        if checked.elapsed() < DISK_RECHECK {
+            return Err(Error::DiskFull {
+                path: self.root.clone(),
+                reason: reason.clone(),
+            });
+        }
+        *full = self.disk_over_warning().map(|r| (r, Instant::now()));
+        match &*full {
+            None => {
+                log::info!(
+                    "store {}: disk space is back, writable again",
+                    self.root.display()
+                );
+                Ok(())
+            }
+            Some((reason, _)) => Err(Error::DiskFull {
+                path: self.root.clone(),
+                reason: reason.clone(),
+            }),
+        }
+    }
+
+    /// Fraction of the root's file system in use, if it can be read.
+    fn disk_used_ratio(&self) -> Option<f64> {
+        let u = self.vfs.disk_usage(&self.root).ok()?;
+        (u.total_bytes > 0)
+            .then(|| u.total_bytes.saturating_sub(u.available_bytes) as f64 / u.total_bytes as f64)
+    }
+
+    /// The disk-full reason if the disk is at or above the warning ratio.
+    fn disk_over_warning(&self) -> Option<String> {
+        retention::decide(&self.config, self.disk_used_ratio(), 0, Trigger::Periodic).disk_full
+    }
+
+    fn set_disk_full(&self, reason: Option<String>) {
+        let mut full = self.disk_full.lock();
+        match (&*full, reason) {
+            (None, Some(r)) => {
+                log::warn!("store {}: refusing puts: {r}", self.root.display());
+                *full = Some((r, Instant::now()));
+            }
+            (Some(_), Some(r)) => *full = Some((r, Instant::now())),
+            (Some(_), None) => {
+                log::info!(
+                    "store {}: disk space is back, writable again",
+                    self.root.display()
+                );
+                *full = None;
+            }
+            (None, None) => {}
+        }
     }
 
     fn set_read_only(&self, reason: String) {
@@ -663,6 +773,22 @@ impl Inner {
             // Re-check under the lock: a failed sync may have happened while we encoded.
             self.check_writable()?;
             let ts = storage::now_ms().max(st.last_store_timestamp);
+            if self.commitlog.would_roll(&st.appender, buf.len()) {
+                // A roll creates a segment: look at the disk first (between cleaner passes).
+                if let Some(reason) = self.disk_over_warning() {
+                    self.set_disk_full(Some(reason.clone()));
+                    return Err(Error::DiskFull {
+                        path: self.root.clone(),
+                        reason,
+                    });
+                }
+            }
+            // Files the dispatch will need exist before the record is in the CommitLog, so a
+            // full disk fails the put cleanly instead of leaving a queue behind its log.
+            queue.reserve(&*self.vfs)?;
+            if let Some(index) = &self.index {
+                index.reserve(&*self.vfs, INDEX_RESERVE_ENTRIES)?;
+            }
             st.last_store_timestamp = ts;
             let queue_offset = queue.max_offset();
             let first = self
@@ -983,6 +1109,131 @@ impl Inner {
         checkpoint::write(&*self.vfs, &self.root, &cp)
     }
 
+    fn run_cleaner(&self) {
+        let (stop_lock, stop_cv) = &self.stop;
+        loop {
+            {
+                let mut stopped = stop_lock.lock();
+                if !*stopped {
+                    stop_cv.wait_for(&mut stopped, self.config.clean_resource_interval);
+                }
+                if *stopped {
+                    return;
+                }
+            }
+            if let Err(e) = self.clean(Trigger::Periodic, None) {
+                log::error!("cleanup of {} failed: {e}", self.root.display());
+            }
+        }
+    }
+
+    /// One cleanup pass (spec §8): decide from disk use, hour and trigger; delete CommitLog
+    /// segments from the front; then the derived files that point only below the new minimum.
+    fn clean(&self, trigger: Trigger, below: Option<u64>) -> Result<CleanupReport> {
+        let _pass = self.cleanup_lock.lock();
+        let now = storage::now_ms();
+        let ratio = self.disk_used_ratio();
+        let decision = retention::decide(&self.config, ratio, storage::local_hour(now), trigger);
+        self.set_disk_full(decision.disk_full.clone());
+        let mut report = CleanupReport {
+            disk_used_ratio: ratio,
+            ..CleanupReport::default()
+        };
+        if let Some(reason) = self.read_only.lock().clone() {
+            // A store that failed a sync writes nothing until it is reopened.
+            if trigger == Trigger::Manual {
+                return Err(Error::ReadOnly { reason });
+            }
+            return Ok(report);
+        }
+        let reserved =
+            i64::try_from(self.config.file_reserved_time.as_millis()).unwrap_or(i64::MAX);
+        report.segments_deleted = match below {
+            Some(offset) => self
+                .commitlog
+                .delete_front(usize::MAX, |_, end, _| end <= offset)?,
+            None if decision.delete_expired => self.commitlog.delete_front(
+                self.config.delete_files_batch_max,
+                |_, _, filled_at| {
+                    decision.delete_unexpired || retention::expired(filled_at, now, reserved)
+                },
+            )?,
+            None => 0,
+        };
+        // Derived files follow the CommitLog minimum whatever moved it (this pass, or one that
+        // stopped half way before a crash).
+        let min = self.commitlog.min_offset();
+        let queues: Vec<_> = self
+            .queues
+            .read()
+            .values()
+            .flat_map(|qs| qs.values().cloned())
+            .collect();
+        for q in queues {
+            report.consume_queue_files_deleted += q.delete_expired(&*self.vfs, min)?;
+        }
+        if let Some(index) = &self.index {
+            report.index_files_deleted = index.delete_expired(&*self.vfs, min)?;
+        }
+        report.commitlog_min_offset = min;
+        if report.segments_deleted > 0 {
+            log::info!(
+                "store {}: cleanup deleted {} segments, {} consume queue files, {} index files; commitlog min offset now {min}",
+                self.root.display(),
+                report.segments_deleted,
+                report.consume_queue_files_deleted,
+                report.index_files_deleted
+            );
+        }
+        Ok(report)
+    }
+
+    fn stats(&self) -> StoreStats {
+        let max = self.commitlog.max_offset();
+        let durable = self.commitlog.flushed_offset();
+        let (segments, segment_size) = self.commitlog.segment_count();
+        let mut queues = Vec::new();
+        let (mut cq_files, mut cq_bytes) = (0usize, 0u64);
+        for (topic, qs) in self.queues.read().iter() {
+            for (&queue_id, q) in qs {
+                let (files, size) = q.file_count();
+                cq_files += files;
+                cq_bytes += files as u64 * size as u64;
+                let (min_offset, max_offset) = (q.min_offset(), q.max_offset());
+                queues.push(QueueStats {
+                    topic: topic.clone(),
+                    queue_id,
+                    min_offset,
+                    max_offset,
+                    count: max_offset.saturating_sub(min_offset),
+                });
+            }
+        }
+        queues.sort_by(|a, b| (&a.topic, a.queue_id).cmp(&(&b.topic, b.queue_id)));
+        let (index_files, index_bytes) = self.index.as_ref().map_or((0, 0), |ix| {
+            let (files, _) = ix.summary();
+            (files as usize, files * ix.file_size())
+        });
+        StoreStats {
+            commitlog_min_offset: self.commitlog.min_offset(),
+            commitlog_max_offset: max,
+            durable_offset: durable,
+            dirty_bytes: max.saturating_sub(durable),
+            dispatch_lag_bytes: max.saturating_sub(self.dispatched_offset.load(Ordering::Acquire)),
+            commitlog_segments: segments,
+            commitlog_bytes: segments as u64 * segment_size as u64,
+            consume_queue_files: cq_files,
+            consume_queue_bytes: cq_bytes,
+            index_files,
+            index_bytes,
+            last_flush_ms: self.commitlog.last_flush_ms(),
+            read_only_reason: self.read_only.lock().clone(),
+            disk_full_reason: self.disk_full.lock().as_ref().map(|(r, _)| r.clone()),
+            disk_used_ratio: self.disk_used_ratio(),
+            queues,
+        }
+    }
+
     fn run_flusher(&self) {
         let (stop_lock, stop_cv) = &self.stop;
         let mut last_thorough = Instant::now();
@@ -1040,13 +1291,21 @@ impl Inner {
         if let Some(h) = self.flusher.lock().take() {
             let _ = h.join();
         }
+        if let Some(h) = self.cleaner.lock().take() {
+            let _ = h.join();
+        }
         // Wait for in-flight puts: they hold the append lock while writing.
         drop(self.append.lock());
         let result = if let Some(reason) = self.read_only.lock().clone() {
             // Keep `abort`: the next open must recover, not trust a checkpoint.
             Err(Error::ReadOnly { reason })
         } else {
-            self.flush_all()
+            let discard = match &self.index {
+                Some(index) => index.discard_standby(&*self.vfs),
+                None => Ok(()),
+            };
+            discard
+                .and_then(|_| self.flush_all())
                 .and_then(|_| self.commitlog.shutdown())
                 .and_then(|_| {
                     let abort = self.root.join("abort");

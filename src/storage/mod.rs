@@ -24,6 +24,6 @@ pub use mapped_file::{FlushStrategy, MappedFile, MappedWriter, OpenError};
 #[allow(unused_imports)]
 pub use mapped_words::MappedWords;
 #[allow(unused_imports)]
-pub use os::{format_local_time_ms, now_ms, OsVfs};
+pub use os::{format_local_time_ms, local_hour, now_ms, OsVfs};
 #[allow(unused_imports)]
 pub use vfs::{DirEntry, DiskUsage, FileKind, LockGuard, MapRegion, OpenMode, Vfs, VfsFile};

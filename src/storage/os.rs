@@ -343,6 +343,13 @@ pub fn format_local_time_ms(ms: i64) -> String {
     format_fields(fields, millis)
 }
 
+/// The local hour of day (0–23) at `ms` since the epoch (`localtime_r`; UTC if that fails).
+pub fn local_hour(ms: i64) -> u32 {
+    let secs = ms.div_euclid(1000);
+    let fields = local_time_fields(secs).unwrap_or_else(|| utc_time_fields(secs));
+    fields.3 as u32
+}
+
 /// Milliseconds since the Unix epoch by the wall clock (negative before 1970).
 pub fn now_ms() -> i64 {
     match SystemTime::now().duration_since(UNIX_EPOCH) {

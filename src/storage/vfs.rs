@@ -110,6 +110,8 @@ pub trait LockGuard: Send + Sync + Debug {}
 /// An open file.
 ///
 /// Positional I/O only (no cursor), so one handle can be shared by threads.
+// `len` is fallible (it asks the file system), so an `is_empty` would add nothing.
+#[allow(clippy::len_without_is_empty)]
 pub trait VfsFile: Send + Sync + Debug {
     /// Current length in bytes.
     fn len(&self) -> io::Result<u64>;

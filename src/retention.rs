@@ -1,0 +1,115 @@
+//! When the cleaner deletes what (spec §8): the decision is a pure function of the
+//! configuration, the disk's fill ratio, the hour and the trigger, so it is tested without a
+//! disk; [`Store`](crate::Store) carries it out.
+
+use crate::config::StoreConfig;
+
+/// Why a cleanup pass runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Trigger {
+    /// The background cleaner's timer.
+    Periodic,
+    /// [`Store::clean_expired_now`](crate::Store::clean_expired_now): delete what is expired
+    /// whatever the hour (RocketMQ's manual delete).
+    Manual,
+}
+
+/// What one cleanup pass does.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Decision {
+    /// Delete expired segments (time-up, space pressure or manual).
+    pub delete_expired: bool,
+    /// Delete the oldest segments even if not expired (disk above the forcible ratio).
+    pub delete_unexpired: bool,
+    /// Refuse puts: the disk is above the warning ratio. `None` = writable.
+    pub disk_full: Option<String>,
+}
+
+/// Decides a pass from the disk fill ratio (`None` if it could not be read), the local hour and
+/// the trigger, as RocketMQ's `CleanCommitLogService` does.
+pub(crate) fn decide(
+    config: &StoreConfig,
+    used_ratio: Option<f64>,
+    local_hour: u32,
+    trigger: Trigger,
+) -> Decision {
+    let time_up = config
+        .delete_hours()
+        .is_ok_and(|hours| hours.contains(&local_hour));
+    let (mut clean_immediately, mut disk_full, mut space) = (false, None, false);
+    if let Some(r) = used_ratio {
+        if r >= config.disk_space_warning_level_ratio {
+            clean_immediately = true;
+            disk_full = Some(format!(
+                "disk {:.1}% used, above disk_space_warning_level_ratio {:.0}%",
+                r * 100.0,
+                config.disk_space_warning_level_ratio * 100.0
+            ));
+        } else if r >= config.disk_space_clean_forcibly_ratio {
+            clean_immediately = true;
+        }
+        space = r > config.disk_max_used_space_ratio as f64 / 100.0;
+    }
+    Decision {
+        delete_expired: time_up || space || clean_immediately || trigger == Trigger::Manual,
+        delete_unexpired: clean_immediately && config.clean_file_forcibly_enable,
+        disk_full,
+    }
+}
+
+/// Whether a segment filled at `filled_at_ms` has outlived `reserved_ms` at `now_ms`. A segment
+/// whose fill time is unknown is kept.
+pub(crate) fn expired(filled_at_ms: Option<i64>, now_ms: i64, reserved_ms: i64) -> bool {
+    filled_at_ms.is_some_and(|t| now_ms >= t.saturating_add(reserved_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> StoreConfig {
+        StoreConfig {
+            delete_when: "04;16".into(),
+            ..StoreConfig::small()
+        }
+    }
+
+    #[test]
+    fn quiet_disk_deletes_only_at_the_configured_hours_or_on_demand() {
+        let c = config();
+        for hour in 0..24 {
+            let d = decide(&c, Some(0.10), hour, Trigger::Periodic);
+            assert_eq!(d.delete_expired, hour == 4 || hour == 16, "hour {hour}");
+            assert!(!d.delete_unexpired && d.disk_full.is_none());
+        }
+        assert!(decide(&c, Some(0.10), 9, Trigger::Manual).delete_expired);
+        assert!(!decide(&c, None, 9, Trigger::Periodic).delete_expired);
+    }
+
+    #[test]
+    fn space_pressure_escalates_from_expired_to_forced_to_disk_full() {
+        let c = config();
+        let at = |r| decide(&c, Some(r), 9, Trigger::Periodic);
+        assert!(!at(0.75).delete_expired, "75% is not above the max ratio");
+        let d = at(0.76);
+        assert!(d.delete_expired && !d.delete_unexpired && d.disk_full.is_none());
+        let d = at(0.85);
+        assert!(d.delete_expired && d.delete_unexpired && d.disk_full.is_none());
+        let d = at(0.90);
+        assert!(d.delete_expired && d.delete_unexpired);
+        assert!(d.disk_full.unwrap().contains("90.0% used"));
+        let no_force = StoreConfig {
+            clean_file_forcibly_enable: false,
+            ..config()
+        };
+        assert!(!decide(&no_force, Some(0.95), 9, Trigger::Periodic).delete_unexpired);
+    }
+
+    #[test]
+    fn expiry_needs_a_known_fill_time_older_than_the_reserve() {
+        assert!(!expired(None, 1_000_000, 0));
+        assert!(!expired(Some(1000), 1999, 1000));
+        assert!(expired(Some(1000), 2000, 1000));
+        assert!(!expired(Some(i64::MAX - 1), i64::MAX - 1, 5), "no overflow");
+    }
+}
