@@ -566,6 +566,18 @@ impl Store {
     }
 }
 
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("root", &self.inner.root)
+            .field("commitlog_min_offset", &self.inner.commitlog.min_offset())
+            .field("commitlog_max_offset", &self.inner.commitlog.max_offset())
+            .field("durable_offset", &self.inner.commitlog.flushed_offset())
+            .field("closed", &self.inner.closed.load(Ordering::Acquire))
+            .finish_non_exhaustive()
+    }
+}
+
 impl Drop for Store {
     fn drop(&mut self) {
         if let Err(e) = self.inner.close() {

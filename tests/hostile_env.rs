@@ -1,0 +1,244 @@
+//! A hostile environment: a read-only root, permission denied, a symlinked segment, and a second
+//! process on the same root. Each gives a typed error that names the path, and the root is left
+//! as it was. (A root that is a regular file and a foreign file in `commitlog/` are covered in
+//! tests/bad_input.rs.)
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use rocketstore::{Error, Message, Store, StoreConfig};
+
+fn config() -> StoreConfig {
+    StoreConfig {
+        cleaner_enabled: false,
+        ..tiny()
+    }
+}
+
+/// Every file under `root` (links not followed) and its bytes.
+fn files(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                dirs.push(e.path());
+            } else if t.is_symlink() {
+                let target = std::fs::read_link(e.path()).unwrap();
+                out.insert(e.path(), target.into_os_string().into_encoded_bytes());
+            } else {
+                out.insert(e.path(), std::fs::read(e.path()).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// A closed store with a few messages; returns its files.
+fn closed_store(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let store = Store::open(root, config()).unwrap();
+    for i in 0..20u32 {
+        store
+            .put(&Message::new("t", 0, &i.to_be_bytes()).with_keys([format!("k{i}")]))
+            .unwrap();
+    }
+    store.close().unwrap();
+    files(root)
+}
+
+fn io_error_path(e: Error) -> (PathBuf, std::io::ErrorKind) {
+    match e {
+        Error::Io { path, source } => (path, source.kind()),
+        other => panic!("expected Error::Io, got {other:?}"),
+    }
+}
+
+struct Mount(PathBuf);
+
+impl Mount {
+    /// Mounts a small tmpfs at `dir`, or `None` where the test may not mount (not root).
+    fn tmpfs(dir: &Path) -> Option<Mount> {
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Mount(dir.to_path_buf()))
+    }
+
+    fn remount(&self, opt: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,{opt}")])
+            .arg(&self.0)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "remount {opt}");
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_read_only_file_system_is_a_typed_error_naming_the_root_and_changes_nothing() {
+    let mnt = tempfile::tempdir().unwrap();
+    let Some(mount) = Mount::tmpfs(mnt.path()) else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+        return;
+    };
+    let root = mnt.path().join("store");
+    let before = closed_store(&root);
+    mount.remount("ro");
+    let err = Store::open(&root, config()).unwrap_err();
+    let (path, kind) = io_error_path(err);
+    assert!(path.starts_with(&root), "{}", path.display());
+    assert_eq!(kind, std::io::ErrorKind::ReadOnlyFilesystem);
+    mount.remount("rw");
+    assert_eq!(files(&root), before);
+    // And the store opens normally once the file system is writable again.
+    let store = Store::open(&root, config()).unwrap();
+    assert_eq!(store.max_offset("t", 0).unwrap(), 20);
+    store.close().unwrap();
+}
+
+#[test]
+fn a_symlinked_segment_is_a_layout_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    closed_store(&root);
+    let seg = root.join("commitlog").join("00000000000000000000");
+    let elsewhere = dir.path().join("segment-copy");
+    std::fs::rename(&seg, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &seg).unwrap();
+    let before = files(&root);
+    match Store::open(&root, config()) {
+        Err(Error::Layout { path, reason }) => {
+            assert_eq!(path, seg, "{reason}");
+        }
+        other => panic!("expected a layout error, got {other:?}"),
+    }
+    assert_eq!(files(&root), before, "nothing changed");
+}
+
+#[test]
+fn a_symlinked_consume_queue_file_is_rebuilt_not_followed() {
+    // Derived data is rebuilt from the CommitLog rather than trusted through a link.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    closed_store(&root);
+    let cq = root.join("consumequeue/t/0/00000000000000000000");
+    let elsewhere = dir.path().join("cq-copy");
+    std::fs::rename(&cq, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &cq).unwrap();
+    let outside = std::fs::read(&elsewhere).unwrap();
+    let store = Store::open(&root, config()).unwrap();
+    assert_eq!(store.max_offset("t", 0).unwrap(), 20);
+    let g = store.get("t", 0, 19, 1).unwrap();
+    assert_eq!(g.messages().next().unwrap().body(), 19u32.to_be_bytes());
+    store.close().unwrap();
+    assert_eq!(
+        std::fs::read(&elsewhere).unwrap(),
+        outside,
+        "the link target is never written"
+    );
+}
+
+#[test]
+fn a_root_under_a_file_is_a_typed_error_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    let root = file.join("store");
+    match Store::open(&root, config()) {
+        Err(Error::Io { path, .. }) => assert_eq!(path, root),
+        other => panic!("expected an I/O error naming the root, got {other:?}"),
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
+}
+
+/// Child entry point for the second-process test (run by that test, ignored otherwise).
+#[test]
+#[ignore = "entry point of a child process"]
+fn child_opens_the_root_given_in_the_environment() {
+    let Ok(root) = std::env::var("ROCKETSTORE_CHILD_ROOT") else {
+        return;
+    };
+    let code = match Store::open(&root, config()) {
+        Ok(_) => 10,
+        Err(Error::Locked { path }) if path == Path::new(&root) => 11,
+        Err(e) => {
+            eprintln!("child: {e}");
+            12
+        }
+    };
+    std::process::exit(code);
+}
+
+#[test]
+fn a_second_process_on_an_open_root_gets_locked_and_the_first_keeps_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let store = Store::open(&root, config()).unwrap();
+    store.put(&Message::new("t", 0, b"first")).unwrap();
+    let child = |root: &Path| {
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "child_opens_the_root_given_in_the_environment",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("ROCKETSTORE_CHILD_ROOT", root)
+            .status()
+            .unwrap()
+            .code()
+    };
+    assert_eq!(child(&root), Some(11), "second process must get Locked");
+    store.put(&Message::new("t", 0, b"second")).unwrap();
+    assert_eq!(store.max_offset("t", 0).unwrap(), 2);
+    store.close().unwrap();
+    // Closed: the lock is free, a second process may open it.
+    assert_eq!(child(&root), Some(10));
+}
+
+#[test]
+fn permission_denied_on_a_segment_is_a_typed_error_naming_it_and_changes_nothing() {
+    // Root ignores file modes, so the refusal comes from a wrapper over the real file system.
+    use common::tight::{TightDisk, TightVfs};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let before = closed_store(&root);
+    let seg = root.join("commitlog").join("00000000000000000000");
+    let disk = TightDisk::new();
+    *disk.deny.lock().unwrap() = Some(seg.clone());
+    let vfs = std::sync::Arc::new(TightVfs::new(disk.clone()));
+    let err = Store::open_with_vfs(&root, config(), vfs.clone()).unwrap_err();
+    let (path, kind) = io_error_path(err);
+    assert_eq!(path, seg);
+    assert_eq!(kind, std::io::ErrorKind::PermissionDenied);
+    // The failed open wrote nothing that matters: the next open is a clean one.
+    *disk.deny.lock().unwrap() = None;
+    let store = Store::open_with_vfs(&root, config(), vfs).unwrap();
+    assert!(
+        store.recovery_report().clean_shutdown,
+        "{:?}",
+        store.recovery_report()
+    );
+    assert_eq!(store.max_offset("t", 0).unwrap(), 20);
+    store.close().unwrap();
+    let after = files(&root);
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>()
+    );
+}
