@@ -64,6 +64,13 @@ pub struct StoreConfig {
     pub append_crc_property: bool,
     /// Check body and record CRCs while recovering. Default true.
     pub check_crc_on_recover: bool,
+    /// What recovery does with an invalid record below the checkpoint's durable offset (damage
+    /// to acknowledged data). `false` (default): `open` fails with
+    /// [`Error::Corruption`](crate::Error::Corruption) and changes nothing, so an operator can
+    /// copy the root and decide. `true`: cut the log at that record like a torn tail, zero the
+    /// rest, and say what was given up in
+    /// [`RecoveryReport::salvaged`](crate::RecoveryReport::salvaged).
+    pub salvage_corrupt_log: bool,
     /// Prepare (create, allocate, prefault) the next CommitLog segment in a background thread so
     /// a roll never waits for the disk. Default true.
     pub preallocate_next_segment: bool,
@@ -117,6 +124,7 @@ impl Default for StoreConfig {
             consume_queue_flush_interval: Duration::from_secs(1),
             append_crc_property: true,
             check_crc_on_recover: true,
+            salvage_corrupt_log: false,
             preallocate_next_segment: true,
             store_host: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 10911)),
             cleaner_enabled: true,

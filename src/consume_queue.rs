@@ -139,6 +139,11 @@ impl ConsumeQueue {
         self.max_offset.load(Ordering::Acquire)
     }
 
+    /// End (offset + size) of the record the newest unit points at; 0 for an empty queue.
+    pub fn max_physical_end(&self) -> u64 {
+        self.max_physical_end.load(Ordering::Acquire)
+    }
+
     /// Moves the min offset (retention, or correction after recovery).
     pub fn set_min_offset(&self, min: u64) {
         self.min_offset

@@ -37,6 +37,9 @@ pub mod format;
 #[cfg(not(feature = "internals"))]
 #[allow(dead_code)]
 mod format;
+/// Fuzz entry points shared by the cargo-fuzz targets in `fuzz/` and the corpus replay tests.
+#[cfg(feature = "internals")]
+pub mod fuzz_targets;
 mod index;
 #[cfg(feature = "internals")]
 pub mod internals;
@@ -53,7 +56,7 @@ pub use config::{FlushMode, StoreConfig};
 pub use error::{Error, Result};
 pub use format::FormatError;
 pub use message::{Message, MessageView};
-pub use recovery::RecoveryReport;
+pub use recovery::{RecoveryReport, Salvage};
 pub use results::{
     GetOptions, GetResult, GetStatus, PutResult, PutStatus, StoredMessage, TagFilter, TimeBoundary,
 };

@@ -29,7 +29,7 @@ use crate::format::checkpoint_layout::{Checkpoint, DerivedSummary};
 use crate::format::record::{self, DecodeOptions, Decoded};
 use crate::index::IndexService;
 use crate::segments::{self, Segment};
-use crate::storage::{FileKind, Vfs};
+use crate::storage::{FileKind, MappedFile, Vfs};
 
 /// What recovery found and did at open.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -53,6 +53,28 @@ pub struct RecoveryReport {
     pub derived_rebuilt: bool,
     /// Records dispatched to ConsumeQueue/IndexFile during recovery.
     pub records_dispatched: u64,
+    /// Why the checkpoint was not believed (it claimed more durable data than the CommitLog
+    /// holds, or its durable offset is not where the last record ends): recovery then scanned
+    /// the whole log and rebuilt derived data. Acknowledged data may be missing.
+    pub checkpoint_rejected: Option<String>,
+    /// With [`StoreConfig::salvage_corrupt_log`](crate::StoreConfig::salvage_corrupt_log):
+    /// why the log was cut below the checkpoint's durable offset, and how many acknowledged
+    /// bytes (`durable offset - cut`) were given up. `None` when nothing acknowledged was lost.
+    pub salvaged: Option<Salvage>,
+}
+
+/// An invalid record below the durable offset that recovery cut at instead of refusing to open
+/// ([`StoreConfig::salvage_corrupt_log`](crate::StoreConfig::salvage_corrupt_log)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Salvage {
+    /// Segment file holding the invalid record.
+    pub path: std::path::PathBuf,
+    /// CommitLog offset of the invalid record: the log now ends here.
+    pub offset: u64,
+    /// The checkpoint's durable offset: everything between `offset` and it was acknowledged.
+    pub durable_offset: u64,
+    /// What was wrong with the record.
+    pub reason: String,
 }
 
 /// The recovered state handed to the store.
@@ -114,6 +136,79 @@ fn load_queues(
     Ok(out)
 }
 
+/// After a clean shutdown the checkpoint's durable offset `durable` must be exactly where the
+/// log ends: the newest ConsumeQueue unit of all queues points at a valid record at its offset
+/// that ends at `durable`, or at a record followed by the segment's BLANK when `durable` is the
+/// next segment's start. Anything else (a durable offset past the data, inside a record, or a
+/// unit pointing past it) means the checkpoint does not describe this log.
+fn check_clean_end(
+    files: &[(u64, MappedFile)],
+    size: usize,
+    durable: u64,
+    queues: &HashMap<String, HashMap<i32, ConsumeQueue>>,
+    config: &StoreConfig,
+) -> std::result::Result<(), String> {
+    let first_start = files.first().map_or(0, |(s, _)| *s);
+    let newest = queues
+        .values()
+        .flat_map(|m| m.values())
+        .filter(|q| q.max_offset() > q.min_offset())
+        .max_by_key(|q| q.max_physical_end());
+    let Some(q) = newest else {
+        return if durable <= first_start {
+            Ok(())
+        } else {
+            Err(format!(
+                "checkpoint durable offset {durable} but no ConsumeQueue unit points at a record"
+            ))
+        };
+    };
+    let unit = q
+        .unit(q.max_offset() - 1)
+        .ok_or_else(|| "newest ConsumeQueue unit unreadable".to_string())?;
+    let (offset, len) = (unit.commitlog_offset as u64, unit.size as u64);
+    let bytes_at = |at: u64| -> Option<&[u8]> {
+        let idx = usize::try_from(at.checked_sub(first_start)? / size as u64).ok()?;
+        let (start, f) = files.get(idx)?;
+        f.readable().get(usize::try_from(at - start).ok()?..)
+    };
+    let opts = DecodeOptions {
+        verify_body_crc: config.check_crc_on_recover,
+        verify_record_crc: config.check_crc_on_recover && config.append_crc_property,
+        max_record_size: config.max_record_size(),
+    };
+    let record_ok = bytes_at(offset).is_some_and(|data| {
+        matches!(record::decode(data, &opts), Ok(Decoded::Record(r))
+            if r.physical_offset() as u64 == offset && r.total_size() as u64 == len)
+    });
+    if !record_ok {
+        return Err(format!(
+            "the newest ConsumeQueue unit ({}:{} at {}) does not point at its record at CommitLog offset {offset}",
+            q.topic(),
+            q.queue_id(),
+            q.max_offset() - 1
+        ));
+    }
+    let end = offset + len;
+    if end == durable {
+        return Ok(());
+    }
+    // The last segment was filled up: a BLANK from `end` to the segment end == durable.
+    let blank_to_durable = durable.is_multiple_of(size as u64)
+        && end < durable
+        && durable - end < size as u64
+        && bytes_at(end).is_some_and(|data| {
+            matches!(record::decode(data, &opts), Ok(Decoded::Blank { total_size })
+                if end + total_size as u64 == durable)
+        });
+    if blank_to_durable {
+        return Ok(());
+    }
+    Err(format!(
+        "checkpoint durable offset {durable} is not where the log ends (the newest record ends at {end})"
+    ))
+}
+
 fn remove_derived(vfs: &dyn Vfs, root: &Path) -> Result<()> {
     let cq = root.join("consumequeue");
     if vfs.metadata(&cq).map_err(|e| Error::io(&cq, e))?.is_some() {
@@ -138,24 +233,20 @@ pub(crate) fn recover(
     let data_end = files.last().map_or(0, |(s, _)| s + size as u64);
 
     let mut trailer = cp.trailer;
+    let mut rejected = None;
     if let Some(t) = trailer {
         if t.durable_commitlog_offset > data_end
             || (files.is_empty() && t.durable_commitlog_offset > 0)
         {
-            log::error!(
-                "checkpoint says {} bytes of CommitLog are durable but the segments end at {data_end}: acknowledged data is missing; ignoring the checkpoint",
+            rejected = Some(format!(
+                "checkpoint says {} bytes of CommitLog are durable but the segments end at {data_end}: acknowledged data is missing",
                 t.durable_commitlog_offset
-            );
+            ));
             trailer = None;
         }
     }
-    let clean = !abort_present && trailer.is_some();
-    let durable = trailer.map_or(0, |t| t.durable_commitlog_offset.max(first_start));
-    let mut report = RecoveryReport {
-        clean_shutdown: clean,
-        checkpoint_trusted: trailer.is_some(),
-        ..Default::default()
-    };
+    let mut clean = !abort_present && trailer.is_some();
+    let mut durable = trailer.map_or(0, |t| t.durable_commitlog_offset.max(first_start));
 
     // Derived data: trusted after a clean shutdown if it loads; otherwise rebuilt.
     let mut derived = if clean {
@@ -166,13 +257,21 @@ pub(crate) fn recover(
             (Ok(q), Ok(i)) => {
                 let found = summarize(q.values().flat_map(|m| m.values()), i.as_ref());
                 let expected = trailer.map(|t| t.derived).unwrap_or_default();
-                if found == expected {
-                    Some((q, i))
-                } else {
+                if found != expected {
                     log::warn!(
                         "derived data differs from the checkpoint (found {found:?}, expected {expected:?}); rebuilding ConsumeQueue and IndexFile from the CommitLog"
                     );
                     None
+                } else if let Err(reason) = check_clean_end(&files, size, durable, &q, config) {
+                    // The checkpoint does not describe this log: believe neither it nor the
+                    // derived data, scan everything.
+                    rejected = Some(reason);
+                    trailer = None;
+                    clean = false;
+                    durable = first_start;
+                    None
+                } else {
+                    Some((q, i))
                 }
             }
             (Err(e), _) | (_, Err(e)) => {
@@ -182,6 +281,15 @@ pub(crate) fn recover(
         }
     } else {
         None
+    };
+    if let Some(reason) = &rejected {
+        log::error!("recovery: {reason}; ignoring the checkpoint, scanning the whole CommitLog");
+    }
+    let mut report = RecoveryReport {
+        clean_shutdown: clean,
+        checkpoint_trusted: trailer.is_some(),
+        checkpoint_rejected: rejected,
+        ..Default::default()
     };
     let dispatch_from = match (&derived, trailer) {
         (Some(_), Some(t)) => t.derived_durable_offset.clamp(first_start, durable),
@@ -207,14 +315,17 @@ pub(crate) fn recover(
         log::info!("recovery: scanning CommitLog from {walk_from} (durable {durable}, segments end {data_end}, clean {clean})");
     }
 
-    // Walk.
+    // Walk. In a segment whose first record carries the CRC property every record must (a
+    // torn tail whose last bytes never reached the disk fails here); in a segment written
+    // without it (RocketMQ 4.x, or `append_crc_property = false`) records are checked by body
+    // CRC, and by record CRC where they have one.
+    let check = config.check_crc_on_recover;
     let opts = DecodeOptions {
-        verify_body_crc: config.check_crc_on_recover,
-        // Records of a store written with the CRC property must carry it (a torn tail whose last
-        // bytes never reached the disk fails here); other stores are checked by body CRC.
-        verify_record_crc: config.check_crc_on_recover && config.append_crc_property,
+        verify_body_crc: check,
+        verify_record_crc: check,
         max_record_size: config.max_record_size(),
     };
+    let mut crc_required: Option<(u64, bool)> = None;
     let mut offset = walk_from;
     let mut last_store_timestamp = 0i64;
     let mut cut: Option<u64> = None;
@@ -226,18 +337,67 @@ pub(crate) fn recover(
         };
         let pos = (offset - seg_start) as usize;
         let data = &file.readable()[pos..];
-        let invalid = |reason: String| -> Result<()> {
+        let required = match crc_required {
+            Some((s, r)) if s == *seg_start => r,
+            _ => {
+                // The first record tells how the segment was written; if it is unreadable
+                // itself, this store's own setting decides.
+                let relaxed = DecodeOptions {
+                    verify_body_crc: false,
+                    verify_record_crc: false,
+                    max_record_size: config.max_record_size(),
+                };
+                // Segments that start after the checkpoint's durable segment were created by
+                // this store, so they follow its setting even if their first record is torn.
+                let ours = trailer.is_some_and(|t| {
+                    *seg_start
+                        > t.durable_commitlog_offset - t.durable_commitlog_offset % size as u64
+                });
+                let r = check
+                    && ((ours && config.append_crc_property)
+                        || match record::decode(file.readable(), &relaxed) {
+                            Ok(Decoded::Record(_)) => {
+                                record::has_crc_property(file.readable(), config.max_record_size())
+                            }
+                            _ => config.append_crc_property,
+                        });
+                crc_required = Some((*seg_start, r));
+                r
+            }
+        };
+        let decoded = if required {
+            record::decode(data, &opts)
+        } else {
+            record::decode_crc_if_present(data, &opts)
+        };
+        let mut invalid = |reason: String| -> Result<()> {
             if offset < durable {
-                return Err(Error::Corruption {
+                if !config.salvage_corrupt_log {
+                    return Err(Error::Corruption {
+                        path: file.path().to_path_buf(),
+                        offset,
+                        reason: format!(
+                            "invalid record below the durable offset {durable}: {reason}"
+                        ),
+                    });
+                }
+                log::error!(
+                    "recovery (salvage): invalid record at {offset} in {}, below the durable offset {durable}: {reason}; cutting the log there and giving up {} acknowledged bytes",
+                    file.path().display(),
+                    durable - offset
+                );
+                report.salvaged = Some(Salvage {
                     path: file.path().to_path_buf(),
                     offset,
-                    reason: format!("invalid record below the durable offset {durable}: {reason}"),
+                    durable_offset: durable,
+                    reason,
                 });
+                return Ok(());
             }
             log::warn!("recovery: CommitLog ends at {offset}: {reason}");
             Ok(())
         };
-        match record::decode(data, &opts) {
+        match decoded {
             Ok(Decoded::Blank { total_size }) => {
                 if total_size as usize != data.len() {
                     invalid(format!(

@@ -79,6 +79,9 @@ struct Inner {
     cleaner: Mutex<Option<JoinHandle<()>>>,
     /// Serialises cleanup passes (background cleaner and the manual calls).
     cleanup_lock: Mutex<()>,
+    /// Serialises `flush_all` (user flush, background flusher, close): each writes the
+    /// checkpoint through the same temporary file.
+    checkpoint_lock: Mutex<()>,
     stop: (Mutex<bool>, Condvar),
     report: RecoveryReport,
 }
@@ -231,6 +234,7 @@ impl Store {
             flusher: Mutex::new(None),
             cleaner: Mutex::new(None),
             cleanup_lock: Mutex::new(()),
+            checkpoint_lock: Mutex::new(()),
             stop: (Mutex::new(false), Condvar::new()),
             report: rec.report,
             config,
@@ -943,7 +947,8 @@ impl Inner {
         let mut result = GetResult::empty(GetStatus::OffsetFoundNull, offset, min, max);
         let decode_opts = DecodeOptions {
             verify_body_crc: opts.verify_crc,
-            verify_record_crc: opts.verify_crc && self.config.append_crc_property,
+            // Checked where present: a RocketMQ-written root has records without it.
+            verify_record_crc: opts.verify_crc,
             max_record_size: self.config.max_record_size(),
         };
         let filter = opts.tag_filter.as_ref().filter(|f| !f.is_all());
@@ -988,7 +993,7 @@ impl Inner {
                     ));
                 };
                 let bytes_at = file.read(pos, size).expect("located");
-                let rec = match record::decode(bytes_at, &decode_opts) {
+                let rec = match record::decode_crc_if_present(bytes_at, &decode_opts) {
                     Ok(Decoded::Record(r)) if r.total_size() == size => r,
                     Ok(_) => {
                         return Err(self.cq_mismatch(
@@ -1062,10 +1067,10 @@ impl Inner {
         let bytes = file.read(pos, avail).ok_or_else(no_record)?;
         let opts = DecodeOptions {
             verify_body_crc: verify,
-            verify_record_crc: verify && self.config.append_crc_property,
+            verify_record_crc: verify,
             max_record_size: self.config.max_record_size(),
         };
-        match record::decode(bytes, &opts) {
+        match record::decode_crc_if_present(bytes, &opts) {
             Ok(Decoded::Record(r)) if r.physical_offset() as u64 == offset => Ok(StoredMessage {
                 file: file.clone(),
                 pos,
@@ -1088,6 +1093,7 @@ impl Inner {
 
     /// Syncs the CommitLog, then derived data, then writes the checkpoint that names both.
     fn flush_all(&self) -> Result<()> {
+        let _checkpoint = self.checkpoint_lock.lock();
         let dispatched = self.dispatched_offset.load(Ordering::Acquire);
         let durable = self
             .commitlog

@@ -89,6 +89,7 @@ fn concurrent_puts_keep_queues_contiguous_and_readers_never_see_torn_messages() 
                 let mut last_end = 0;
                 loop {
                     let finished = done.load(Ordering::Acquire);
+                    let before: u64 = next.iter().sum();
                     let end = store.commitlog_max_offset();
                     assert!(end >= last_end, "commitlog max went backwards");
                     last_end = end;
@@ -135,7 +136,9 @@ fn concurrent_puts_keep_queues_contiguous_and_readers_never_see_torn_messages() 
                         reads.fetch_add(g.len(), Ordering::Relaxed);
                         next[q] = g.next_offset();
                     }
-                    if finished {
+                    // After the writers are done, keep reading until a pass finds nothing new
+                    // (one get returns at most 64 messages).
+                    if finished && next.iter().sum::<u64>() == before {
                         break;
                     }
                 }

@@ -571,6 +571,54 @@ fn corruption_below_the_durable_offset_is_an_error_and_changes_nothing() {
     }
 }
 
+/// With `salvage_corrupt_log` the same damage is cut like a torn tail instead, and the report
+/// says exactly what acknowledged data was given up.
+#[test]
+fn salvage_cuts_at_damage_below_the_durable_offset_and_reports_the_loss() {
+    let fx = Fixture::build(crash_config(FlushMode::Async));
+    let victim = &fx.records[fx.records.len() - 3];
+    let root = fx.copy("salvage");
+    flip_bit(&root, victim.offset + 90, 4);
+    create_abort(&root);
+    let config = StoreConfig {
+        salvage_corrupt_log: true,
+        ..fx.config.clone()
+    };
+    let store = Store::open(&root, config.clone()).unwrap();
+    let report = store.recovery_report().clone();
+    let salvage = report.salvaged.as_ref().expect("salvage reported");
+    assert_eq!(salvage.offset, victim.offset);
+    assert_eq!(salvage.durable_offset, fx.last().end());
+    assert!(salvage
+        .path
+        .ends_with(format!("{:020}", victim.offset / CRASH_SEG * CRASH_SEG)));
+    assert_eq!(report.end_offset, victim.offset);
+    assert_eq!(store.commitlog_max_offset(), victim.offset);
+    // Everything before the damage is there; the damaged record and what followed are gone.
+    for a in fx.records.iter().filter(|a| a.end() <= victim.offset) {
+        assert_acked_present(&store, a);
+    }
+    for q in 0..QUEUES as i32 {
+        let n = fx
+            .records
+            .iter()
+            .filter(|a| a.queue == q && a.end() <= victim.offset)
+            .count() as u64;
+        assert_eq!(store.max_offset(TOPIC, q).unwrap(), n);
+    }
+    let (path, pos) = locate(&root, victim.offset);
+    assert!(fs::read(&path).unwrap()[pos as usize..]
+        .iter()
+        .all(|&b| b == 0));
+    store.close().unwrap();
+    drop(store);
+    // The salvaged store is an ordinary store now: a second open is clean and loses nothing more.
+    let store = Store::open(&root, config).unwrap();
+    assert!(store.recovery_report().salvaged.is_none());
+    assert_eq!(store.commitlog_max_offset(), victim.offset);
+    store.close().unwrap();
+}
+
 /// After a clean shutdown recovery trusts the checkpoint and does not re-read what lies below
 /// it: damage there is found by CRC-verifying reads, not at open.
 #[test]

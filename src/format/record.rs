@@ -636,6 +636,57 @@ pub fn peek_header(buf: &[u8]) -> Option<(i32, u32)> {
     ))
 }
 
+/// Decodes like [`decode`], checking the whole-record CRC where the record carries a
+/// `__CRC32#` property and the body CRC where it does not (a RocketMQ 4.x root, or one whose
+/// records were written with and without the property). Here `opts.verify_record_crc` means
+/// "check the property when present"; nothing is required.
+///
+/// Weaker than a required record CRC: a record whose property bytes were damaged passes on its
+/// body CRC alone. Recovery requires the property in segments whose first record has it.
+pub fn decode_crc_if_present<'a>(
+    buf: &'a [u8],
+    opts: &DecodeOptions,
+) -> Result<Decoded<'a>, FormatError> {
+    let relaxed = DecodeOptions {
+        verify_body_crc: false,
+        verify_record_crc: false,
+        max_record_size: opts.max_record_size,
+    };
+    let decoded = decode(buf, &relaxed)?;
+    if let Decoded::Record(r) = &decoded {
+        let bytes = r.as_bytes();
+        match properties::parse_crc_property(r.properties()) {
+            Some(stored) if opts.verify_record_crc => {
+                let computed = masked_crc32(&bytes[..bytes.len() - CRC32_RESERVED_LEN]);
+                if stored != computed {
+                    return Err(FormatError::RecordCrcMismatch { stored, computed });
+                }
+            }
+            _ if opts.verify_body_crc && !r.body().is_empty() => {
+                let stored = BigEndian::read_u32(&bytes[POS_BODY_CRC..]);
+                let computed = masked_crc32(r.body());
+                if stored != computed {
+                    return Err(FormatError::BodyCrcMismatch { stored, computed });
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(decoded)
+}
+
+/// Whether `buf` starts with a record (lengths valid, no CRC checked) that carries a
+/// `__CRC32#` property.
+pub fn has_crc_property(buf: &[u8], max_record_size: usize) -> bool {
+    let relaxed = DecodeOptions {
+        verify_body_crc: false,
+        verify_record_crc: false,
+        max_record_size,
+    };
+    matches!(decode(buf, &relaxed), Ok(Decoded::Record(r))
+        if properties::parse_crc_property(r.properties()).is_some())
+}
+
 /// Decodes the record at the start of `buf`; `buf` may extend past it (e.g. to the segment end).
 ///
 /// A BLANK record is returned as [`Decoded::Blank`] after checking only its size (≥ 8). A record

@@ -1,0 +1,711 @@
+//! The `rocketstore` inspector binary, run against roots built with the library: its own roots
+//! (records with the `__CRC32#` property, checkpoint with trailer) and roots shaped like ones
+//! RocketMQ writes (no CRC property, checkpoint without trailer, an `abort` marker).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use rocketstore::format::checkpoint_layout::Checkpoint;
+use rocketstore::format::java_hash::java_string_hash;
+use rocketstore::{Message, PutResult, Store, StoreConfig};
+use serde_json::Value;
+
+const SEGMENT: u64 = 256 * 1024;
+const TOPIC: &str = "orders";
+const QUEUES: i32 = 4;
+/// Position of the body in a record with IPv4 born and store hosts.
+const BODY_POS: u64 = 88;
+
+/// Small files: several segments, ConsumeQueue files and IndexFiles within a few thousand
+/// messages. The index geometry keeps RocketMQ's 1:4 slot/entry ratio, which the CLI infers.
+fn config(crc_property: bool) -> StoreConfig {
+    StoreConfig {
+        commitlog_segment_size: SEGMENT as usize,
+        consume_queue_units_per_file: 50,
+        index_hash_slots: 100,
+        index_max_entries: 400,
+        max_message_size: 16 * 1024,
+        append_crc_property: crc_property,
+        ..StoreConfig::small()
+    }
+}
+
+fn body(i: usize) -> String {
+    format!("order {i} {}", "x".repeat(i % 300))
+}
+
+/// Puts `n` messages round-robin over the queues of `orders`, tagged and keyed `ORDER-i`.
+fn put_orders(store: &Store, from: usize, n: usize) -> Vec<PutResult> {
+    (from..from + n)
+        .map(|i| {
+            let b = body(i);
+            let tag = if i % 2 == 0 { "TagA" } else { "TagB" };
+            store
+                .put(
+                    &Message::new(TOPIC, (i % QUEUES as usize) as i32, b.as_bytes())
+                        .with_tags(tag)
+                        .with_keys([format!("ORDER-{i}")]),
+                )
+                .unwrap()
+        })
+        .collect()
+}
+
+/// A closed rocketstore root with `n` messages.
+fn own_root(n: usize) -> (tempfile::TempDir, Vec<PutResult>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), config(true)).unwrap();
+    let puts = put_orders(&store, 0, n);
+    store.close().unwrap();
+    (dir, puts)
+}
+
+/// A root shaped like RocketMQ's: records without `__CRC32#`, a checkpoint of RocketMQ's 40
+/// bytes only, and an `abort` marker as a broker that was killed leaves it.
+fn rocketmq_root(n: usize) -> (tempfile::TempDir, Vec<PutResult>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), config(false)).unwrap();
+    let puts = put_orders(&store, 0, n);
+    store.close().unwrap();
+    let cp_path = dir.path().join("checkpoint");
+    let mut cp = Checkpoint::decode(&fs::read(&cp_path).unwrap());
+    assert!(cp.trailer.is_some());
+    cp.trailer = None;
+    fs::write(&cp_path, cp.encode()).unwrap();
+    fs::write(dir.path().join("abort"), b"").unwrap();
+    (dir, puts)
+}
+
+fn rocketstore(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rocketstore"))
+        .args(args)
+        .output()
+        .expect("run the rocketstore binary")
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let out = rocketstore(args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{args:?}\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn json_lines(s: &str) -> Vec<Value> {
+    s.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn segment_path(root: &Path, offset: u64) -> (PathBuf, u64) {
+    let start = offset / SEGMENT * SEGMENT;
+    (
+        root.join("commitlog").join(format!("{start:020}")),
+        offset - start,
+    )
+}
+
+fn flip_byte(path: &Path, pos: u64) {
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.seek(SeekFrom::Start(pos)).unwrap();
+    f.read_exact(&mut b).unwrap();
+    f.seek(SeekFrom::Start(pos)).unwrap();
+    f.write_all(&[b[0] ^ 0x20]).unwrap();
+}
+
+/// Every file under `root` with its bytes.
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                dirs.push(e.path());
+            } else {
+                out.insert(e.path(), fs::read(e.path()).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn max_queue_offset(puts: &[PutResult], queue: i32) -> u64 {
+    (0..puts.len())
+        .filter(|i| (i % QUEUES as usize) as i32 == queue)
+        .count() as u64
+}
+
+#[test]
+fn stat_lists_queues_segments_checkpoint_trailer_and_no_abort() {
+    let (dir, puts) = own_root(2000);
+    let out = run_ok(&["stat", p(dir.path())]);
+    for q in 0..QUEUES {
+        let line = format!("{TOPIC}/{q}  min 0  max {}", max_queue_offset(&puts, q));
+        assert!(out.contains(&line), "missing {line:?} in\n{out}");
+    }
+    let last = puts.last().unwrap();
+    let end = last.commitlog_offset + last.wrote_bytes as u64;
+    assert!(
+        out.contains(&format!("min offset 0, max offset {end}")),
+        "{out}"
+    );
+    assert!(out.contains("trailer: valid"), "{out}");
+    assert!(
+        out.contains(&format!("durable_commitlog_offset {end}")),
+        "{out}"
+    );
+    assert!(out.contains("abort marker: absent"), "{out}");
+    let segments = fs::read_dir(dir.path().join("commitlog")).unwrap().count();
+    assert!(segments >= 2, "the data spans several segments");
+    assert!(
+        out.contains(&format!(
+            "commitlog: {segments} segments of {SEGMENT} bytes"
+        )),
+        "{out}"
+    );
+
+    let v: Value = serde_json::from_str(&run_ok(&["stat", p(dir.path()), "--json"])).unwrap();
+    assert_eq!(v["commitlog"]["max_offset"], end);
+    assert_eq!(v["abort"], false);
+    assert_eq!(v["checkpoint"]["trailer"], "valid");
+    assert_eq!(v["queues"].as_array().unwrap().len(), QUEUES as usize);
+    assert_eq!(v["queues"][2]["max_offset"], max_queue_offset(&puts, 2));
+    let entries: u64 = v["index"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["entries"].as_u64().unwrap())
+        .sum();
+    assert_eq!(entries, puts.len() as u64, "one index entry per key");
+}
+
+#[test]
+fn stat_on_rocketmq_shaped_root_shows_missing_trailer_and_abort_marker() {
+    let (dir, puts) = rocketmq_root(300);
+    let out = run_ok(&["stat", p(dir.path())]);
+    assert!(
+        out.contains("trailer: absent (RocketMQ-written checkpoint)"),
+        "{out}"
+    );
+    assert!(out.contains("abort marker: PRESENT"), "{out}");
+    assert!(out.contains(&format!(
+        "{TOPIC}/3  min 0  max {}",
+        max_queue_offset(&puts, 3)
+    )));
+}
+
+#[test]
+fn dump_range_prints_records_in_human_and_json_form() {
+    let (dir, puts) = own_root(50);
+    let from = puts[3].commitlog_offset.to_string();
+    let out = run_ok(&["dump", p(dir.path()), "--from", &from, "--count", "2"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].starts_with(&format!("@{from} ")), "{out}");
+    assert!(lines[0].contains("keys=[\"ORDER-3\"]") && lines[0].contains("tags=\"TagB\""));
+    assert!(lines[0].contains("body_crc=ok record_crc=ok"), "{out}");
+    assert!(lines[1].starts_with(&format!("@{} ", puts[4].commitlog_offset)));
+
+    let out = run_ok(&[
+        "dump",
+        p(dir.path()),
+        "--from",
+        &from,
+        "--count",
+        "3",
+        "--json",
+    ]);
+    let recs = json_lines(&out);
+    assert_eq!(recs.len(), 3);
+    for (k, r) in recs.iter().enumerate() {
+        let i = 3 + k;
+        assert_eq!(r["offset"], puts[i].commitlog_offset);
+        assert_eq!(r["size"], puts[i].wrote_bytes);
+        assert_eq!(r["topic"], TOPIC);
+        assert_eq!(r["queue_id"], (i % QUEUES as usize) as i64);
+        assert_eq!(r["queue_offset"], puts[i].queue_offset);
+        assert_eq!(r["body"], body(i));
+        assert_eq!(r["keys"][0], format!("ORDER-{i}"));
+        assert_eq!(r["body_crc_ok"], true);
+        assert_eq!(r["record_crc_ok"], true);
+        assert_eq!(r["store_timestamp"], puts[i].store_timestamp);
+    }
+}
+
+#[test]
+fn dump_queue_follows_consume_queue_units() {
+    let (dir, puts) = own_root(100);
+    let out = run_ok(&[
+        "dump",
+        p(dir.path()),
+        "--topic",
+        TOPIC,
+        "--queue",
+        "1",
+        "--from",
+        "2",
+        "--count",
+        "3",
+        "--json",
+    ]);
+    let recs = json_lines(&out);
+    assert_eq!(recs.len(), 3);
+    for (k, r) in recs.iter().enumerate() {
+        let i = 1 + (2 + k) * QUEUES as usize; // message i went to queue 1 at offset (i - 1) / 4
+        assert_eq!(r["queue_id"], 1);
+        assert_eq!(r["queue_offset"], (2 + k) as u64);
+        assert_eq!(r["offset"], puts[i].commitlog_offset);
+        assert_eq!(r["body"], body(i));
+    }
+}
+
+#[test]
+fn dump_on_rocketmq_root_shows_records_without_crc_property() {
+    let (dir, _) = rocketmq_root(10);
+    let out = run_ok(&["dump", p(dir.path()), "--count", "1"]);
+    assert!(out.contains("body_crc=ok record_crc=none"), "{out}");
+    let r = &json_lines(&run_ok(&["dump", p(dir.path()), "--count", "1", "--json"]))[0];
+    assert_eq!(r["record_crc"], Value::Null);
+    assert_eq!(r["body_crc_ok"], true);
+}
+
+#[test]
+fn verify_healthy_roots_exit_0() {
+    let (dir, _) = own_root(2000);
+    let out = rocketstore(&["verify", p(dir.path()), "--require-record-crc"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stderr.is_empty(),
+        "no progress line when stderr is a pipe"
+    );
+    let out = String::from_utf8(out.stdout).unwrap();
+    assert!(out.contains("OK: no problems found"), "{out}");
+    assert!(out.contains("2000 records"), "{out}");
+    assert!(out.contains("2000 units checked"), "{out}");
+    assert!(out.contains("2000 record keys checked"), "{out}");
+
+    let (dir, _) = rocketmq_root(500);
+    let out = run_ok(&["verify", p(dir.path())]);
+    assert!(out.contains("OK: no problems found"), "{out}");
+    assert!(out.contains("500 records without __CRC32#"), "{out}");
+    // Demanding the property from a RocketMQ root is a problem per record.
+    let strict = rocketstore(&["verify", p(dir.path()), "--require-record-crc"]);
+    assert_eq!(strict.status.code(), Some(1));
+}
+
+#[test]
+fn verify_reports_a_flipped_body_byte_with_both_crcs() {
+    let (dir, puts) = own_root(300);
+    let victim = puts[123].commitlog_offset;
+    let (seg, pos) = segment_path(dir.path(), victim);
+    flip_byte(&seg, pos + BODY_POS + 2);
+    let out = rocketstore(&["verify", p(dir.path())]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("record at {victim}: body CRC mismatch")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("record at {victim}: __CRC32# mismatch")),
+        "{text}"
+    );
+    assert!(text.contains("PROBLEMS: 2"), "{text}");
+}
+
+#[test]
+fn verify_reports_a_flipped_body_byte_on_a_rocketmq_root() {
+    let (dir, puts) = rocketmq_root(300);
+    let victim = puts[7].commitlog_offset;
+    let (seg, pos) = segment_path(dir.path(), victim);
+    flip_byte(&seg, pos + BODY_POS);
+    let out = rocketstore(&["verify", p(dir.path())]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("record at {victim}: body CRC mismatch")),
+        "{text}"
+    );
+}
+
+#[test]
+fn verify_reports_a_record_whose_physical_offset_is_not_its_position() {
+    let (dir, puts) = rocketmq_root(100);
+    let victim = puts[40].commitlog_offset;
+    let (seg, pos) = segment_path(dir.path(), victim);
+    // PHYSICALOFFSET is the i64 at byte 28 of the record; its low byte is at 35.
+    flip_byte(&seg, pos + 35);
+    let out = rocketstore(&["verify", p(dir.path())]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!(
+            "record at {victim}: PHYSICALOFFSET says {}",
+            victim ^ 0x20
+        )),
+        "{text}"
+    );
+    let dump = run_ok(&[
+        "dump",
+        p(dir.path()),
+        "--from",
+        &victim.to_string(),
+        "--count",
+        "1",
+    ]);
+    assert!(dump.contains("PHYSICALOFFSET="), "{dump}");
+}
+
+#[test]
+fn verify_reports_a_damaged_consume_queue_unit() {
+    let (dir, puts) = own_root(300);
+    // Unit 3 of queue 2 is message 14; overwrite its tag hash.
+    let unit_file = dir
+        .path()
+        .join("consumequeue/orders/2/00000000000000000000");
+    let mut bytes = fs::read(&unit_file).unwrap();
+    let tag_pos = 3 * 20 + 12;
+    assert_eq!(
+        i64::from_be_bytes(bytes[tag_pos..tag_pos + 8].try_into().unwrap()),
+        i64::from(java_string_hash("TagA"))
+    );
+    bytes[tag_pos..tag_pos + 8].copy_from_slice(&12345i64.to_be_bytes());
+    fs::write(&unit_file, &bytes).unwrap();
+    let out = rocketstore(&["verify", p(dir.path())]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let expected = format!(
+        "consumequeue: orders/2 unit 3 -> record at {}: unit tag hash 12345",
+        puts[14].commitlog_offset
+    );
+    assert!(text.contains(&expected), "{text}");
+}
+
+#[test]
+fn verify_reports_an_index_entry_pointing_nowhere() {
+    let (dir, _) = own_root(50);
+    let index_dir = dir.path().join("index");
+    let file = fs::read_dir(&index_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = fs::read(&file).unwrap();
+    // Entry 1's commitlog offset (40-byte header, 100 slots, entry 1 at +20, offset at +4).
+    let pos = 40 + 100 * 4 + 20 + 4;
+    bytes[pos..pos + 8].copy_from_slice(&7i64.to_be_bytes());
+    fs::write(&file, &bytes).unwrap();
+    let out = rocketstore(&["verify", p(dir.path())]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("-> commitlog offset 7: no record starts there"),
+        "{text}"
+    );
+    assert!(text.contains("a key of the record at 0 "), "{text}");
+}
+
+#[test]
+fn read_only_subcommands_change_no_byte() {
+    let (dir, puts) = rocketmq_root(400);
+    let before = snapshot(dir.path());
+    let root = p(dir.path());
+    run_ok(&["stat", root]);
+    run_ok(&["stat", root, "--json"]);
+    run_ok(&["dump", root, "--count", "1000"]);
+    run_ok(&["dump", root, "--topic", TOPIC, "--queue", "0", "--json"]);
+    run_ok(&["verify", root]);
+    run_ok(&["query", root, "--topic", TOPIC, "--key", "ORDER-5"]);
+    let t = puts[100].store_timestamp.to_string();
+    run_ok(&[
+        "query", root, "--topic", TOPIC, "--queue", "0", "--time", &t,
+    ]);
+    assert_eq!(before, snapshot(dir.path()), "a read-only subcommand wrote");
+}
+
+#[test]
+fn query_by_key_finds_the_message_and_rechecks_the_key() {
+    let (dir, puts) = own_root(1000);
+    let root = p(dir.path());
+    let out = run_ok(&[
+        "query",
+        root,
+        "--topic",
+        TOPIC,
+        "--key",
+        "ORDER-777",
+        "--json",
+    ]);
+    let hits = json_lines(&out);
+    assert_eq!(hits.len(), 1, "{out}");
+    assert_eq!(hits[0]["offset"], puts[777].commitlog_offset);
+    assert_eq!(hits[0]["body"], body(777));
+    let out = run_ok(&["query", root, "--topic", TOPIC, "--key", "ORDER-777"]);
+    assert!(
+        out.contains(&format!("@{} ", puts[777].commitlog_offset)),
+        "{out}"
+    );
+    assert!(out.ends_with("1 message(s)\n"), "{out}");
+    // Another topic's namespace, an unknown key, a time range before the message.
+    let out = run_ok(&["query", root, "--topic", "other", "--key", "ORDER-777"]);
+    assert!(out.ends_with("0 message(s)\n"), "{out}");
+    let out = run_ok(&["query", root, "--topic", TOPIC, "--key", "ORDER-1000"]);
+    assert!(out.ends_with("0 message(s)\n"), "{out}");
+    let before = (puts[0].store_timestamp - 10_000).to_string();
+    let out = run_ok(&[
+        "query",
+        root,
+        "--topic",
+        TOPIC,
+        "--key",
+        "ORDER-777",
+        "--begin",
+        "0",
+        "--end",
+        &before,
+    ]);
+    assert!(out.ends_with("0 message(s)\n"), "{out}");
+}
+
+#[test]
+fn query_by_time_returns_the_first_message_stored_at_or_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), config(true)).unwrap();
+    let mut puts = put_orders(&store, 0, 40);
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    puts.extend(put_orders(&store, 40, 40));
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    puts.extend(put_orders(&store, 80, 40));
+    store.close().unwrap();
+    let t = puts[40].store_timestamp;
+    assert!(t > puts[39].store_timestamp);
+    for q in 0..QUEUES {
+        let expected = (0..puts.len())
+            .filter(|&i| (i % QUEUES as usize) as i32 == q && puts[i].store_timestamp >= t)
+            .map(|i| puts[i].queue_offset)
+            .min()
+            .unwrap();
+        let out = run_ok(&[
+            "query",
+            p(dir.path()),
+            "--topic",
+            TOPIC,
+            "--queue",
+            &q.to_string(),
+            "--time",
+            &t.to_string(),
+            "--json",
+        ]);
+        let v: Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["queue_offset"], expected, "queue {q}: {out}");
+        assert_eq!(v["message"]["queue_offset"], expected);
+        assert!(v["message"]["store_timestamp"].as_i64().unwrap() >= t);
+    }
+    // Past the newest message: the queue's max offset, no message.
+    let late = (puts.last().unwrap().store_timestamp + 1).to_string();
+    let out = run_ok(&[
+        "query",
+        p(dir.path()),
+        "--topic",
+        TOPIC,
+        "--queue",
+        "0",
+        "--time",
+        &late,
+    ]);
+    assert!(out.starts_with("queue offset 30 "), "{out}");
+}
+
+#[test]
+fn bench_json_reports_every_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("bench");
+    let out = run_ok(&[
+        "bench",
+        p(&root),
+        "--flush",
+        "async",
+        "--threads",
+        "2",
+        "--messages",
+        "500",
+        "--size",
+        "100",
+        "--queues",
+        "3",
+        "--topic",
+        "BenchT",
+        "--json",
+        "--segment-size",
+        "262144",
+        "--cq-units",
+        "100",
+        "--index-slots",
+        "100",
+        "--index-entries",
+        "400",
+    ]);
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["messages"], 500);
+    for f in [
+        "seconds",
+        "msgs_per_sec",
+        "mb_per_sec",
+        "p50_us",
+        "p99_us",
+        "p999_us",
+    ] {
+        assert!(v[f].as_f64().is_some_and(|x| x > 0.0), "{f} in {out}");
+    }
+    assert!(v["p50_us"].as_f64() <= v["p99_us"].as_f64());
+    assert!(v["p99_us"].as_f64() <= v["p999_us"].as_f64());
+    let msgs = v["msgs_per_sec"].as_f64().unwrap();
+    let secs = v["seconds"].as_f64().unwrap();
+    assert!((msgs * secs - 500.0).abs() < 1.0);
+    let stat: Value = serde_json::from_str(&run_ok(&["stat", p(&root), "--json"])).unwrap();
+    let total: u64 = stat["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["max_offset"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 500);
+    run_ok(&["verify", p(&root)]);
+}
+
+#[test]
+fn bench_ack_log_then_check_acks_passes_and_a_forged_ack_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("bench");
+    let acks = dir.path().join("acks.log");
+    let out = run_ok(&[
+        "bench",
+        p(&root),
+        "--flush",
+        "sync",
+        "--threads",
+        "3",
+        "--messages",
+        "300",
+        "--size",
+        "64",
+        "--queues",
+        "2",
+        "--ack-log",
+        p(&acks),
+        "--segment-size",
+        "262144",
+        "--cq-units",
+        "100",
+        "--index-slots",
+        "100",
+        "--index-entries",
+        "400",
+    ]);
+    assert!(out.contains("msgs/s") && out.contains("p999"), "{out}");
+    let log = fs::read_to_string(&acks).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 300);
+    let first: Vec<&str> = lines[0].split(' ').collect();
+    assert_eq!(first.len(), 5);
+    assert_eq!(first[2], "BenchTopic");
+
+    let out = run_ok(&["check-acks", p(&root), p(&acks)]);
+    assert!(
+        out.contains("checked 300 acknowledged puts: 300 present, 0 missing"),
+        "{out}"
+    );
+
+    // A forged ack: a real record's offset and size, but a queue offset nobody got.
+    let mut f = fs::OpenOptions::new().append(true).open(&acks).unwrap();
+    writeln!(
+        f,
+        "{} {} {} {} 999999",
+        first[0], first[1], first[2], first[3]
+    )
+    .unwrap();
+    // And one at an offset past the end of the log.
+    writeln!(f, "99999999 100 BenchTopic 0 0").unwrap();
+    drop(f);
+    let out = rocketstore(&["check-acks", p(&root), p(&acks)]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("MISSING line 301:") && text.contains("queue offset"),
+        "{text}"
+    );
+    assert!(text.contains("MISSING line 302:"), "{text}");
+    assert!(
+        text.contains("checked 302 acknowledged puts: 300 present, 2 missing"),
+        "{text}"
+    );
+}
+
+#[test]
+fn recover_reports_and_closes_cleanly() {
+    let (dir, puts) = rocketmq_root(200);
+    let out = run_ok(&["recover", p(dir.path()), "--json"]);
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    let last = puts.last().unwrap();
+    assert_eq!(
+        v["end_offset"],
+        last.commitlog_offset + last.wrote_bytes as u64
+    );
+    assert_eq!(v["clean_shutdown"], false, "the abort marker was there");
+    assert_eq!(v["truncated_at"], Value::Null);
+    // Closed cleanly: no abort marker, a trailer now, and still healthy.
+    assert!(!dir.path().join("abort").exists());
+    let stat = run_ok(&["stat", p(dir.path())]);
+    assert!(stat.contains("trailer: valid"), "{stat}");
+    run_ok(&["verify", p(dir.path())]);
+}
+
+#[test]
+fn errors_name_the_path_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    for sub in ["stat", "verify", "dump", "recover"] {
+        let out = rocketstore(&[sub, p(&missing)]);
+        assert_eq!(out.status.code(), Some(2), "{sub}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(p(&missing)) && err.contains("no such directory"),
+            "{sub}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert!(!missing.exists(), "nothing created");
+    let (root, puts) = own_root(5);
+    let odd = (puts[1].commitlog_offset + 3).to_string();
+    let out = rocketstore(&["dump", p(root.path()), "--from", &odd]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("no record at commitlog offset {odd}")),
+        "{err}"
+    );
+    assert!(
+        err.contains("00000000000000000000"),
+        "names the segment: {err}"
+    );
+    let out = rocketstore(&["query", p(root.path()), "--topic", TOPIC]);
+    assert_eq!(out.status.code(), Some(2), "neither --key nor --time");
+}

@@ -1,0 +1,308 @@
+//! Replays every committed fuzz corpus file (`fuzz/corpus/<target>/*`) through the same
+//! functions the cargo-fuzz targets call (`rocketstore::fuzz_targets`), so CI covers the
+//! corpora without the fuzzer (TESTING.md §5). Each target must have at least one file.
+//!
+//! The hand-written seeds are produced by `regenerate_seed_corpora` (deterministic; run with
+//! `cargo test --test fuzz_corpus -- --ignored regenerate_seed_corpora`); the `hostile-*` seeds
+//! of `recover_image` come from `tests/hostile_files.rs`; other files were found by the fuzzer
+//! and kept after `cargo fuzz cmin`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use rocketstore::format::checkpoint_layout::Checkpoint;
+use rocketstore::format::cq_unit::CqUnit;
+use rocketstore::format::record::{self, EncodeOptions, RecordFields};
+use rocketstore::fuzz_targets::{
+    self, base_image, encode_model_ops, encode_mutations, CheckpointField, ModelOp, Mutation,
+    RecordField, FIXTURE_INDEX_ENTRIES, FIXTURE_INDEX_SLOTS,
+};
+
+fn corpus_dir(target: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target)
+}
+
+/// Runs `f` on every file of the target's corpus; returns how many ran. A panic names the file.
+fn replay(target: &str, f: fn(&[u8])) -> usize {
+    let mut files: Vec<PathBuf> = fs::read_dir(corpus_dir(target))
+        .unwrap_or_else(|e| panic!("corpus of {target}: {e}"))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    for path in &files {
+        let data = fs::read(path).unwrap();
+        if let Err(panic) = std::panic::catch_unwind(|| f(&data)) {
+            eprintln!("{target}: corpus file {} failed", path.display());
+            std::panic::resume_unwind(panic);
+        }
+    }
+    files.len()
+}
+
+#[test]
+fn record_decode_corpus_replays() {
+    let n = replay("record_decode", fuzz_targets::record_decode);
+    assert!(n > 0, "record_decode corpus is empty");
+}
+
+#[test]
+fn cq_index_decode_corpus_replays() {
+    let n = replay("cq_index_decode", fuzz_targets::cq_index_decode);
+    assert!(n > 0, "cq_index_decode corpus is empty");
+}
+
+#[test]
+fn recover_image_corpus_replays() {
+    let n = replay("recover_image", fuzz_targets::recover_image);
+    assert!(n > 0, "recover_image corpus is empty");
+}
+
+#[test]
+fn ops_model_corpus_replays() {
+    let n = replay("ops_model", fuzz_targets::ops_model);
+    assert!(n > 0, "ops_model corpus is empty");
+}
+
+/// Regression, found by `ops_model` with 5 ms flusher periods: `Store::flush` and the
+/// background flusher both write the checkpoint through `checkpoint.tmp`; unserialised, one
+/// rename found the temporary file gone and `flush` failed with ENOENT.
+#[test]
+fn flush_never_races_the_background_checkpoint() {
+    let scratch = fuzz_targets::ScratchDir::new("flush-race");
+    let config = rocketstore::StoreConfig {
+        consume_queue_flush_interval: std::time::Duration::from_millis(1),
+        flush_interval: std::time::Duration::from_millis(1),
+        ..fuzz_targets::fixture_config()
+    };
+    let store = rocketstore::Store::open(scratch.path().join("s"), config).unwrap();
+    for i in 0..3000 {
+        store
+            .put(&rocketstore::Message::new("alpha", 0, b"x"))
+            .unwrap();
+        if let Err(e) = store.flush() {
+            panic!("flush {i} failed: {e}");
+        }
+    }
+    store.close().unwrap();
+}
+
+// --- seed generator -------------------------------------------------------------------------
+
+fn write_seed(target: &str, name: &str, bytes: &[u8]) {
+    let dir = corpus_dir(target);
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
+}
+
+fn encoded_record(topic: &str, body: &[u8], props: &[u8], crc_property: bool) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let fields = RecordFields {
+        topic,
+        queue_id: 1,
+        flag: 0,
+        sys_flag: 0,
+        born_timestamp: 1_700_000_000_000,
+        born_host: "10.1.2.3:4567".parse().unwrap(),
+        store_host: "127.0.0.1:10911".parse().unwrap(),
+        reconsume_times: 0,
+        prepared_transaction_offset: 0,
+        body,
+        properties: props,
+    };
+    let opts = EncodeOptions {
+        append_crc_property: crc_property,
+        max_body_size: 4096,
+    };
+    let layout = record::encode(&mut buf, &fields, &opts).unwrap();
+    record::finalize(&mut buf, &layout, 3, 4096, 1_700_000_000_500);
+    buf
+}
+
+/// Rewrites the hand-written seeds of every target (the `seed-*` files).
+#[test]
+#[ignore = "generator: rewrites the seed-* files of fuzz/corpus"]
+fn regenerate_seed_corpora() {
+    let base = base_image();
+    // record_decode: every base record (V1 and V2, IPv4 and IPv6 hosts, with properties and the
+    // CRC property), records without properties or CRC property, 4.9-style properties without
+    // the trailing separator, BLANK records, the checkpoint, a property text.
+    for r in &base.records {
+        let seg = &base.image.files[&r.segment_path()];
+        let bytes = &seg[r.segment_pos()..r.segment_pos() + r.size];
+        write_seed(
+            "record_decode",
+            &format!("base-record-{:06}", r.offset),
+            bytes,
+        );
+    }
+    write_seed(
+        "record_decode",
+        "v1-no-properties",
+        &encoded_record("t", b"body", b"", false),
+    );
+    write_seed(
+        "record_decode",
+        "v1-no-properties-crc",
+        &encoded_record("t", b"", b"", true),
+    );
+    write_seed(
+        "record_decode",
+        "v1-properties-no-trailing-separator",
+        &encoded_record("orders", b"x", b"TAGS\x01a\x02KEYS\x01k1 k2", false),
+    );
+    write_seed(
+        "record_decode",
+        "v2-no-properties",
+        &encoded_record(&"T".repeat(200), b"b", b"", false),
+    );
+    write_seed("record_decode", "blank", &record::blank_record(8));
+    let mut blank_tail = record::blank_record(64).to_vec();
+    blank_tail.resize(64, 0);
+    write_seed("record_decode", "blank-with-tail", &blank_tail);
+    write_seed(
+        "record_decode",
+        "checkpoint",
+        &base.image.files["checkpoint"],
+    );
+    write_seed(
+        "record_decode",
+        "properties-text",
+        b"TAGS\x01TagA\x02KEYS\x01a b\x02\x01x\x02y\x01\x02__CRC32#\x011234567890\x02",
+    );
+    // cq_index_decode: ConsumeQueue files, pre-blank units, the IndexFile prefixed with its
+    // geometry bytes (slots - 1, entries - 2).
+    for (path, bytes) in
+        base.image.files.iter().filter(|(p, _)| {
+            p.starts_with("consumequeue/alpha") || p.starts_with("consumequeue/beta")
+        })
+    {
+        write_seed(
+            "cq_index_decode",
+            &format!("cq-{}", path.replace('/', "-")),
+            bytes,
+        );
+    }
+    let mut pre = CqUnit::PRE_BLANK.encode().repeat(2);
+    pre.extend_from_slice(
+        &CqUnit {
+            commitlog_offset: 4096,
+            size: 120,
+            tags_code: -5,
+        }
+        .encode(),
+    );
+    write_seed("cq_index_decode", "cq-pre-blank", &pre);
+    let mut index = vec![
+        (FIXTURE_INDEX_SLOTS - 1) as u8,
+        (FIXTURE_INDEX_ENTRIES - 2) as u8,
+    ];
+    index.extend_from_slice(&base.image.files[&rocketstore::fuzz_targets::index_path()]);
+    write_seed("cq_index_decode", "index-base", &index);
+    // recover_image: the base image as is, after a crash, and a few structured mutations.
+    write_seed("recover_image", "base", b"");
+    write_seed(
+        "recover_image",
+        "abort",
+        &encode_mutations(&[Mutation::CreateAbort]),
+    );
+    write_seed(
+        "recover_image",
+        "no-checkpoint-abort",
+        &encode_mutations(&[
+            Mutation::Delete {
+                file: base.image.selector("checkpoint"),
+            },
+            Mutation::CreateAbort,
+        ]),
+    );
+    write_seed(
+        "recover_image",
+        "resealed-store-timestamp",
+        &encode_mutations(&[
+            Mutation::set_record_field(10, RecordField::StoreTimestamp, 1),
+            Mutation::ResealRecord { record: 10 },
+            Mutation::CreateAbort,
+        ]),
+    );
+    write_seed(
+        "recover_image",
+        "checkpoint-derived-durable-zero",
+        &encode_mutations(&[
+            Mutation::set_checkpoint_field(CheckpointField::DerivedDurableOffset, 0),
+            Mutation::ResealCheckpoint,
+        ]),
+    );
+    // ops_model: puts across queues and segment rolls, reads, reopen, close, crash copies.
+    let put = |topic, queue, len: u16, tag, keys| ModelOp::Put {
+        topic,
+        queue,
+        len,
+        tag,
+        keys,
+    };
+    let get = |topic, queue, offset, max| ModelOp::Get {
+        topic,
+        queue,
+        offset,
+        max,
+    };
+    write_seed(
+        "ops_model",
+        "put-get",
+        &encode_model_ops(&[
+            put(0, 0, 10, 1, 3),
+            put(0, 0, 0, 0, 0),
+            get(0, 0, 0, 5),
+            get(0, 0, 2, 1),
+        ]),
+    );
+    let mut roll = Vec::new();
+    for i in 0..40u8 {
+        roll.push(put(i % 3, i % 2, 2048, i % 4, i % 4));
+    }
+    roll.extend([
+        get(0, 0, 0, 19),
+        ModelOp::Reopen,
+        get(1, 1, 3, 4),
+        ModelOp::Query { pick: 7 },
+    ]);
+    write_seed(
+        "ops_model",
+        "segment-rolls-reopen",
+        &encode_model_ops(&roll),
+    );
+    write_seed(
+        "ops_model",
+        "crash-copy",
+        &encode_model_ops(&[
+            put(2, 1, 300, 2, 1),
+            put(0, 2, 5, 0, 2),
+            ModelOp::Crash,
+            ModelOp::ReadAt { pick: 1 },
+            put(2, 1, 7, 3, 3),
+            ModelOp::Flush,
+            ModelOp::Crash,
+            get(2, 1, 0, 9),
+        ]),
+    );
+    write_seed(
+        "ops_model",
+        "close-then-calls",
+        &encode_model_ops(&[
+            put(1, 0, 1, 1, 1),
+            ModelOp::Close,
+            put(1, 0, 1, 1, 1),
+            get(1, 0, 0, 1),
+            ModelOp::Flush,
+            ModelOp::Close,
+            ModelOp::Query { pick: 0 },
+            ModelOp::Reopen,
+            get(1, 0, 0, 1),
+        ]),
+    );
+    let cp = Checkpoint::decode(&base.image.files["checkpoint"]);
+    assert!(cp.trailer.is_some());
+}
