@@ -1,134 +1,510 @@
-//! Append throughput against the machine's ceiling, measured in the same run.
+//! Append throughput and sync-put latency against the machine's ceilings, measured in the same
+//! run; then the process's anonymous memory after 1M and 4M puts.
 //!
-//! * `append_async/<size>`: `Store::put` of one message (8 queues round-robin, Async mode, 1 GiB
-//!   segments created and prefaulted in the background), one producer.
-//! * `ceiling_mmap_copy/<size>`: copying the same number of bytes into a fresh, prefaulted,
-//!   preallocated shared mapping — what an append cannot beat.
+//! * `append_async/<size>/<n>p`: `Store::put` of one message (topic `bench`, tag `TagA`, no keys,
+//!   8 queues round-robin), Async flush, default config (1 GiB segments, the next one created and
+//!   prefaulted in the background), `n` producer threads sharing the store. Each case starts on a
+//!   new store that is first written (untimed) past its first segment, so the timed puts land in
+//!   segments the store prepared in the background (the steady state).
+//! * `append_async/1KiB/1p_first_segment`: the same into the first segment of a new store, which
+//!   is created on the put path without prefault.
+//! * `ceiling_mmap_copy/<size>`: copying the same record bytes (the length a put reports) into a
+//!   preallocated, prefaulted 256 MiB shared file mapping, cyclically — one stream, because the
+//!   CommitLog is one stream whatever the number of producers.
+//! * `append_sync/1KiB/<n>p`: Sync flush (group commit), `n` producers; every put's latency is
+//!   recorded for p50/p99.
+//! * `ceiling_group_commit/1KiB/<n>p`: the ideal group commit — one `pwrite` of `n` records plus
+//!   one `fdatasync` per iteration, into a pre-written (not growing) file on the same disk. Store
+//!   and ceiling cases alternate per producer count, so each ratio compares neighbours in time.
 //!
-//! The ratio of the two is printed after the run (absolute times drift on shared machines,
-//! ratios hold). Run: `cargo bench --bench append`.
+//! Run: `cargo bench --bench append` (`ROCKETSTORE_BENCH_QUICK=1` for a smoke run).
 
+mod common;
+
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use rocketstore::{Message, Store, StoreConfig};
+use common::{
+    bench_custom, fmt_bw, fmt_ns, fmt_rate, print_summary, proc_status_kib, scale, split, stats,
+    tempdir, where_line, Row, Timing,
+};
+use criterion::{Criterion, Throughput};
+use rocketstore::{FlushMode, Message, PutStatus, Store, StoreConfig};
 
 const SIZES: [usize; 3] = [128, 1024, 16 * 1024];
+const ASYNC_THREADS: [usize; 2] = [1, 4];
+const SYNC_THREADS: [usize; 4] = [1, 4, 16, 64];
+const QUEUES: usize = 8;
+const TOPIC: &str = "bench";
+const RING_BYTES: usize = 256 << 20;
 
-fn store_config() -> StoreConfig {
-    StoreConfig {
-        commitlog_segment_size: 256 << 20,
-        ..StoreConfig::default()
+/// Sync puts that came back `FlushDiskTimeout` (reported in the summary; should be 0).
+static SYNC_TIMEOUTS: AtomicU64 = AtomicU64::new(0);
+
+fn size_name(size: usize) -> String {
+    if size >= 1024 {
+        format!("{}KiB", size / 1024)
+    } else {
+        format!("{size}B")
     }
 }
 
-fn bench_append(c: &mut Criterion) {
-    let mut g = c.benchmark_group("append_async");
-    for size in SIZES {
-        g.throughput(Throughput::Elements(1));
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), store_config()).unwrap();
-        let body = vec![0x5Au8; size];
-        let mut i = 0u32;
-        g.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, _| {
-            b.iter(|| {
-                i = i.wrapping_add(1);
-                store
-                    .put(&Message::new("bench", (i % 8) as i32, &body).with_tags("TagA"))
-                    .unwrap()
+fn message(queue: usize, body: &[u8]) -> Message<'_> {
+    Message::new(TOPIC, (queue % QUEUES) as i32, body).with_tags("TagA")
+}
+
+/// Stored length of one record with this body (what the ceilings copy or write).
+fn record_len(body_size: usize) -> usize {
+    let dir = tempdir();
+    let store = Store::open(
+        dir.path(),
+        StoreConfig {
+            commitlog_segment_size: 16 << 20,
+            ..StoreConfig::default()
+        },
+    )
+    .unwrap();
+    let body = vec![0x5Au8; body_size];
+    let len = store.put(&message(0, &body)).unwrap().wrote_bytes;
+    store.close().unwrap();
+    len
+}
+
+/// `iters` puts spread over `threads` producers, all started together; returns the wall time
+/// and, if asked, every put's latency.
+fn produce(
+    store: &Store,
+    threads: usize,
+    iters: u64,
+    body: &[u8],
+    latencies: bool,
+) -> (Duration, Vec<u64>) {
+    let one_put = |q: usize, lat: &mut Vec<u64>| {
+        if latencies {
+            let t0 = Instant::now();
+            let r = store.put(&message(q, body)).unwrap();
+            lat.push(t0.elapsed().as_nanos() as u64);
+            if r.status != PutStatus::Ok {
+                SYNC_TIMEOUTS.fetch_add(1, Ordering::Relaxed);
+            }
+        } else {
+            std::hint::black_box(store.put(&message(q, body)).unwrap());
+        }
+    };
+    if threads == 1 {
+        let mut lat = Vec::with_capacity(if latencies { iters as usize } else { 0 });
+        let t0 = Instant::now();
+        for i in 0..iters {
+            one_put(i as usize, &mut lat);
+        }
+        return (t0.elapsed(), lat);
+    }
+    let parts = split(iters, threads);
+    let barrier = Barrier::new(threads + 1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = parts
+            .iter()
+            .enumerate()
+            .map(|(t, &n)| {
+                let (barrier, one_put) = (&barrier, &one_put);
+                s.spawn(move || {
+                    let mut lat = Vec::with_capacity(if latencies { n as usize } else { 0 });
+                    barrier.wait();
+                    for i in 0..n {
+                        one_put(i as usize + t, &mut lat);
+                    }
+                    lat
+                })
             })
+            .collect();
+        barrier.wait();
+        let t0 = Instant::now();
+        let lat: Vec<u64> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        (t0.elapsed(), lat)
+    })
+}
+
+fn bench_async(c: &mut Criterion, timing: &Timing) {
+    const GROUP: &str = "append_async";
+    let mut g = c.benchmark_group(GROUP);
+    timing.apply(&mut g);
+    g.throughput(Throughput::Elements(1));
+    for size in SIZES {
+        let body = vec![0x5Au8; size];
+        for threads in ASYNC_THREADS {
+            let name = format!("{}/{threads}p", size_name(size));
+            if !common::selected(&format!("{GROUP}/{name}")) {
+                continue;
+            }
+            // A fresh store per case, so every case starts at an empty log.
+            let dir = tempdir();
+            let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+            warm_past_first_segment(&store, threads, &body);
+            bench_custom(&mut g, GROUP, &name, |iters| {
+                produce(&store, threads, iters, &body, false)
+            });
+            store.close().unwrap();
+        }
+    }
+    // The first segment of a new store is created on the put path without prefault (only the
+    // segments after it are prepared in the background): measured separately, 1 KiB, 1 producer.
+    if common::selected("append_async/1KiB/1p_first_segment") {
+        let body = vec![0x5Au8; 1024];
+        let dir = tempdir();
+        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        produce(&store, 1, 1000, &body, false);
+        bench_custom(&mut g, GROUP, "1KiB/1p_first_segment", |iters| {
+            produce(&store, 1, iters, &body, false)
         });
         store.close().unwrap();
     }
     g.finish();
 }
 
-fn bench_ceiling(c: &mut Criterion) {
-    let mut g = c.benchmark_group("ceiling_mmap_copy");
-    for size in SIZES {
-        g.throughput(Throughput::Elements(1));
-        // The record adds ~120 bytes of header, topic and properties to the body.
-        let rec = vec![0x5Au8; size + 120];
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("seg");
-        let len = 256usize << 20;
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
-        f.set_len(len as u64).unwrap();
-        // SAFETY: the file is private to this benchmark and never resized while mapped.
-        let mut map = unsafe { memmap2::MmapMut::map_mut(&f).unwrap() };
-        for p in (0..len).step_by(4096) {
-            map[p] = 0;
-        }
-        let mut pos = 0usize;
-        g.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, _| {
-            b.iter_custom(|iters| {
-                let t = Instant::now();
-                for _ in 0..iters {
-                    if pos + rec.len() > len {
-                        pos = 0;
-                    }
-                    map[pos..pos + rec.len()].copy_from_slice(&rec);
-                    pos += rec.len();
-                }
-                t.elapsed()
-            })
-        });
+/// Untimed puts until the log has rolled into its second segment, which the store prepared
+/// (created and prefaulted) in the background: the steady state of a running store. The first
+/// segment of a new store is created on the put path without prefault. Quick mode only writes
+/// 20k messages (it measures the first segment).
+fn warm_past_first_segment(store: &Store, threads: usize, body: &[u8]) {
+    produce(store, threads, 20_000, body, false);
+    if common::quick() {
+        return;
     }
-    g.finish();
+    let segment = store.config().commitlog_segment_size as u64;
+    while store.commitlog_max_offset() < segment + (1 << 20) {
+        produce(store, threads, 20_000, body, false);
+    }
 }
 
-/// One producer in Sync mode: each put waits for its own fdatasync (nothing to group with).
-/// Ceiling: `pwrite` of the same bytes into an already written file + `fdatasync`.
-fn bench_sync(c: &mut Criterion) {
-    use std::os::unix::fs::FileExt;
-    let mut g = c.benchmark_group("append_sync_1_producer");
-    g.throughput(Throughput::Elements(1));
-    let dir = tempfile::tempdir().unwrap();
-    let config = StoreConfig {
-        flush_mode: rocketstore::FlushMode::Sync,
-        ..store_config()
-    };
-    let store = Store::open(dir.path(), config).unwrap();
-    let body = vec![0x5Au8; 1024];
-    g.bench_function("put_1KiB", |b| {
-        b.iter(|| store.put(&Message::new("bench", 0, &body)).unwrap())
-    });
-    store.close().unwrap();
-
-    let path = dir.path().join("ceiling");
+/// A preallocated, prefaulted shared mapping of a scratch file.
+fn prefaulted_ring(dir: &std::path::Path) -> memmap2::MmapMut {
     let f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(true)
-        .open(&path)
+        .open(dir.join("ring"))
         .unwrap();
-    f.write_all_at(&vec![0u8; 64 << 20], 0).unwrap();
-    f.sync_all().unwrap();
-    let rec = vec![0x5Au8; 1024 + 120];
-    let mut pos = 0u64;
-    g.bench_function("ceiling_pwrite_fdatasync_1KiB", |b| {
-        b.iter(|| {
-            if pos + rec.len() as u64 > 64 << 20 {
-                pos = 0;
+    f.set_len(RING_BYTES as u64).unwrap();
+    // SAFETY: the file is private to this benchmark and never resized while mapped.
+    let mut map = unsafe { memmap2::MmapMut::map_mut(&f).unwrap() };
+    // SAFETY: madvise on the whole of a live mapping we own; MADV_POPULATE_WRITE only faults
+    // pages in (it does not change their contents).
+    let rc = unsafe {
+        libc::madvise(
+            map.as_mut_ptr().cast(),
+            RING_BYTES,
+            libc::MADV_POPULATE_WRITE,
+        )
+    };
+    if rc != 0 {
+        for p in (0..RING_BYTES).step_by(4096) {
+            map[p] = 0;
+        }
+    }
+    map
+}
+
+fn bench_async_ceiling(c: &mut Criterion, timing: &Timing) {
+    const GROUP: &str = "ceiling_mmap_copy";
+    let mut g = c.benchmark_group(GROUP);
+    timing.apply(&mut g);
+    g.throughput(Throughput::Elements(1));
+    let dir = tempdir();
+    let mut map = prefaulted_ring(dir.path());
+    for size in SIZES {
+        let rec = vec![0x5Au8; record_len(size)];
+        let mut pos = 0usize;
+        bench_custom(&mut g, GROUP, &size_name(size), |iters| {
+            let t0 = Instant::now();
+            for _ in 0..iters {
+                if pos + rec.len() > RING_BYTES {
+                    pos = 0;
+                }
+                map[pos..pos + rec.len()].copy_from_slice(&rec);
+                pos += rec.len();
             }
-            f.write_all_at(&rec, pos).unwrap();
-            f.sync_data().unwrap();
-            pos += rec.len() as u64;
-        })
-    });
+            let t = t0.elapsed();
+            std::hint::black_box(map.as_ptr());
+            (t, Vec::new())
+        });
+    }
     g.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1)).sample_size(30);
-    targets = bench_append, bench_ceiling, bench_sync
+/// Sync puts and their ceiling, interleaved per producer count (store case, then ceiling case)
+/// so that each pair sees the same disk: fdatasync latency on a shared virtual disk drifts by
+/// 10x within minutes (MACHINE.md), and a ratio is only meaningful between neighbours in time.
+fn bench_sync(c: &mut Criterion, timing: &Timing) {
+    const GROUP: &str = "append_sync";
+    const CEILING: &str = "ceiling_group_commit";
+    const FILE_BYTES: u64 = 64 << 20;
+    let dir = tempdir();
+    let config = StoreConfig {
+        flush_mode: FlushMode::Sync,
+        ..StoreConfig::default()
+    };
+    let store = Store::open(dir.path(), config).unwrap();
+    let body = vec![0x5Au8; 1024];
+    produce(&store, 1, 100, &body, false);
+
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(dir.path().join("ceiling"))
+        .unwrap();
+    // Pre-written and synced: the per-commit cost is the data write and the device flush, with
+    // no file growth or block allocation (see MACHINE.md §4).
+    let chunk = vec![0u8; 1 << 20];
+    for i in 0..FILE_BYTES >> 20 {
+        f.write_all_at(&chunk, i << 20).unwrap();
+    }
+    f.sync_all().unwrap();
+    let rec_len = record_len(1024);
+    let mut pos = 0u64;
+
+    for threads in SYNC_THREADS {
+        let name = format!("1KiB/{threads}p");
+        let mut g = c.benchmark_group(GROUP);
+        timing.apply(&mut g);
+        g.throughput(Throughput::Elements(1));
+        bench_custom(&mut g, GROUP, &name, |iters| {
+            produce(&store, threads, iters, &body, true)
+        });
+        g.finish();
+
+        let mut g = c.benchmark_group(CEILING);
+        timing.apply(&mut g);
+        let batch = vec![0x5Au8; rec_len * threads];
+        g.throughput(Throughput::Elements(threads as u64));
+        bench_custom(&mut g, CEILING, &name, |iters| {
+            let mut lat = Vec::with_capacity(iters as usize);
+            let t0 = Instant::now();
+            for _ in 0..iters {
+                let t = Instant::now();
+                if pos + batch.len() as u64 > FILE_BYTES {
+                    pos = 0;
+                }
+                f.write_all_at(&batch, pos).unwrap();
+                f.sync_data().unwrap();
+                pos += batch.len() as u64;
+                lat.push(t.elapsed().as_nanos() as u64);
+            }
+            (t0.elapsed(), lat)
+        });
+        g.finish();
+    }
+    store.close().unwrap();
 }
-criterion_main!(benches);
+
+/// RssAnon (KiB) before and after 1M and 4M puts into one store: the engine's own memory must
+/// not grow with the number of messages (mapped segment pages are file-backed, not anonymous).
+struct MemoryProbe {
+    warm_kib: u64,
+    after_small_kib: u64,
+    after_large_kib: u64,
+    small: u64,
+    large: u64,
+    rss_file_kib: u64,
+}
+
+fn memory_probe() -> MemoryProbe {
+    let (small, large) = scale((1_000_000u64, 4_000_000u64), (100_000, 400_000));
+    let dir = tempdir();
+    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    let body = vec![0x5Au8; 128];
+    // Every message carries a unique key, so the IndexFile grows too.
+    let put_range = |from: u64, to: u64| {
+        for i in from..to {
+            let key = format!("KEY-{i:010}");
+            store
+                .put(&message(i as usize, &body).with_keys([key.as_str()]))
+                .unwrap();
+        }
+    };
+    put_range(0, 10_000);
+    let warm_kib = proc_status_kib("RssAnon");
+    put_range(10_000, small);
+    let after_small_kib = proc_status_kib("RssAnon");
+    put_range(small, large);
+    let after_large_kib = proc_status_kib("RssAnon");
+    let rss_file_kib = proc_status_kib("RssFile");
+    store.close().unwrap();
+    MemoryProbe {
+        warm_kib,
+        after_small_kib,
+        after_large_kib,
+        small,
+        large,
+        rss_file_kib,
+    }
+}
+
+/// Runs the memory probe unless a criterion filter was given that does not name it.
+fn wants_memory_probe() -> bool {
+    common::selected("memory_rss")
+}
+
+fn summary(n_async: usize, n_sync: usize, mem: Option<MemoryProbe>) {
+    let n = n_async;
+    let mut rows = Vec::new();
+    let mut notes = vec![where_line()];
+    for size in SIZES {
+        let rec = record_len(size);
+        notes.push(format!(
+            "{} body = {rec} B stored record; MB/s below is payload (body) bytes",
+            size_name(size)
+        ));
+        let ceiling = stats(&format!("ceiling_mmap_copy/{}", size_name(size)), n);
+        for threads in ASYNC_THREADS {
+            let id = format!("append_async/{}/{threads}p", size_name(size));
+            let s = stats(&id, n);
+            let rate = s.as_ref().map(|s| s.per_s());
+            let ratio = rate.zip(ceiling.as_ref()).map(|(r, c)| r / c.per_s());
+            let (target, met) = match size {
+                128 => ("≥ 2.5 M msg/s", rate.map(|r| r >= 2.5e6)),
+                1024 => (
+                    "≥ 1.2 M msg/s and ≥ 0.5x",
+                    rate.zip(ratio).map(|(r, x)| r >= 1.2e6 && x >= 0.5),
+                ),
+                _ => ("≥ 1.5 GB/s", rate.map(|r| r * size as f64 >= 1.5e9)),
+            };
+            rows.push(
+                Row::new(format!(
+                    "async put {}, {threads} producer(s)",
+                    size_name(size)
+                ))
+                .store(rate.map_or("-".into(), |r| {
+                    format!("{} ({})", fmt_rate(r), fmt_bw(r * size as f64))
+                }))
+                .ceiling(ceiling.as_ref().map_or("-".into(), |c| {
+                    format!(
+                        "{} ({}) mmap copy",
+                        fmt_rate(c.per_s()),
+                        fmt_bw(c.per_s() * rec as f64)
+                    )
+                }))
+                .ratio(ratio)
+                .target(target, met),
+            );
+        }
+    }
+    if let Some(s) = stats("append_async/1KiB/1p_first_segment", n) {
+        let ceiling = stats("ceiling_mmap_copy/1KiB", n);
+        rows.push(
+            Row::new("async put 1KiB, 1 producer, first segment of a new store")
+                .store(format!(
+                    "{} ({})",
+                    fmt_rate(s.per_s()),
+                    fmt_bw(s.per_s() * 1024.0)
+                ))
+                .ceiling(
+                    ceiling
+                        .as_ref()
+                        .map_or("-".into(), |c| format!("{} mmap copy", fmt_rate(c.per_s()))),
+                )
+                .ratio(ceiling.map(|c| s.per_s() / c.per_s())),
+        );
+    }
+    for threads in SYNC_THREADS {
+        let s = stats(&format!("append_sync/1KiB/{threads}p"), n_sync);
+        let c = stats(&format!("ceiling_group_commit/1KiB/{threads}p"), n_sync);
+        let rate = s.as_ref().map(|s| s.per_s());
+        let c_rate = c.as_ref().map(|c| c.per_s() * threads as f64);
+        let ratio = rate.zip(c_rate).map(|(r, c)| r / c);
+        let (target, met) = if threads >= 16 {
+            ("≥ 0.8x ideal group commit", ratio.map(|x| x >= 0.8))
+        } else {
+            ("-", None)
+        };
+        rows.push(
+            Row::new(format!("sync put 1KiB, {threads} producer(s): throughput"))
+                .store(rate.map_or("-".into(), fmt_rate))
+                .ceiling(c_rate.map_or("-".into(), |r| {
+                    format!("{} ({threads} rec/pwrite+fdatasync)", fmt_rate(r))
+                }))
+                .ratio(ratio)
+                .target(target, met),
+        );
+        let pct = |s: &Option<common::Stats>| {
+            s.as_ref()
+                .and_then(|s| Some((s.pct_ns(50.0)?, s.pct_ns(99.0)?)))
+        };
+        let (sp, cp) = (pct(&s), pct(&c));
+        let lat_ratio = sp.zip(cp).map(|(s, c)| s.0 / c.0);
+        let (target, met) = if threads == 1 {
+            (
+                "p50 ≤ 1.3x one pwrite+fdatasync",
+                lat_ratio.map(|x| x <= 1.3),
+            )
+        } else {
+            ("-", None)
+        };
+        rows.push(
+            Row::new(format!(
+                "sync put 1KiB, {threads} producer(s): latency p50 / p99"
+            ))
+            .store(sp.map_or("-".into(), |(a, b)| {
+                format!("{} / {}", fmt_ns(a), fmt_ns(b))
+            }))
+            .ceiling(cp.map_or("-".into(), |(a, b)| {
+                format!("{} / {} per sync", fmt_ns(a), fmt_ns(b))
+            }))
+            .ratio(lat_ratio)
+            .target(target, met),
+        );
+    }
+    notes.push(format!(
+        "sync latency percentiles over the {n_sync} measurement samples; FlushDiskTimeout puts: {}",
+        SYNC_TIMEOUTS.load(Ordering::Relaxed)
+    ));
+    notes.push(
+        "ratios: throughput rocketstore/ceiling (higher is better); latency rocketstore/ceiling (lower is better)".into(),
+    );
+    if let Some(m) = mem {
+        let mib = |k: u64| k as f64 / 1024.0;
+        let growth = m.after_large_kib as i64 - m.after_small_kib as i64;
+        notes.push(format!(
+            "memory: RssAnon {:.1} MiB after open + 10k puts, {:.1} MiB after {} puts, {:.1} MiB after {} puts (RssFile, mapped pages, {:.0} MiB)",
+            mib(m.warm_kib),
+            mib(m.after_small_kib),
+            m.small,
+            mib(m.after_large_kib),
+            m.large,
+            mib(m.rss_file_kib)
+        ));
+        rows.push(
+            Row::new(format!(
+                "RssAnon growth {}→{} puts (128 B, 1 key each)",
+                m.small, m.large
+            ))
+            .store(format!("{:+.2} MiB", growth as f64 / 1024.0))
+            .ceiling(format!(
+                "{:+.2} MiB for the first {}",
+                (m.after_small_kib as i64 - m.warm_kib as i64) as f64 / 1024.0,
+                m.small
+            ))
+            .target("bounded: < 8 MiB", Some(growth < 8 * 1024)),
+        );
+    }
+    print_summary("append (benches/append.rs)", &notes, &rows);
+}
+
+fn main() {
+    let mut c = common::criterion();
+    let async_timing = Timing::new(1.0, 3.0, 30);
+    let sync_timing = Timing::new(1.0, 4.0, 20);
+    bench_async_ceiling(&mut c, &async_timing);
+    bench_async(&mut c, &async_timing);
+    bench_sync(&mut c, &sync_timing);
+    c.final_summary();
+    let mem = wants_memory_probe().then(memory_probe);
+    summary(async_timing.samples, sync_timing.samples, mem);
+}

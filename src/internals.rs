@@ -4,6 +4,9 @@
 //! mapped-file types, so that a simulated disk can be plugged in with
 //! [`Store::open_with_vfs`](crate::Store::open_with_vfs).
 
+pub use crate::storage::sim::{
+    CrashMode, FaultError, FaultKind, SimVfs, SIM_PAGE_SIZE, SIM_SECTOR_SIZE,
+};
 pub use crate::storage::{
     DirEntry, DiskUsage, FileKind, LockGuard, MapRegion, OpenMode, OsVfs, Vfs, VfsFile,
 };

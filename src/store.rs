@@ -1314,7 +1314,10 @@ impl Inner {
         }
         // Wait for in-flight puts: they hold the append lock while writing.
         drop(self.append.lock());
-        let result = if let Some(reason) = self.read_only.lock().clone() {
+        // Bind first: a guard in the `if let` scrutinee would live through the `else`, where a
+        // failed sync calls `set_read_only` and would deadlock on it.
+        let read_only = self.read_only.lock().clone();
+        let result = if let Some(reason) = read_only {
             // Keep `abort`: the next open must recover, not trust a checkpoint.
             Err(Error::ReadOnly { reason })
         } else {

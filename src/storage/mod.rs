@@ -17,6 +17,8 @@
 pub mod mapped_file;
 pub mod mapped_words;
 pub mod os;
+#[cfg(any(test, feature = "internals"))]
+pub mod sim;
 pub mod vfs;
 
 #[allow(unused_imports)]

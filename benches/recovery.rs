@@ -1,0 +1,169 @@
+//! Recovery throughput against a sequential read + CRC32 of the same bytes, measured in the same
+//! run.
+//!
+//! The fixture is one store root with ~1 GiB of CommitLog (1 KiB bodies, tag `TagA`, one unique
+//! key each, 8 queues, default config: one 1 GiB segment), closed cleanly. Then, per iteration:
+//!
+//! * `recovery/abnormal`: an `abort` file is left in the root (what a crashed run leaves; its
+//!   presence at open is how an unclean shutdown is detected, see `src/recovery.rs`), and
+//!   `Store::open` is timed: it validates every record from the start of the log (magic, lengths,
+//!   body CRC and whole-record CRC), deletes and rebuilds ConsumeQueue and IndexFile, and syncs
+//!   them. The store is then closed cleanly (not timed).
+//! * `recovery/cq_rebuild`: `consumequeue/` is deleted from the cleanly closed root and
+//!   `Store::open` is timed: the derived data no longer matches the checkpoint, so ConsumeQueue and
+//!   IndexFile are rebuilt from the whole CommitLog.
+//! * `ceiling_read_crc/seq`: `read()` of the same bytes from the segment file in 1 MiB chunks with
+//!   a crc32fast pass over them (page cache hot, like the recoveries).
+//!
+//! Run: `cargo bench --bench recovery`.
+
+mod common;
+
+use std::io::Read as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{
+    bench_custom, build_store, first_segment, fmt_bw, fmt_ns, print_summary, scale, stats, tempdir,
+    where_line, Row, Timing,
+};
+use criterion::{SamplingMode, Throughput};
+use rocketstore::{RecoveryReport, Store, StoreConfig};
+
+/// Opens `root`, timing only the open; closes cleanly afterwards. Returns the open time and the
+/// recovery report.
+fn timed_open(root: &Path) -> (Duration, RecoveryReport) {
+    let t0 = Instant::now();
+    let store = Store::open(root, StoreConfig::default()).unwrap();
+    let t = t0.elapsed();
+    let report = store.recovery_report().clone();
+    store.close().unwrap();
+    (t, report)
+}
+
+fn main() {
+    let mut c = common::criterion();
+    let timing = Timing::new(0.001, 12.0, 10);
+    let dir = tempdir();
+    let root = dir.path().join("store");
+    let target = scale((1u64 << 30) - (32 << 20), 128 << 20);
+    let (messages, end) = build_store(&root, target);
+
+    let mut reports: Vec<(&str, RecoveryReport)> = Vec::new();
+    {
+        const GROUP: &str = "recovery";
+        let mut g = c.benchmark_group(GROUP);
+        timing.apply(&mut g);
+        g.sampling_mode(SamplingMode::Flat);
+        g.throughput(Throughput::Bytes(end));
+        let mut last = None;
+        bench_custom(&mut g, GROUP, "abnormal", |iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                std::fs::write(root.join("abort"), b"12345").unwrap();
+                let (t, report) = timed_open(&root);
+                assert!(
+                    !report.clean_shutdown && report.derived_rebuilt,
+                    "{report:?}"
+                );
+                assert_eq!(report.scanned_bytes, end, "{report:?}");
+                total += t;
+                last = Some(report);
+            }
+            (total, Vec::new())
+        });
+        if let Some(r) = last.take() {
+            reports.push(("abnormal", r));
+        }
+        bench_custom(&mut g, GROUP, "cq_rebuild", |iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                std::fs::remove_dir_all(root.join("consumequeue")).unwrap();
+                let (t, report) = timed_open(&root);
+                assert!(
+                    report.clean_shutdown && report.derived_rebuilt,
+                    "{report:?}"
+                );
+                total += t;
+                last = Some(report);
+            }
+            (total, Vec::new())
+        });
+        if let Some(r) = last.take() {
+            reports.push(("cq_rebuild", r));
+        }
+        g.finish();
+    }
+    {
+        const GROUP: &str = "ceiling_read_crc";
+        let mut g = c.benchmark_group(GROUP);
+        timing.apply(&mut g);
+        g.sampling_mode(SamplingMode::Flat);
+        g.throughput(Throughput::Bytes(end));
+        let segment = first_segment(&root);
+        let mut buf = vec![0u8; 1 << 20];
+        bench_custom(&mut g, GROUP, "seq", |iters| {
+            let t0 = Instant::now();
+            for _ in 0..iters {
+                let mut f = std::fs::File::open(&segment).unwrap();
+                let mut h = crc32fast::Hasher::new();
+                let mut left = end as usize;
+                while left > 0 {
+                    let want = left.min(buf.len());
+                    f.read_exact(&mut buf[..want]).unwrap();
+                    h.update(&buf[..want]);
+                    left -= want;
+                }
+                std::hint::black_box(h.finalize());
+            }
+            (t0.elapsed(), Vec::new())
+        });
+        g.finish();
+    }
+    c.final_summary();
+
+    let n = timing.samples;
+    let ceiling = stats("ceiling_read_crc/seq", n);
+    let c_bw = ceiling.as_ref().map(|c| c.per_s() * end as f64);
+    let mut rows = Vec::new();
+    for (id, label) in [
+        ("abnormal", "abnormal recovery (abort left)"),
+        ("cq_rebuild", "rebuild of deleted consumequeue/"),
+    ] {
+        let s = stats(&format!("recovery/{id}"), n);
+        let bw = s.as_ref().map(|s| s.per_s() * end as f64);
+        let ratio = bw.zip(c_bw).map(|(b, c)| b / c);
+        rows.push(
+            Row::new(format!("{label}, {} MiB", end >> 20))
+                .store(s.as_ref().map_or("-".into(), |s| {
+                    format!(
+                        "{} ({})",
+                        fmt_bw(bw.unwrap_or(0.0)),
+                        fmt_ns(s.median_s * 1e9)
+                    )
+                }))
+                .ceiling(ceiling.as_ref().map_or("-".into(), |c| {
+                    format!(
+                        "{} ({}) read+crc32",
+                        fmt_bw(c_bw.unwrap_or(0.0)),
+                        fmt_ns(c.median_s * 1e9)
+                    )
+                }))
+                .ratio(ratio)
+                .target("≥ 0.6x", ratio.map(|x| x >= 0.6)),
+        );
+    }
+    let mut notes = vec![
+        where_line(),
+        format!(
+            "{messages} messages, CommitLog end {end} B; both recoveries also rebuild the IndexFile ({messages} keys) and sync ConsumeQueue, IndexFile and checkpoint before open returns"
+        ),
+    ];
+    for (id, r) in &reports {
+        notes.push(format!(
+            "{id}: scanned {} B from {}, dispatched {} records, clean_shutdown {}",
+            r.scanned_bytes, r.scanned_from, r.records_dispatched, r.clean_shutdown
+        ));
+    }
+    print_summary("recovery (benches/recovery.rs)", &notes, &rows);
+}
