@@ -1068,7 +1068,7 @@ fn crash_torture() {
     for v in violations.iter().take(20) {
         eprintln!("VIOLATION {v}");
     }
-    println!(
+    let line = format!(
         "crash-torture: seeds={seeds} crash_points={} sync_acked_verified={} async_lost={} recoveries={} violations={}",
         totals.crash_points.load(Ordering::Relaxed),
         totals.sync_verified.load(Ordering::Relaxed),
@@ -1076,6 +1076,10 @@ fn crash_torture() {
         totals.recoveries.load(Ordering::Relaxed),
         violations.len()
     );
+    println!("{line}");
+    // CI prints and checks this line after `cargo test` (which captures test output).
+    let summary = Path::new(env!("CARGO_TARGET_TMPDIR")).join("crash-torture.txt");
+    std::fs::write(&summary, format!("{line}\n")).unwrap();
     eprintln!(
         "crash-torture: {} nested crashes during recovery; {:.1} s",
         totals.nested.load(Ordering::Relaxed),
