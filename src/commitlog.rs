@@ -205,13 +205,22 @@ impl CommitLog {
             let Some(seg) = self.segments.find(durable) else {
                 break;
             };
-            let flushed =
-                seg.file
-                    .flush(FlushStrategy::Fdatasync)
-                    .map_err(|source| Error::FlushFailed {
-                        path: seg.file.path().to_path_buf(),
-                        source,
-                    })?;
+            // A segment created here: msync of just the unflushed range. fdatasync would also
+            // write back the prefaulted (dirty) zero pages ahead of the writer, and the next
+            // write into each of them would fault again. A segment opened from disk may sit in
+            // large folios, where msync of a page writes the whole folio: fdatasync there.
+            let strategy = if seg.file.is_fresh() {
+                FlushStrategy::Msync
+            } else {
+                FlushStrategy::Fdatasync
+            };
+            let flushed = seg
+                .file
+                .flush(strategy)
+                .map_err(|source| Error::FlushFailed {
+                    path: seg.file.path().to_path_buf(),
+                    source,
+                })?;
             let new = seg.start + flushed as u64;
             if new <= durable {
                 break;

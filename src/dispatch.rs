@@ -22,17 +22,18 @@ pub(crate) fn dispatch(
     debug_assert_eq!(queue.topic(), rec.topic());
     debug_assert_eq!(queue.queue_id(), rec.queue_id());
     let tx = rec.transaction_type();
+    let props = rec.dispatch_properties();
     // Prepared and rolled-back transactional records are not consumable (spec §1.10).
     if tx == TRANSACTION_NOT_TYPE || tx == TRANSACTION_COMMIT {
         let unit = CqUnit {
             commitlog_offset: rec.physical_offset(),
             size: rec.total_size() as i32,
-            tags_code: rec.tags_code(),
+            tags_code: props.tags_code(),
         };
         queue.append(vfs, rec.queue_offset() as u64, unit, allow_late_start)?;
     }
     if let Some(index) = index {
-        index.build(vfs, rec)?;
+        index.build(vfs, rec, &props)?;
     }
     Ok(())
 }

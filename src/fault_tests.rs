@@ -93,16 +93,7 @@ impl VfsFile for FaultyFile {
     }
     fn sync_data(&self) -> io::Result<()> {
         if self.commitlog {
-            if self.faults.fail_sync.load(Ordering::SeqCst) {
-                return Err(io::Error::from_raw_os_error(libc::EIO));
-            }
-            let ms = self.faults.slow_sync_ms.load(Ordering::SeqCst);
-            if ms > 0 {
-                if let Some(tx) = self.faults.sync_started.lock().unwrap().take() {
-                    let _ = tx.send(());
-                }
-                std::thread::sleep(Duration::from_millis(ms));
-            }
+            self.faults.before_sync()?;
         }
         self.inner.sync_data()
     }
@@ -110,7 +101,63 @@ impl VfsFile for FaultyFile {
         self.inner.sync_all()
     }
     fn map(&self, len: usize, writable: bool) -> io::Result<Box<dyn MapRegion>> {
-        self.inner.map(len, writable)
+        let inner = self.inner.map(len, writable)?;
+        if !self.commitlog {
+            return Ok(inner);
+        }
+        Ok(Box::new(FaultyRegion {
+            inner,
+            faults: self.faults.clone(),
+        }))
+    }
+}
+
+impl Faults {
+    /// The injected behaviour of a CommitLog sync (fdatasync or msync).
+    fn before_sync(&self) -> io::Result<()> {
+        if self.fail_sync.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        let ms = self.slow_sync_ms.load(Ordering::SeqCst);
+        if ms > 0 {
+            if let Some(tx) = self.sync_started.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+        Ok(())
+    }
+}
+
+/// A CommitLog mapping whose `msync` goes through the same faults as `fdatasync`.
+#[derive(Debug)]
+struct FaultyRegion {
+    inner: Box<dyn MapRegion>,
+    faults: Arc<Faults>,
+}
+
+// SAFETY: every method that the contract constrains (pointers, length, thread safety, not
+// changing bytes) is forwarded unchanged to `inner`, a region that already upholds it; only
+// `flush_range` may fail or sleep first, which the contract allows.
+unsafe impl MapRegion for FaultyRegion {
+    fn as_ptr(&self) -> *const u8 {
+        self.inner.as_ptr()
+    }
+    fn as_mut_ptr(&self) -> *mut u8 {
+        self.inner.as_mut_ptr()
+    }
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+    fn flush_range(&self, offset: usize, len: usize) -> io::Result<()> {
+        self.faults.before_sync()?;
+        self.inner.flush_range(offset, len)
+    }
+    fn prefault_write(&self) -> io::Result<()> {
+        self.inner.prefault_write()
+    }
+    fn advise_sequential(&self) -> io::Result<()> {
+        self.inner.advise_sequential()
     }
 }
 

@@ -17,7 +17,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::error::{Error, Result};
 use crate::format::index_layout::{self as layout, entry_pos, slot_pos, time_diff_secs};
 use crate::format::java_hash;
-use crate::format::record::{RecordView, TRANSACTION_ROLLBACK};
+use crate::format::record::{DispatchProperties, RecordView, TRANSACTION_ROLLBACK};
 use crate::storage::{self, FileKind, FlushStrategy, MappedWords, OpenError, Vfs};
 
 /// Java `String.hashCode` of `topic#key`, made non-negative as RocketMQ's `indexKeyHashMethod`.
@@ -329,7 +329,12 @@ impl IndexService {
     }
 
     /// Indexes the keys of one record (RocketMQ `buildIndex`, spec §4.4). Single writer.
-    pub fn build(&self, vfs: &dyn Vfs, rec: &RecordView<'_>) -> Result<()> {
+    pub fn build(
+        &self,
+        vfs: &dyn Vfs,
+        rec: &RecordView<'_>,
+        props: &DispatchProperties<'_>,
+    ) -> Result<()> {
         if rec.transaction_type() == TRANSACTION_ROLLBACK {
             return Ok(());
         }
@@ -341,10 +346,10 @@ impl IndexService {
         }
         let topic = rec.topic();
         let ts = rec.store_timestamp();
-        if let Some(u) = rec.uniq_key() {
+        if let Some(u) = props.uniq_key {
             self.put(vfs, key_hash(topic, u), offset, ts)?;
         }
-        for k in rec.keys() {
+        for k in props.keys() {
             self.put(vfs, key_hash(topic, k), offset, ts)?;
         }
         Ok(())

@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -72,6 +72,12 @@ struct Inner {
     dispatched_offset: AtomicU64,
     closed: AtomicBool,
     read_only: Mutex<Option<String>>,
+    /// Puts between their start and the end of their append (Sync mode only): a group-commit
+    /// leader gives them a moment to join its sync.
+    appending: AtomicUsize,
+    /// True while `read_only` or `disk_full` is set: the put path checks this one atomic and
+    /// takes the locks only when it is set.
+    refusing: AtomicBool,
     /// Why puts are refused until space returns, and when the disk was last looked at.
     disk_full: Mutex<Option<(String, Instant)>>,
     group_commit: GroupCommit,
@@ -91,10 +97,26 @@ struct AppendState {
     last_store_timestamp: i64,
 }
 
+/// Leader/follower group commit. The first waiter becomes the leader and syncs everything
+/// appended so far; waiters that arrive meanwhile form the next group. Each group sleeps on its
+/// own condvar (by epoch parity), so a finished sync wakes only the puts it made durable, plus
+/// one waiter of the next group to lead it: on 2 vCPUs with 64 producers, waking everyone after
+/// every sync spent the machine on context switches.
 #[derive(Default)]
 struct GroupCommit {
-    leader_active: Mutex<bool>,
-    done: Condvar,
+    state: Mutex<GroupState>,
+    groups: [Condvar; 2],
+}
+
+#[derive(Default)]
+struct GroupState {
+    leader_active: bool,
+    /// Incremented when a leader starts a sync; the sync's waiters sleep on `groups[epoch % 2]`.
+    epoch: u64,
+    /// CommitLog end when the in-flight sync started: it makes at least this much durable.
+    target: u64,
+    /// Threads asleep on each condvar.
+    waiting: [usize; 2],
 }
 
 /// Per-thread encode buffers, reused so a put allocates nothing once a thread has seen its
@@ -108,6 +130,25 @@ struct EncodeBuffers {
     run: Vec<u8>,
     layouts: Vec<EncodedLayout>,
 }
+
+/// Counts a put as appending until dropped (see `Inner::appending`).
+struct Appending<'a>(&'a AtomicUsize);
+
+impl<'a> Appending<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Appending(counter)
+    }
+}
+
+impl Drop for Appending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// How long a group-commit leader waits for puts still appending before it syncs.
+const GROUP_GATHER: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// How often a refused put looks at the disk again.
 const DISK_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
@@ -229,6 +270,8 @@ impl Store {
             }),
             closed: AtomicBool::new(false),
             read_only: Mutex::new(None),
+            refusing: AtomicBool::new(false),
+            appending: AtomicUsize::new(0),
             disk_full: Mutex::new(None),
             group_commit: GroupCommit::default(),
             flusher: Mutex::new(None),
@@ -287,6 +330,8 @@ impl Store {
     pub fn put_batch(&self, msgs: &[Message<'_>]) -> Result<PutResult> {
         let inner = &*self.inner;
         inner.check_writable()?;
+        let appending = (inner.config.flush_mode == FlushMode::Sync)
+            .then(|| Appending::enter(&inner.appending));
         let first = msgs
             .first()
             .ok_or_else(|| Error::InvalidArgument("empty batch".into()))?;
@@ -348,7 +393,7 @@ impl Store {
                 };
                 layouts.push(layout.map_err(|e| encode_error(e, m))?);
             }
-            inner.append(topic, queue_id, buf, layouts)
+            inner.append(topic, queue_id, buf, layouts, now, appending)
         })
     }
 
@@ -663,6 +708,9 @@ impl Inner {
 
     fn check_writable(&self) -> Result<()> {
         self.check_open()?;
+        if !self.refusing.load(Ordering::Acquire) {
+            return Ok(());
+        }
         if let Some(reason) = &*self.read_only.lock() {
             return Err(Error::ReadOnly {
                 reason: reason.clone(),
@@ -688,6 +736,7 @@ impl Inner {
         *full = self.disk_over_warning().map(|r| (r, Instant::now()));
         match &*full {
             None => {
+                self.refusing_after_disk_cleared();
                 log::info!(
                     "store {}: disk space is back, writable again",
                     self.root.display()
@@ -713,12 +762,20 @@ impl Inner {
         retention::decide(&self.config, self.disk_used_ratio(), 0, Trigger::Periodic).disk_full
     }
 
+    /// Recomputes `refusing` once the disk-full state was cleared (the caller holds the
+    /// `disk_full` lock; `read_only` is locked so a concurrent `set_read_only` is not lost).
+    fn refusing_after_disk_cleared(&self) {
+        let read_only = self.read_only.lock();
+        self.refusing.store(read_only.is_some(), Ordering::Release);
+    }
+
     fn set_disk_full(&self, reason: Option<String>) {
         let mut full = self.disk_full.lock();
         match (&*full, reason) {
             (None, Some(r)) => {
                 log::warn!("store {}: refusing puts: {r}", self.root.display());
                 *full = Some((r, Instant::now()));
+                self.refusing.store(true, Ordering::Release);
             }
             (Some(_), Some(r)) => *full = Some((r, Instant::now())),
             (Some(_), None) => {
@@ -727,6 +784,7 @@ impl Inner {
                     self.root.display()
                 );
                 *full = None;
+                self.refusing_after_disk_cleared();
             }
             (None, None) => {}
         }
@@ -734,7 +792,9 @@ impl Inner {
 
     fn set_read_only(&self, reason: String) {
         log::error!("store {} is now read-only: {reason}", self.root.display());
-        self.read_only.lock().get_or_insert(reason);
+        let mut read_only = self.read_only.lock();
+        read_only.get_or_insert(reason);
+        self.refusing.store(true, Ordering::Release);
     }
 
     fn validate_queue(&self, topic: &str, queue_id: i32) -> Result<()> {
@@ -782,13 +842,17 @@ impl Inner {
         queue_id: i32,
         buf: &mut [u8],
         layouts: &[EncodedLayout],
+        now_ms: i64,
+        appending: Option<Appending<'_>>,
     ) -> Result<PutResult> {
         let queue = self.queue_or_create(topic, queue_id);
         let (first, end, queue_offset, ts) = {
             let mut st = self.append.lock();
             // Re-check under the lock: a failed sync may have happened while we encoded.
             self.check_writable()?;
-            let ts = storage::now_ms().max(st.last_store_timestamp);
+            // The clock read once per put (for the born time) also stamps the store time; the
+            // max keeps store times monotonic in log order.
+            let ts = now_ms.max(st.last_store_timestamp);
             if self.commitlog.would_roll(&st.appender, buf.len()) {
                 // A roll creates a segment: look at the disk first (between cleaner passes).
                 if let Some(reason) = self.disk_over_warning() {
@@ -827,6 +891,7 @@ impl Inner {
             self.dispatched_offset.store(end, Ordering::Release);
             (first, end, queue_offset, ts)
         };
+        drop(appending);
         let mut status = PutStatus::Ok;
         if self.config.flush_mode == FlushMode::Sync {
             status = self.wait_durable(end)?;
@@ -879,32 +944,60 @@ impl Inner {
     fn wait_durable(&self, end: u64) -> Result<PutStatus> {
         let deadline = Instant::now() + self.config.sync_flush_timeout;
         let gc = &self.group_commit;
+        let mut st = gc.state.lock();
         loop {
             if self.commitlog.flushed_offset() >= end {
-                return Ok(PutStatus::Ok);
-            }
-            if let Some(reason) = &*self.read_only.lock() {
-                return Err(Error::ReadOnly {
-                    reason: reason.clone(),
-                });
-            }
-            let mut leader = gc.leader_active.lock();
-            if self.commitlog.flushed_offset() >= end {
-                return Ok(PutStatus::Ok);
-            }
-            if !*leader {
-                *leader = true;
-                drop(leader);
-                let r = self.commitlog.flush();
-                *gc.leader_active.lock() = false;
-                gc.done.notify_all();
-                if let Err(e) = r {
-                    self.set_read_only(format!("CommitLog sync failed: {e}"));
-                    return Err(e);
+                // Woken to lead a group that a wider sync already covered: pass the baton.
+                let next = (st.epoch + 1) as usize % 2;
+                if !st.leader_active && st.waiting[next] > 0 {
+                    gc.groups[next].notify_one();
                 }
+                return Ok(PutStatus::Ok);
+            }
+            if let Some(reason) = self.read_only.lock().clone() {
+                return Err(Error::ReadOnly { reason });
+            }
+            if !st.leader_active {
+                st.leader_active = true;
+                drop(st);
+                // Let puts that are encoding or appending right now join this sync (bounded, so
+                // a lone producer never waits): on 2 vCPUs this doubles records per sync.
+                let gather_until = Instant::now() + GROUP_GATHER;
+                while self.appending.load(Ordering::Acquire) > 0 && Instant::now() < gather_until {
+                    std::thread::yield_now();
+                }
+                st = gc.state.lock();
+                st.epoch += 1;
+                st.target = self.commitlog.max_offset();
+                let epoch = st.epoch;
+                drop(st);
+                let r = self.commitlog.flush();
+                if let Err(e) = &r {
+                    self.set_read_only(format!("CommitLog sync failed: {e}"));
+                }
+                st = gc.state.lock();
+                st.leader_active = false;
+                let (this, next) = (epoch as usize % 2, (epoch + 1) as usize % 2);
+                gc.groups[this].notify_all();
+                if r.is_err() {
+                    gc.groups[next].notify_all();
+                } else if st.waiting[next] > 0 {
+                    gc.groups[next].notify_one();
+                }
+                r?;
                 continue;
             }
-            if gc.done.wait_until(&mut leader, deadline).timed_out() {
+            // A sync is in flight: it covers us if it started after our append.
+            let group = if end <= st.target {
+                st.epoch
+            } else {
+                st.epoch + 1
+            } as usize
+                % 2;
+            st.waiting[group] += 1;
+            let timed_out = gc.groups[group].wait_until(&mut st, deadline).timed_out();
+            st.waiting[group] -= 1;
+            if timed_out {
                 return Ok(if self.commitlog.flushed_offset() >= end {
                     PutStatus::Ok
                 } else {

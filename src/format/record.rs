@@ -138,6 +138,32 @@ pub struct EncodedLayout {
     pub has_crc_property: bool,
 }
 
+/// The properties dispatch reads from every record ([`RecordView::dispatch_properties`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DispatchProperties<'a> {
+    /// `TAGS`.
+    pub tags: Option<&'a str>,
+    /// `KEYS`, unsplit.
+    pub keys: Option<&'a str>,
+    /// `UNIQ_KEY`.
+    pub uniq_key: Option<&'a str>,
+}
+
+impl<'a> DispatchProperties<'a> {
+    /// The ConsumeQueue tags code: Java hash of `TAGS`, or 0 without tags.
+    pub fn tags_code(&self) -> i64 {
+        self.tags.map_or(0, java_hash::tags_code)
+    }
+
+    /// `KEYS` split on spaces, empty parts skipped (what the IndexFile indexes).
+    pub fn keys(&self) -> impl Iterator<Item = &'a str> + 'a {
+        self.keys
+            .unwrap_or("")
+            .split(properties::KEY_SEPARATOR)
+            .filter(|key| !key.is_empty())
+    }
+}
+
 /// Why a record cannot be encoded. Nothing was written that a caller should keep.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -413,6 +439,22 @@ impl<'a> RecordView<'a> {
     /// The value of property `name` (last occurrence wins); `None` if absent or not UTF-8.
     pub fn property(&self, name: &str) -> Option<&'a str> {
         properties::find(self.properties(), name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// TAGS, KEYS and UNIQ_KEY found in one pass over the properties (last occurrence wins, as
+    /// in [`property`](Self::property)); what dispatch needs for every record.
+    pub fn dispatch_properties(&self) -> DispatchProperties<'a> {
+        let mut out = DispatchProperties::default();
+        for (name, value) in properties::iter(self.properties()) {
+            let slot = match name {
+                n if n == properties::TAGS.as_bytes() => &mut out.tags,
+                n if n == properties::KEYS.as_bytes() => &mut out.keys,
+                n if n == properties::UNIQ_KEY.as_bytes() => &mut out.uniq_key,
+                _ => continue,
+            };
+            *slot = std::str::from_utf8(value).ok();
+        }
+        out
     }
 
     /// The `TAGS` property.

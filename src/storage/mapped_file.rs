@@ -68,6 +68,8 @@ pub struct MappedFile {
     flushed: AtomicUsize,
     writer_taken: AtomicBool,
     deleted: AtomicBool,
+    /// Created (and so page-cached in 4 KiB pages) by this process, not opened from disk.
+    fresh: bool,
 }
 
 /// The single writer of a [`MappedFile`]; dropping it lets [`MappedFile::writer`] hand out a
@@ -100,7 +102,9 @@ impl MappedFile {
                 return Err(err);
             }
         };
-        Ok(MappedFile::new(path, file, map, size, 0))
+        let mut created = MappedFile::new(path, file, map, size, 0);
+        created.fresh = true;
+        Ok(created)
     }
 
     /// Opens an existing file that must be exactly `size` bytes long (else
@@ -149,7 +153,16 @@ impl MappedFile {
             flushed: AtomicUsize::new(position),
             writer_taken: AtomicBool::new(false),
             deleted: AtomicBool::new(false),
+            fresh: false,
         }
+    }
+
+    /// Whether this file was created by [`create`](Self::create) in this process rather than
+    /// opened from disk. Its pages came in through the mapping one 4 KiB page at a time, so a
+    /// range `msync` writes just the range; pages of a file read back from disk may sit in
+    /// large folios, where `msync` of one page writes the whole folio (MACHINE.md).
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
     }
 
     /// The path the file was created or opened under.
