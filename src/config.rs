@@ -24,6 +24,25 @@ pub enum FlushMode {
 }
 
 /// Configuration of a [`Store`](crate::Store). Validated by [`StoreConfig::validate`] at open.
+///
+/// Start from [`StoreConfig::default`] (RocketMQ's broker settings) or [`StoreConfig::small`]
+/// and change what you need; an invalid combination names its field:
+///
+/// ```
+/// use std::time::Duration;
+/// use rocketstore::{Error, FlushMode, StoreConfig};
+///
+/// let config = StoreConfig {
+///     flush_mode: FlushMode::Sync,
+///     sync_flush_timeout: Duration::from_secs(2),
+///     file_reserved_time: Duration::from_secs(24 * 3600),
+///     ..StoreConfig::default()
+/// };
+/// config.validate().unwrap();
+///
+/// let bad = StoreConfig { delete_when: "25".into(), ..StoreConfig::small() };
+/// assert!(matches!(bad.validate(), Err(Error::InvalidConfig { field: "delete_when", .. })));
+/// ```
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
     /// Size of one CommitLog segment file in bytes. Default 1 GiB (RocketMQ

@@ -105,6 +105,26 @@ impl TagFilter {
 }
 
 /// Options of [`Store::get_with`](crate::Store::get_with).
+///
+/// ```
+/// use rocketstore::{GetOptions, GetStatus, Message, Store, StoreConfig, TagFilter};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = Store::open(dir.path(), StoreConfig::small())?;
+/// store.put(&Message::new("t", 0, b"a").with_tags("TagA"))?;
+/// store.put(&Message::new("t", 0, b"b").with_tags("TagB"))?;
+/// store.put(&Message::new("t", 0, b"c").with_tags("TagC"))?;
+/// let opts = GetOptions {
+///     tag_filter: Some(TagFilter::parse("TagA || TagC")),
+///     verify_crc: true,
+///     ..GetOptions::new(32)
+/// };
+/// let got = store.get_with("t", 0, 0, &opts)?;
+/// assert_eq!(got.status(), GetStatus::Found);
+/// let bodies: Vec<&[u8]> = got.messages().map(|m| m.body()).collect();
+/// assert_eq!(bodies, [b"a", b"c"]);
+/// assert_eq!(got.next_offset(), 3); // filtered units are consumed too
+/// # Ok::<(), rocketstore::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct GetOptions {
     /// At most this many messages. Default 32.
@@ -142,6 +162,25 @@ impl GetOptions {
 
 /// Messages read from one queue: borrowed views into the mapped segments, which this result
 /// keeps alive until it is dropped.
+///
+/// ```
+/// use rocketstore::{GetStatus, Message, Store, StoreConfig};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = Store::open(dir.path(), StoreConfig::small())?;
+/// for i in 0..3u8 {
+///     store.put(&Message::new("t", 1, &[i]).with_keys([format!("k{i}")]))?;
+/// }
+/// let got = store.get("t", 1, 1, 32)?;
+/// assert_eq!((got.status(), got.len()), (GetStatus::Found, 2));
+/// assert_eq!((got.min_offset(), got.max_offset(), got.next_offset()), (0, 3, 3));
+/// for m in got.messages() {
+///     assert_eq!(m.body(), [m.queue_offset() as u8]);
+///     assert_eq!(m.keys().next(), Some(format!("k{}", m.queue_offset()).as_str()));
+/// }
+/// // Past the end: nothing, and where to continue.
+/// assert_eq!(store.get("t", 1, 3, 32)?.status(), GetStatus::OffsetOverflowOne);
+/// # Ok::<(), rocketstore::Error>(())
+/// ```
 pub struct GetResult {
     pub(crate) status: GetStatus,
     pub(crate) next_offset: u64,
@@ -244,7 +283,22 @@ fn view(file: &MappedFile, pos: usize, size: usize) -> MessageView<'_> {
     }
 }
 
-/// One stored message held by an owned handle (keeps its segment mapped).
+/// One stored message held by an owned handle (keeps its segment mapped); what
+/// [`Store::read_at`](crate::Store::read_at) and [`Store::query_by_key`](crate::Store::query_by_key)
+/// return.
+///
+/// ```
+/// use rocketstore::{Message, Store, StoreConfig};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = Store::open(dir.path(), StoreConfig::small())?;
+/// let put = store.put(&Message::new("orders", 0, b"paid").with_keys(["ORDER-7"]))?;
+/// let hits = store.query_by_key("orders", "ORDER-7", 0, i64::MAX, 16)?;
+/// assert_eq!(hits.len(), 1);
+/// let m = hits[0].view();
+/// assert_eq!((m.body(), m.commitlog_offset()), (&b"paid"[..], put.commitlog_offset));
+/// assert_eq!(store.read_at(put.commitlog_offset)?.view().body(), b"paid");
+/// # Ok::<(), rocketstore::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct StoredMessage {
     pub(crate) file: Arc<MappedFile>,
