@@ -220,13 +220,19 @@ impl IndexFile {
     /// Offsets of entries with `hash` whose time is within `[begin, end]`, newest first
     /// (spec §4.5 step 4). Bounded: each step goes to a strictly older entry.
     /// Calls `visit` with each matching offset until it returns false; returns false if it did.
-    fn lookup(&self, hash: i32, begin: i64, end: i64, visit: &mut dyn FnMut(u64) -> bool) -> bool {
+    fn lookup(&self, hash: i32, begin: i64, end: i64, visit: &mut dyn FnMut(u64) -> bool) -> Walk {
         let mut k =
             self.words
                 .load_be(slot_pos(hash as u32 % self.slots), Ordering::Acquire) as i32;
         let count = self.index_count.load(Ordering::Acquire) as i32;
         let file_begin = self.begin_timestamp();
-        while k > 0 && k <= count && (k as u32) < self.max_entries {
+        // A slot or prev pointer outside the written entries, a negative time, or a prev that
+        // does not point strictly backwards cannot come from `put`: the file is damaged.
+        // (A new entry's number equals the count read before its own increment, hence `<=`.)
+        if k < 0 || k > count || (k as u32) >= self.max_entries {
+            return Walk::Damaged;
+        }
+        while k > 0 {
             let e = entry_pos(self.slots, k as u32);
             let entry_hash =
                 self.words
@@ -239,20 +245,28 @@ impl IndexFile {
                 .words
                 .load_be(e + layout::ENTRY_PREV_INDEX, Ordering::Relaxed)
                 as i32;
-            if diff < 0 {
-                break;
+            if diff < 0 || prev < 0 || (prev >= k && prev != 0) {
+                return Walk::Damaged;
             }
             let t = file_begin.saturating_add(diff as i64 * 1000);
             // Entries store whole seconds: widen the check by the truncated part.
             if entry_hash == hash && t <= end && t.saturating_add(999) >= begin && !visit(offset) {
-                return false;
+                return Walk::Stopped;
             }
-            if prev >= k || t.saturating_add(999) < begin {
+            if t.saturating_add(999) < begin {
                 break;
             }
             k = prev;
         }
-        true
+        Walk::Done
+    }
+
+    /// CommitLog offsets of the first and last record this file indexes.
+    pub fn phy_range(&self) -> (u64, u64) {
+        (
+            self.begin_phy_offset.load(Ordering::Acquire),
+            self.end_phy_offset(),
+        )
     }
 
     fn flush(&self) -> Result<()> {
@@ -264,6 +278,17 @@ impl IndexFile {
     fn path(&self) -> &Path {
         self.words.path()
     }
+}
+
+/// How a chain walk in one file ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Walk {
+    /// The chain ended (or left the time range).
+    Done,
+    /// The visitor asked to stop.
+    Stopped,
+    /// The file's pointers are impossible: hits may be missing.
+    Damaged,
 }
 
 /// All IndexFiles of a store, oldest first.
@@ -452,6 +477,9 @@ impl IndexService {
     /// Visits the CommitLog offsets of entries for `topic#key` stored within `[begin_ms, end_ms]`,
     /// newest file first, newest entry first within a file, until `visit` returns false. Hash
     /// matches only: `visit` re-checks the record. Every walk is bounded by the chain length.
+    ///
+    /// Returns the CommitLog ranges (first and last indexed record) of files whose chain turned
+    /// out to be damaged: hits in them may be missing, the caller scans those ranges instead.
     pub fn lookup(
         &self,
         topic: &str,
@@ -459,20 +487,32 @@ impl IndexService {
         begin_ms: i64,
         end_ms: i64,
         visit: &mut dyn FnMut(u64) -> bool,
-    ) {
+    ) -> Vec<(u64, u64)> {
         let hash = key_hash(topic, key);
         let files = self.files.read().clone();
+        let mut damaged = Vec::new();
         for f in files.iter().rev() {
             // Entry times are truncated to seconds: compare ranges with a second of slack.
             let overlaps =
                 f.begin_timestamp() <= end_ms && f.end_timestamp().saturating_add(999) >= begin_ms;
-            if (overlaps || f.entry_count() == 0) && !f.lookup(hash, begin_ms, end_ms, visit) {
-                return;
+            if overlaps || f.entry_count() == 0 {
+                match f.lookup(hash, begin_ms, end_ms, visit) {
+                    Walk::Done => {}
+                    Walk::Stopped => return damaged,
+                    Walk::Damaged => {
+                        log::error!(
+                            "IndexFile {} is damaged (impossible chain pointer); scanning the CommitLog it covers instead, rebuilding the index at the next open",
+                            f.path().display()
+                        );
+                        damaged.push(f.phy_range());
+                    }
+                }
             }
             if f.begin_timestamp() < begin_ms && f.entry_count() > 0 {
-                return;
+                break;
             }
         }
+        damaged
     }
 
     /// Retention (spec §4.6): deletes files from the front, never the last one, while every

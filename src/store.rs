@@ -75,6 +75,9 @@ struct Inner {
     /// Puts between their start and the end of their append (Sync mode only): a group-commit
     /// leader gives them a moment to join its sync.
     appending: AtomicUsize,
+    /// A ConsumeQueue unit or IndexFile chain was found damaged while serving reads: the next
+    /// checkpoint says so, and the next open rebuilds derived data from the CommitLog.
+    derived_damaged: AtomicBool,
     /// True while `read_only` or `disk_full` is set: the put path checks this one atomic and
     /// takes the locks only when it is set.
     refusing: AtomicBool,
@@ -271,6 +274,7 @@ impl Store {
             closed: AtomicBool::new(false),
             read_only: Mutex::new(None),
             refusing: AtomicBool::new(false),
+            derived_damaged: AtomicBool::new(false),
             appending: AtomicUsize::new(0),
             disk_full: Mutex::new(None),
             group_commit: GroupCommit::default(),
@@ -537,7 +541,7 @@ impl Store {
         let mut seen: Vec<u64> = Vec::new();
         // Walk hash matches newest first; only re-checked records count towards `max`, so
         // colliding keys cannot crowd out the one asked for.
-        index.lookup(topic, key, begin_ms, end_ms, &mut |off| {
+        let mut visit = |off: u64| {
             if seen.contains(&off) {
                 return true;
             }
@@ -553,7 +557,35 @@ impl Store {
                 out.push(m);
             }
             out.len() < max
-        });
+        };
+        let damaged = index.lookup(topic, key, begin_ms, end_ms, &mut visit);
+        if damaged.is_empty() {
+            return Ok(out);
+        }
+        // A damaged IndexFile may hide hits: read every record it covers instead (slow, but
+        // complete), and have the next open rebuild the index.
+        inner.derived_damaged.store(true, Ordering::Release);
+        for (first, last) in damaged {
+            let mut off = first.max(inner.commitlog.min_offset());
+            while off <= last {
+                match inner.read_at(off, false) {
+                    Ok(m) => {
+                        let size = m.size as u64;
+                        if !visit(off) {
+                            break;
+                        }
+                        off += size;
+                    }
+                    // The end of a segment (BLANK) or an unreadable record: go to the next one.
+                    Err(_) => {
+                        let seg = inner.config.commitlog_segment_size as u64;
+                        off = off - off % seg + seg;
+                    }
+                }
+            }
+        }
+        out.sort_by_key(|m| std::cmp::Reverse(m.view().commitlog_offset()));
+        out.truncate(max);
         Ok(out)
     }
 
@@ -1139,6 +1171,12 @@ impl Inner {
     }
 
     fn cq_mismatch(&self, q: &ConsumeQueue, n: u64, off: u64, what: &str) -> Error {
+        log::error!(
+            "ConsumeQueue {}:{} unit {n} {what}; derived data will be rebuilt at the next open",
+            q.topic(),
+            q.queue_id()
+        );
+        self.derived_damaged.store(true, Ordering::Release);
         Error::Corruption {
             path: crate::consume_queue::queue_dir(&self.root, q.topic(), q.queue_id()),
             offset: n,
@@ -1204,7 +1242,12 @@ impl Inner {
         if let Some(i) = &self.index {
             i.flush()?;
         }
-        let derived = crate::recovery::summarize(queues.iter().map(|q| &**q), self.index.as_ref());
+        let mut derived =
+            crate::recovery::summarize(queues.iter().map(|q| &**q), self.index.as_ref());
+        if self.derived_damaged.load(Ordering::Acquire) {
+            // A summary no store can have: the next open rebuilds ConsumeQueue and IndexFile.
+            derived.queues = u64::MAX;
+        }
         let ts = self.append.lock().last_store_timestamp;
         let cp = Checkpoint {
             physic_msg_timestamp: ts,

@@ -523,12 +523,36 @@ fn consume_queue_damage_after_clean_shutdown_is_rebuilt() {
 #[test]
 #[ignore = "KNOWN LIMITATION: a garbage unit in the middle of a ConsumeQueue file after a clean \
             shutdown is not detected at open (the checkpoint summary only catches deleted, \
-            truncated or zeroed units); get() then returns Error::Corruption for that unit \
-            (unit 10 points past the CommitLog end) instead of a rebuild (TESTING.md section 4)"]
+            truncated or zeroed units); get() returns Error::Corruption for that unit and the \
+            next open rebuilds (see garbage_consume_queue_unit_seen_by_a_read_is_rebuilt_at_the_next_open)"]
 fn garbage_consume_queue_unit_after_clean_shutdown_is_rebuilt() {
     derived_damage_is_repaired(&[("garbage cq unit", |r| {
         write_at(&cq_file(r, 0), 200, &[0x11; 20])
     })]);
+}
+
+/// What the store does about the limitation above: the read that meets the damaged unit fails
+/// with a typed error, and the next open rebuilds derived data, after which everything reads.
+#[test]
+fn garbage_consume_queue_unit_seen_by_a_read_is_rebuilt_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, keys, want) = reference(dir.path());
+    let root = dir.path().join("garbage");
+    copy_dir(&base, &root);
+    write_at(&cq_file(&root, 0), 200, &[0x11; 20]);
+    let store = Store::open(&root, crash_config(FlushMode::Async)).unwrap();
+    match store.get("alpha", 0, 10, 1) {
+        Err(rocketstore::Error::Corruption { path, offset, .. }) => {
+            assert!(path.ends_with("consumequeue/alpha/0"), "{path:?}");
+            assert_eq!(offset, 10);
+        }
+        other => panic!("expected Corruption, got {other:?}"),
+    }
+    store.close().unwrap();
+    let store = Store::open(&root, crash_config(FlushMode::Async)).unwrap();
+    assert!(store.recovery_report().derived_rebuilt);
+    assert_same_image(&want, &store_image(&store, &keys), "after the rebuild");
+    store.close().unwrap();
 }
 
 #[test]

@@ -879,14 +879,11 @@ hostile! {
     foreign_file_in_a_consume_queue_dir_means_rebuild => "consumequeue-foreign-file";
     foreign_file_in_index_dir_means_rebuild => "index-foreign-file";
     consume_queue_last_unit_past_commitlog_means_rebuild => "cq-last-unit-points-past-commitlog";
-    #[ignore = "engine limitation (same as durability.rs garbage_consume_queue_unit_after_clean_shutdown_is_rebuilt): a ConsumeQueue unit pointing at another record is not detected at a clean open (only unit and file counts are compared with the checkpoint); get() then fails with Error::Corruption instead of a rebuild"]
+    #[ignore = "engine limitation (same as durability.rs garbage_consume_queue_unit_after_clean_shutdown_is_rebuilt): a ConsumeQueue unit pointing at another record is not detected at a clean open (only unit and file counts are compared with the checkpoint); get() fails with Error::Corruption and the next open rebuilds"]
     consume_queue_unit_at_wrong_record_means_rebuild => "cq-unit-points-at-wrong-record";
     index_count_beyond_capacity_means_rebuild => "index-count-beyond-capacity";
     index_slot_count_beyond_capacity_means_rebuild => "index-slot-count-beyond-capacity";
-    #[ignore = "engine bug: a damaged IndexFile slot (pointer past index_count) is not detected at a clean open; the walk is bounded but every key of that slot is silently not found (no rebuild or drop of the file, src/index.rs IndexFile::open checks only the header)"]
     index_slot_out_of_range_finds_every_key => "index-slot-out-of-range";
-    #[ignore = "engine bug: an IndexFile entry whose prev pointer loops onto itself is not detected; the walk stops there (bounded) and older keys of the chain are silently not found instead of the file being rebuilt or dropped"]
     index_prev_pointer_self_loop_finds_every_key => "index-prev-pointer-self-loop";
-    #[ignore = "engine bug: an IndexFile entry whose prev pointer points at a newer entry is not detected; the walk stops there (bounded) and older keys of the chain are silently not found instead of the file being rebuilt or dropped"]
     index_prev_pointer_forward_finds_every_key => "index-prev-pointer-forward";
 }
