@@ -329,7 +329,12 @@ fn create_segment(
         // Best effort: only speed depends on it.
         let _ = file.prefault();
     }
-    vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    if let Err(e) = vfs.sync_dir(dir) {
+        // Its directory entry is not durable and nothing is in it: remove it so the next roll
+        // can create it again.
+        let _ = file.delete(vfs);
+        return Err(Error::io(dir, e));
+    }
     Ok(file)
 }
 

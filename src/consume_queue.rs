@@ -298,15 +298,26 @@ impl ConsumeQueue {
             MappedFile::create(vfs, &path, self.files.segment_size())
                 .map_err(|e| Error::io(path.clone(), e))?,
         );
-        vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
-        if first_in_dir {
-            // Make the topic and queue directories themselves durable.
-            for d in [dir.parent(), dir.parent().and_then(Path::parent)]
-                .into_iter()
-                .flatten()
-            {
-                vfs.sync_dir(d).map_err(|e| Error::io(d, e))?;
-            }
+        let synced = vfs
+            .sync_dir(dir)
+            .map_err(|e| Error::io(dir, e))
+            .and_then(|()| {
+                if first_in_dir {
+                    // Make the topic and queue directories themselves durable.
+                    for d in [dir.parent(), dir.parent().and_then(Path::parent)]
+                        .into_iter()
+                        .flatten()
+                    {
+                        vfs.sync_dir(d).map_err(|e| Error::io(d, e))?;
+                    }
+                }
+                Ok(())
+            });
+        if let Err(e) = synced {
+            // Not durable, not in use: remove it so the next attempt can create it again.
+            drop(file);
+            let _ = vfs.remove_file(&path);
+            return Err(e);
         }
         let w = file.writer().expect("fresh file has no writer");
         self.files.push(Segment { start, file });

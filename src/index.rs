@@ -434,8 +434,12 @@ impl IndexService {
             ms += 1;
         };
         let f = IndexFile::create(vfs, &path, self.slots, self.max_entries, seed_ts, seed_phy)?;
-        vfs.sync_dir(&self.dir)
-            .map_err(|e| Error::io(&self.dir, e))?;
+        if let Err(e) = vfs.sync_dir(&self.dir) {
+            // Not durable, not in use: remove it so the next attempt starts clean.
+            drop(f);
+            let _ = vfs.remove_file(&path);
+            return Err(Error::io(&self.dir, e));
+        }
         Ok(f)
     }
 
