@@ -31,7 +31,7 @@ use common::{
     tempdir, where_line, Row, Timing,
 };
 use criterion::{Criterion, Throughput};
-use rocketstore::{FlushMode, Message, PutStatus, Store, StoreConfig};
+use rocketstore::{FlushMode, Message, PutStatus, Store, StoreConfig, WriteMode};
 
 const SIZES: [usize; 3] = [128, 1024, 16 * 1024];
 const ASYNC_THREADS: [usize; 2] = [1, 4];
@@ -129,6 +129,21 @@ fn produce(
     })
 }
 
+/// The store configuration of the append cases: the defaults, in the write mode named by
+/// `ROCKETSTORE_BENCH_WRITE_MODE` (`mmap`, the default, or `write-buffer`), so the two modes
+/// can be compared run against run with the same ceilings.
+fn store_config() -> StoreConfig {
+    let write_mode = match std::env::var("ROCKETSTORE_BENCH_WRITE_MODE").as_deref() {
+        Ok("write-buffer") => WriteMode::WriteBuffer,
+        Ok("mmap") | Err(_) => WriteMode::Mmap,
+        Ok(other) => panic!("ROCKETSTORE_BENCH_WRITE_MODE={other}: expected mmap or write-buffer"),
+    };
+    StoreConfig {
+        write_mode,
+        ..StoreConfig::default()
+    }
+}
+
 fn bench_async(c: &mut Criterion, timing: &Timing) {
     const GROUP: &str = "append_async";
     let mut g = c.benchmark_group(GROUP);
@@ -143,7 +158,7 @@ fn bench_async(c: &mut Criterion, timing: &Timing) {
             }
             // A fresh store per case, so every case starts at an empty log.
             let dir = tempdir();
-            let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+            let store = Store::open(dir.path(), store_config()).unwrap();
             warm_past_first_segment(&store, threads, &body);
             bench_custom(&mut g, GROUP, &name, |iters| {
                 produce(&store, threads, iters, &body, false)
@@ -156,7 +171,7 @@ fn bench_async(c: &mut Criterion, timing: &Timing) {
     if common::selected("append_async/1KiB/1p_first_segment") {
         let body = vec![0x5Au8; 1024];
         let dir = tempdir();
-        let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+        let store = Store::open(dir.path(), store_config()).unwrap();
         produce(&store, 1, 1000, &body, false);
         bench_custom(&mut g, GROUP, "1KiB/1p_first_segment", |iters| {
             produce(&store, 1, iters, &body, false)
@@ -247,7 +262,7 @@ fn bench_sync(c: &mut Criterion, timing: &Timing) {
     let dir = tempdir();
     let config = StoreConfig {
         flush_mode: FlushMode::Sync,
-        ..StoreConfig::default()
+        ..store_config()
     };
     let store = Store::open(dir.path(), config).unwrap();
     let body = vec![0x5Au8; 1024];
@@ -356,6 +371,10 @@ fn summary(n_async: usize, n_sync: usize, mem: Option<MemoryProbe>) {
     let n = n_async;
     let mut rows = Vec::new();
     let mut notes = vec![where_line()];
+    notes.push(format!(
+        "write mode: {:?} (ROCKETSTORE_BENCH_WRITE_MODE=mmap|write-buffer)",
+        store_config().write_mode
+    ));
     for size in SIZES {
         let rec = record_len(size);
         notes.push(format!(

@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::config::WriteMode;
 use crate::error::{Error, Result};
 use crate::format::record::{self, EncodedLayout, END_FILE_MIN_BLANK_LENGTH};
 use crate::segments::{file_name, Segment, SegmentList};
@@ -32,6 +33,7 @@ pub(crate) struct CommitLog {
     /// Wall-clock time (ms) of the last flush that made bytes durable; 0 if none yet.
     last_flush_ms: AtomicI64,
     allocator: Option<Allocator>,
+    write_mode: WriteMode,
 }
 
 /// Append-side state, owned by whoever holds the store's append lock.
@@ -52,8 +54,12 @@ impl CommitLog {
         segs: Vec<Segment>,
         end: u64,
         preallocate: bool,
+        write_mode: WriteMode,
     ) -> Self {
-        let allocator = preallocate.then(|| Allocator::start(vfs.clone(), dir.clone(), size));
+        // Written with pwrite, a segment needs no write prefault of its mapping.
+        let prefault = write_mode == WriteMode::Mmap;
+        let allocator =
+            preallocate.then(|| Allocator::start(vfs.clone(), dir.clone(), size, prefault));
         CommitLog {
             vfs,
             segments: SegmentList::new(dir, size, segs),
@@ -62,6 +68,7 @@ impl CommitLog {
             flush_lock: Mutex::new(()),
             last_flush_ms: AtomicI64::new(0),
             allocator,
+            write_mode,
         }
     }
 
@@ -143,7 +150,12 @@ impl CommitLog {
             pos += l.total_size;
         }
         debug_assert_eq!(pos, total);
-        let appended = writer.append(buf);
+        let appended = match self.write_mode {
+            WriteMode::Mmap => writer.append(buf),
+            WriteMode::WriteBuffer => writer
+                .append_via_file(buf)
+                .map_err(|e| Error::io(writer.file().path(), e))?,
+        };
         debug_assert!(appended, "space was checked above");
         self.max_offset
             .store(first + total as u64, Ordering::Release);
@@ -209,7 +221,7 @@ impl CommitLog {
             // write back the prefaulted (dirty) zero pages ahead of the writer, and the next
             // write into each of them would fault again. A segment opened from disk may sit in
             // large folios, where msync of a page writes the whole folio: fdatasync there.
-            let strategy = if seg.file.is_fresh() {
+            let strategy = if seg.file.is_fresh() && self.write_mode == WriteMode::Mmap {
                 FlushStrategy::Msync
             } else {
                 FlushStrategy::Fdatasync
@@ -329,7 +341,9 @@ fn create_segment(
         // Best effort: only speed depends on it.
         let _ = file.prefault();
     }
-    if let Err(e) = vfs.sync_dir(dir) {
+    // The file's length and allocation first, then its directory entry: after a crash the
+    // segment is either absent or whole-length, never a short file recovery must reject.
+    if let Err(e) = file.sync_data().and_then(|()| vfs.sync_dir(dir)) {
         // Its directory entry is not durable and nothing is in it: remove it so the next roll
         // can create it again.
         let _ = file.delete(vfs);
@@ -359,16 +373,19 @@ struct AllocState {
 struct AllocShared {
     vfs: Arc<dyn Vfs>,
     dir: PathBuf,
+    /// Write-prefault prepared segments (mmap write mode only).
+    prefault: bool,
     size: usize,
     state: Mutex<AllocState>,
     cv: Condvar,
 }
 
 impl Allocator {
-    fn start(vfs: Arc<dyn Vfs>, dir: PathBuf, size: usize) -> Self {
+    fn start(vfs: Arc<dyn Vfs>, dir: PathBuf, size: usize, prefault: bool) -> Self {
         let shared = Arc::new(AllocShared {
             vfs,
             dir,
+            prefault,
             size,
             state: Mutex::new(AllocState::default()),
             cv: Condvar::new(),
@@ -459,7 +476,7 @@ impl AllocShared {
             }
             st.busy = Some(start);
             drop(st);
-            let result = create_segment(&*self.vfs, &self.dir, start, self.size, true);
+            let result = create_segment(&*self.vfs, &self.dir, start, self.size, self.prefault);
             st = self.state.lock();
             st.busy = None;
             st.ready = Some((start, result));

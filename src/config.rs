@@ -23,6 +23,22 @@ pub enum FlushMode {
     Sync,
 }
 
+/// How appended bytes reach a CommitLog segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WriteMode {
+    /// Records are copied into the segment's shared mapping (RocketMQ's default). Segments are
+    /// prefaulted in the background and flushed with a range `msync`.
+    #[default]
+    Mmap,
+    /// Write-buffer mode (in the spirit of RocketMQ's transient store pool): each put's records
+    /// are encoded into a per-thread buffer and written to the segment with `pwrite`; readers
+    /// still read through the mapping (the page cache is shared); the flusher uses
+    /// `fdatasync`. Appends never take page faults on the mapping and segments need no write
+    /// prefault. Unlike RocketMQ there is no separate committer thread: a record is in the file
+    /// (and visible) when its put returns.
+    WriteBuffer,
+}
+
 /// Configuration of a [`Store`](crate::Store). Validated by [`StoreConfig::validate`] at open.
 ///
 /// Start from [`StoreConfig::default`] (RocketMQ's broker settings) or [`StoreConfig::small`]
@@ -90,6 +106,8 @@ pub struct StoreConfig {
     /// rest, and say what was given up in
     /// [`RecoveryReport::salvaged`](crate::RecoveryReport::salvaged).
     pub salvage_corrupt_log: bool,
+    /// How records reach the CommitLog file. Default [`WriteMode::Mmap`].
+    pub write_mode: WriteMode,
     /// Prepare (create, allocate, prefault) the next CommitLog segment in a background thread so
     /// a roll never waits for the disk. Default true.
     pub preallocate_next_segment: bool,
@@ -144,6 +162,7 @@ impl Default for StoreConfig {
             append_crc_property: true,
             check_crc_on_recover: true,
             salvage_corrupt_log: false,
+            write_mode: WriteMode::Mmap,
             preallocate_next_segment: true,
             store_host: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 10911)),
             cleaner_enabled: true,

@@ -52,7 +52,7 @@ mod stats;
 mod storage;
 mod store;
 
-pub use config::{FlushMode, StoreConfig};
+pub use config::{FlushMode, StoreConfig, WriteMode};
 pub use error::{Error, Result};
 pub use format::FormatError;
 pub use message::{Message, MessageView};

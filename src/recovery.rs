@@ -340,27 +340,20 @@ pub(crate) fn recover(
         let required = match crc_required {
             Some((s, r)) if s == *seg_start => r,
             _ => {
-                // The first record tells how the segment was written; if it is unreadable
-                // itself, this store's own setting decides.
-                let relaxed = DecodeOptions {
-                    verify_body_crc: false,
-                    verify_record_crc: false,
-                    max_record_size: config.max_record_size(),
-                };
-                // Segments that start after the checkpoint's durable segment were created by
-                // this store, so they follow its setting even if their first record is torn.
+                // The first record tells how the segment was written: only a well-formed
+                // record without the property (RocketMQ 4.x) exempts the segment. A torn or
+                // unreadable first record, or a segment this store created after its
+                // checkpoint, follows this store's own setting.
                 let ours = trailer.is_some_and(|t| {
                     *seg_start
                         > t.durable_commitlog_offset - t.durable_commitlog_offset % size as u64
                 });
-                let r = check
-                    && ((ours && config.append_crc_property)
-                        || match record::decode(file.readable(), &relaxed) {
-                            Ok(Decoded::Record(_)) => {
-                                record::has_crc_property(file.readable(), config.max_record_size())
-                            }
-                            _ => config.append_crc_property,
-                        });
+                let foreign = !ours
+                    && record::is_record_without_crc_property(
+                        file.readable(),
+                        config.max_record_size(),
+                    );
+                let r = check && config.append_crc_property && !foreign;
                 crc_required = Some((*seg_start, r));
                 r
             }

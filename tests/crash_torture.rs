@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use rocketstore::internals::{CrashMode, SimVfs, Vfs};
 use rocketstore::{
     Error, FlushMode, GetOptions, GetStatus, Message, PutStatus, Store, StoreConfig, TagFilter,
+    WriteMode,
 };
 
 /// CommitLog segment: the smallest page multiple that holds a 4 KiB body plus 64 KiB of
@@ -37,9 +38,25 @@ const ROOT: &str = "/store";
 /// Nested crashes go at most this deep (the first crash included).
 const MAX_DEPTH: usize = 3;
 
+thread_local! {
+    /// The write mode of the workload this thread is running: even seeds write through the
+    /// mapping, odd seeds with pwrite (write-buffer mode), so both paths meet every crash mode.
+    static WRITE_MODE: std::cell::Cell<WriteMode> = const { std::cell::Cell::new(WriteMode::Mmap) };
+}
+
+fn use_write_mode_of(w: &Workload) {
+    let mode = if w.seed.is_multiple_of(2) {
+        WriteMode::Mmap
+    } else {
+        WriteMode::WriteBuffer
+    };
+    WRITE_MODE.with(|m| m.set(mode));
+}
+
 fn config(mode: FlushMode) -> StoreConfig {
     let long = Duration::from_secs(3600);
     StoreConfig {
+        write_mode: WRITE_MODE.with(|m| m.get()),
         commitlog_segment_size: SEG as usize,
         consume_queue_units_per_file: CQ_UNITS,
         index_hash_slots: INDEX_SLOTS,
@@ -580,8 +597,13 @@ fn verify(
                 let bytes = v.as_bytes();
                 if let Some(r) = model.recs.get(&off) {
                     if r.bytes != bytes {
+                        let first = r.bytes.iter().zip(bytes).position(|(a, b)| a != b);
                         return Err(format!(
-                            "record at {off} differs from what was acknowledged"
+                            "record at {off} differs from what was acknowledged (len {} vs {}, first diff at {first:?}, acked {:?} got {:?})",
+                            r.bytes.len(),
+                            bytes.len(),
+                            &r.bytes[r.bytes.len().saturating_sub(48)..],
+                            &bytes[bytes.len().saturating_sub(48)..]
                         ));
                     }
                 } else if off >= model_end {
@@ -903,6 +925,7 @@ fn recover_and_verify(
 
 /// Runs crash point `k` of `w` in every mode.
 fn crash_point(w: &Workload, k: u64, nest_percent: u64, est_ops: &mut u64, totals: &Totals) {
+    use_write_mode_of(w);
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Driver::run(w, Some(k))));
     let fail = |msg: String| {
         totals.violations.lock().unwrap().push(format!(
@@ -958,6 +981,7 @@ fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
 
 /// Counted operations of a complete run of `w` (no crash); also checks the complete run.
 fn total_ops(w: &Workload, totals: &Totals) -> u64 {
+    use_write_mode_of(w);
     let d = Driver::run(w, None);
     for v in &d.violations {
         totals

@@ -98,6 +98,24 @@ pub fn iter(bytes: &[u8]) -> PropertyIter<'_> {
     PropertyIter { rest: bytes }
 }
 
+/// Whether `bytes` is a well-formed property list in either separator style: every entry
+/// `name 0x01 value`, names non-empty, entries separated by 0x02 (an optional trailing 0x02),
+/// and no NUL byte anywhere (Java writes strings; a region zeroed by a torn write has NULs).
+pub fn is_well_formed(bytes: &[u8]) -> bool {
+    if bytes.contains(&0) {
+        return false;
+    }
+    let body = bytes.strip_suffix(&[PROPERTY_SEPARATOR]).unwrap_or(bytes);
+    if body.is_empty() {
+        return true;
+    }
+    body.split(|&b| b == PROPERTY_SEPARATOR).all(|entry| {
+        let mut parts = entry.splitn(2, |&b| b == NAME_VALUE_SEPARATOR);
+        let name = parts.next().unwrap_or(&[]);
+        parts.next().is_some() && !name.is_empty()
+    })
+}
+
 /// The value of `name` (last occurrence wins, as Java's map overwrite does).
 pub fn find<'a>(bytes: &'a [u8], name: &str) -> Option<&'a [u8]> {
     iter(bytes)
@@ -361,5 +379,24 @@ mod tests {
             let _ = find(&bytes, TAGS);
             let _ = parse_crc_property(&bytes);
         }
+    }
+
+    #[test]
+    fn well_formed_lists_in_both_styles_and_torn_ones_are_not() {
+        assert!(is_well_formed(b""));
+        assert!(is_well_formed(b"TAGS\x01a\x02KEYS\x01k1 k2"));
+        assert!(is_well_formed(b"TAGS\x01a\x02KEYS\x01k1 k2\x02"));
+        assert!(is_well_formed(b"EMPTY\x01\x02"));
+        assert!(!is_well_formed(&[0u8; 20]), "a zeroed tail");
+        assert!(
+            !is_well_formed(b"TAGS\x01a\x02\0\0\0\0"),
+            "torn after the first pair"
+        );
+        assert!(!is_well_formed(b"\x01value"), "empty name");
+        assert!(
+            !is_well_formed(b"KEYS\x01 K00\0\0\0\0"),
+            "torn inside a value"
+        );
+        assert!(!is_well_formed(b"TAGS"), "no separator");
     }
 }

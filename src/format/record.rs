@@ -717,16 +717,19 @@ pub fn decode_crc_if_present<'a>(
     Ok(decoded)
 }
 
-/// Whether `buf` starts with a record (lengths valid, no CRC checked) that carries a
-/// `__CRC32#` property.
-pub fn has_crc_property(buf: &[u8], max_record_size: usize) -> bool {
+/// Whether `buf` starts with a record written without the `__CRC32#` property, as RocketMQ
+/// 4.x writes them: lengths valid, properties well formed (so not a torn tail whose property
+/// bytes were lost), and no CRC property. Recovery does not require the property in a segment
+/// whose first record is such a record.
+pub fn is_record_without_crc_property(buf: &[u8], max_record_size: usize) -> bool {
     let relaxed = DecodeOptions {
         verify_body_crc: false,
         verify_record_crc: false,
         max_record_size,
     };
     matches!(decode(buf, &relaxed), Ok(Decoded::Record(r))
-        if properties::parse_crc_property(r.properties()).is_some())
+        if properties::parse_crc_property(r.properties()).is_none()
+            && properties::is_well_formed(r.properties()))
 }
 
 /// Decodes the record at the start of `buf`; `buf` may extend past it (e.g. to the segment end).
