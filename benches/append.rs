@@ -130,13 +130,16 @@ fn produce(
 }
 
 /// The store configuration of the append cases: the defaults, in the write mode named by
-/// `ROCKETSTORE_BENCH_WRITE_MODE` (`mmap`, the default, or `write-buffer`), so the two modes
-/// can be compared run against run with the same ceilings.
+/// `ROCKETSTORE_BENCH_WRITE_MODE` (`auto`, the default, `mmap` or `write-buffer`), so the
+/// modes can be compared run against run with the same ceilings.
 fn store_config() -> StoreConfig {
     let write_mode = match std::env::var("ROCKETSTORE_BENCH_WRITE_MODE").as_deref() {
         Ok("write-buffer") => WriteMode::WriteBuffer,
-        Ok("mmap") | Err(_) => WriteMode::Mmap,
-        Ok(other) => panic!("ROCKETSTORE_BENCH_WRITE_MODE={other}: expected mmap or write-buffer"),
+        Ok("mmap") => WriteMode::Mmap,
+        Ok("auto") | Err(_) => WriteMode::Auto,
+        Ok(other) => {
+            panic!("ROCKETSTORE_BENCH_WRITE_MODE={other}: expected auto, mmap or write-buffer")
+        }
     };
     StoreConfig {
         write_mode,
@@ -372,7 +375,7 @@ fn summary(n_async: usize, n_sync: usize, mem: Option<MemoryProbe>) {
     let mut rows = Vec::new();
     let mut notes = vec![where_line()];
     notes.push(format!(
-        "write mode: {:?} (ROCKETSTORE_BENCH_WRITE_MODE=mmap|write-buffer)",
+        "write mode: {:?} (ROCKETSTORE_BENCH_WRITE_MODE=auto|mmap|write-buffer)",
         store_config().write_mode
     ));
     for size in SIZES {

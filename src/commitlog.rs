@@ -57,6 +57,11 @@ impl CommitLog {
         write_mode: WriteMode,
     ) -> Self {
         // Written with pwrite, a segment needs no write prefault of its mapping.
+        // The store resolves `Auto` by flush mode; unresolved, it means the mapping.
+        let write_mode = match write_mode {
+            WriteMode::Auto => WriteMode::Mmap,
+            mode => mode,
+        };
         let prefault = write_mode == WriteMode::Mmap;
         let allocator =
             preallocate.then(|| Allocator::start(vfs.clone(), dir.clone(), size, prefault));
@@ -151,7 +156,7 @@ impl CommitLog {
         }
         debug_assert_eq!(pos, total);
         let appended = match self.write_mode {
-            WriteMode::Mmap => writer.append(buf),
+            WriteMode::Mmap | WriteMode::Auto => writer.append(buf),
             WriteMode::WriteBuffer => writer
                 .append_via_file(buf)
                 .map_err(|e| Error::io(writer.file().path(), e))?,

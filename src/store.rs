@@ -242,7 +242,7 @@ impl Store {
             rec.segments,
             rec.end,
             config.preallocate_next_segment,
-            config.write_mode,
+            config.effective_write_mode(),
         );
         let appender = commitlog.appender()?;
         let queues: QueueTable = rec
