@@ -272,11 +272,7 @@ impl CommitLog {
     /// readable first record yet.
     fn filled_at(next: &Segment) -> Option<i64> {
         let head = next.file.read(0, next.file.write_position())?;
-        let opts = record::DecodeOptions {
-            verify_body_crc: false,
-            verify_record_crc: false,
-            max_record_size: usize::MAX,
-        };
+        let opts = record::DecodeOptions::structure_only(usize::MAX);
         match record::decode(head, &opts) {
             Ok(record::Decoded::Record(r)) => Some(r.store_timestamp()),
             _ => None,

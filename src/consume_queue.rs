@@ -144,12 +144,6 @@ impl ConsumeQueue {
         self.max_physical_end.load(Ordering::Acquire)
     }
 
-    /// Moves the min offset (retention, or correction after recovery).
-    pub fn set_min_offset(&self, min: u64) {
-        self.min_offset
-            .store(min.min(self.max_offset()), Ordering::Release);
-    }
-
     /// Unit `n`, if published.
     pub fn unit(&self, n: u64) -> Option<CqUnit> {
         let byte = n.checked_mul(CQ_UNIT_SIZE as u64)?;
@@ -278,6 +272,12 @@ impl ConsumeQueue {
     /// about a full disk before its record is in the CommitLog (a record whose unit could not
     /// be written would leave the queue behind its log).
     pub fn reserve(&self, vfs: &dyn Vfs) -> Result<()> {
+        // Only a unit that starts a file needs a new one; the put path calls this for every
+        // put, so that is checked without the writer lock.
+        let next_byte = self.max_offset() * CQ_UNIT_SIZE as u64;
+        if self.files.len() > 0 && !next_byte.is_multiple_of(self.files.segment_size() as u64) {
+            return Ok(());
+        }
         let mut writer = self.writer.lock();
         let byte = self.max_offset() * CQ_UNIT_SIZE as u64;
         if self.max_offset() == 0 && self.files.len() == 0 {
@@ -422,7 +422,9 @@ impl ConsumeQueue {
     }
 
     /// Moves the min offset to the first unit pointing at or above `commitlog_min` (never
-    /// backwards, never below the first file still present).
+    /// backwards, never below the first file still present): RocketMQ 5's `correctMinOffset`,
+    /// run after recovery and after retention. A queue whose units all point below it reads as
+    /// empty but keeps its max.
     pub fn advance_min(&self, commitlog_min: u64) {
         let first_file = self
             .files

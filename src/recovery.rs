@@ -521,7 +521,7 @@ pub(crate) fn recover(
     // Queue min offsets follow the CommitLog's (retention may have removed the start).
     for qs in queues.values() {
         for q in qs.values() {
-            correct_min_offset(q, first_start);
+            q.advance_min(first_start);
         }
     }
     if last_store_timestamp == 0 {
@@ -565,22 +565,4 @@ fn index_load(vfs: &dyn Vfs, root: &Path, config: &StoreConfig) -> Result<Option
         return Ok(None);
     }
     IndexService::load(vfs, root, config.index_hash_slots, config.index_max_entries).map(Some)
-}
-
-/// Moves a queue's min offset to its first unit pointing at or after `commitlog_min`
-/// (RocketMQ 5 `correctMinOffset`: a queue whose units all point below it reads as empty but
-/// keeps its max).
-pub(crate) fn correct_min_offset(q: &ConsumeQueue, commitlog_min: u64) {
-    let (mut lo, mut hi) = (q.min_offset(), q.max_offset());
-    // Units point at increasing CommitLog offsets: binary search for the first one >= min.
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        match q.unit(mid) {
-            Some(u) if (u.commitlog_offset as u64) < commitlog_min || u.is_pre_blank() => {
-                lo = mid + 1
-            }
-            _ => hi = mid,
-        }
-    }
-    q.set_min_offset(lo);
 }

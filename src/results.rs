@@ -269,11 +269,7 @@ impl fmt::Debug for GetResult {
 /// replaced by a view of nothing rather than a panic.
 fn view(file: &MappedFile, pos: usize, size: usize) -> MessageView<'_> {
     let bytes = file.read(pos, size).unwrap_or(&[]);
-    let opts = DecodeOptions {
-        verify_body_crc: false,
-        verify_record_crc: false,
-        max_record_size: usize::MAX,
-    };
+    let opts = DecodeOptions::structure_only(usize::MAX);
     match record::decode(bytes, &opts) {
         Ok(Decoded::Record(r)) => MessageView::new(r),
         _ => unreachable!(

@@ -36,18 +36,10 @@ pub(crate) fn decide(
     let time_up = config
         .delete_hours()
         .is_ok_and(|hours| hours.contains(&local_hour));
-    let (mut clean_immediately, mut disk_full, mut space) = (false, None, false);
+    let disk_full = disk_full_reason(config, used_ratio);
+    let (mut clean_immediately, mut space) = (disk_full.is_some(), false);
     if let Some(r) = used_ratio {
-        if r >= config.disk_space_warning_level_ratio {
-            clean_immediately = true;
-            disk_full = Some(format!(
-                "disk {:.1}% used, above disk_space_warning_level_ratio {:.0}%",
-                r * 100.0,
-                config.disk_space_warning_level_ratio * 100.0
-            ));
-        } else if r >= config.disk_space_clean_forcibly_ratio {
-            clean_immediately = true;
-        }
+        clean_immediately |= r >= config.disk_space_clean_forcibly_ratio;
         space = r > config.disk_max_used_space_ratio as f64 / 100.0;
     }
     Decision {
@@ -55,6 +47,17 @@ pub(crate) fn decide(
         delete_unexpired: clean_immediately && config.clean_file_forcibly_enable,
         disk_full,
     }
+}
+
+/// Why puts must be refused at this fill ratio: at or above the warning ratio. `None` if the
+/// disk is below it or its ratio could not be read.
+pub(crate) fn disk_full_reason(config: &StoreConfig, used_ratio: Option<f64>) -> Option<String> {
+    let r = used_ratio.filter(|&r| r >= config.disk_space_warning_level_ratio)?;
+    Some(format!(
+        "disk {:.1}% used, above disk_space_warning_level_ratio {:.0}%",
+        r * 100.0,
+        config.disk_space_warning_level_ratio * 100.0
+    ))
 }
 
 /// Whether a segment filled at `filled_at_ms` has outlived `reserved_ms` at `now_ms`. A segment

@@ -756,26 +756,15 @@ impl Inner {
     /// looks at the disk again at most once a second, so the store becomes writable by itself
     /// when space returns (the cleaner, or anyone, freed some).
     fn check_disk_space(&self) -> Result<()> {
-        let mut full = self.disk_full.lock();
-        let Some((reason, checked)) = &*full else {
-            return Ok(());
+        let due = match &*self.disk_full.lock() {
+            None => return Ok(()),
+            Some((_, checked)) => checked.elapsed() >= DISK_RECHECK,
         };
-        if checked.elapsed() < DISK_RECHECK {
-            return Err(Error::DiskFull {
-                path: self.root.clone(),
-                reason: reason.clone(),
-            });
+        if due {
+            self.set_disk_full(self.disk_over_warning());
         }
-        *full = self.disk_over_warning().map(|r| (r, Instant::now()));
-        match &*full {
-            None => {
-                self.refusing_after_disk_cleared();
-                log::info!(
-                    "store {}: disk space is back, writable again",
-                    self.root.display()
-                );
-                Ok(())
-            }
+        match &*self.disk_full.lock() {
+            None => Ok(()),
             Some((reason, _)) => Err(Error::DiskFull {
                 path: self.root.clone(),
                 reason: reason.clone(),
@@ -792,7 +781,7 @@ impl Inner {
 
     /// The disk-full reason if the disk is at or above the warning ratio.
     fn disk_over_warning(&self) -> Option<String> {
-        retention::decide(&self.config, self.disk_used_ratio(), 0, Trigger::Periodic).disk_full
+        retention::disk_full_reason(&self.config, self.disk_used_ratio())
     }
 
     /// Recomputes `refusing` once the disk-full state was cleared (the caller holds the
@@ -950,11 +939,7 @@ impl Inner {
                 offset: first,
                 reason: "just-appended records not readable".into(),
             })?;
-        let opts = DecodeOptions {
-            verify_body_crc: false,
-            verify_record_crc: false,
-            max_record_size: usize::MAX,
-        };
+        let opts = DecodeOptions::structure_only(usize::MAX);
         let mut p = pos;
         let stop = pos + (end - first) as usize;
         while p < stop {

@@ -157,11 +157,15 @@ impl<'a> DispatchProperties<'a> {
 
     /// `KEYS` split on spaces, empty parts skipped (what the IndexFile indexes).
     pub fn keys(&self) -> impl Iterator<Item = &'a str> + 'a {
-        self.keys
-            .unwrap_or("")
-            .split(properties::KEY_SEPARATOR)
-            .filter(|key| !key.is_empty())
+        split_keys(self.keys)
     }
+}
+
+/// A `KEYS` value split on spaces, empty parts skipped (RocketMQ's key list).
+fn split_keys(keys: Option<&str>) -> impl Iterator<Item = &str> {
+    keys.unwrap_or("")
+        .split(properties::KEY_SEPARATOR)
+        .filter(|key| !key.is_empty())
 }
 
 /// Why a record cannot be encoded. Nothing was written that a caller should keep.
@@ -218,6 +222,18 @@ pub struct DecodeOptions {
     pub verify_record_crc: bool,
     /// Largest accepted TOTALSIZE; larger values are treated as corruption.
     pub max_record_size: usize,
+}
+
+impl DecodeOptions {
+    /// Lengths, magic and topic checked, no CRC: for bytes this process just wrote or already
+    /// validated, and for looking at a record's fields before deciding how to check it.
+    pub const fn structure_only(max_record_size: usize) -> DecodeOptions {
+        DecodeOptions {
+            verify_body_crc: false,
+            verify_record_crc: false,
+            max_record_size,
+        }
+    }
 }
 
 /// One validated record or the end-of-segment filler.
@@ -469,10 +485,7 @@ impl<'a> RecordView<'a> {
 
     /// The `KEYS` property split on spaces, empty parts skipped (what the IndexFile indexes).
     pub fn keys(&self) -> impl Iterator<Item = &'a str> + 'a {
-        self.property(properties::KEYS)
-            .unwrap_or("")
-            .split(properties::KEY_SEPARATOR)
-            .filter(|key| !key.is_empty())
+        split_keys(self.property(properties::KEYS))
     }
 
     /// The `UNIQ_KEY` property.
@@ -689,11 +702,7 @@ pub fn decode_crc_if_present<'a>(
     buf: &'a [u8],
     opts: &DecodeOptions,
 ) -> Result<Decoded<'a>, FormatError> {
-    let relaxed = DecodeOptions {
-        verify_body_crc: false,
-        verify_record_crc: false,
-        max_record_size: opts.max_record_size,
-    };
+    let relaxed = DecodeOptions::structure_only(opts.max_record_size);
     let decoded = decode(buf, &relaxed)?;
     if let Decoded::Record(r) = &decoded {
         let bytes = r.as_bytes();
@@ -722,11 +731,7 @@ pub fn decode_crc_if_present<'a>(
 /// bytes were lost), and no CRC property. Recovery does not require the property in a segment
 /// whose first record is such a record.
 pub fn is_record_without_crc_property(buf: &[u8], max_record_size: usize) -> bool {
-    let relaxed = DecodeOptions {
-        verify_body_crc: false,
-        verify_record_crc: false,
-        max_record_size,
-    };
+    let relaxed = DecodeOptions::structure_only(max_record_size);
     matches!(decode(buf, &relaxed), Ok(Decoded::Record(r))
         if properties::parse_crc_property(r.properties()).is_none()
             && properties::is_well_formed(r.properties()))
