@@ -165,6 +165,9 @@ fn sync_config() -> StoreConfig {
     StoreConfig {
         flush_mode: FlushMode::Sync,
         preallocate_next_segment: false,
+        // No periodic flush: its CommitLog sync would race the syncs these tests stage (CI once
+        // saw the background flusher, not the put's leader, take the slowed sync).
+        consume_queue_flush_interval: Duration::from_secs(3600),
         ..StoreConfig::small()
     }
 }
