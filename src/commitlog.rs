@@ -28,8 +28,11 @@ pub(crate) struct CommitLog {
     max_offset: AtomicU64,
     /// Every byte below this is durable.
     flushed_offset: AtomicU64,
-    /// Serialises flushes (group-commit leader, periodic flusher, close).
-    flush_lock: Mutex<()>,
+    /// Serialises flushes (group-commit sync thread, periodic flusher, close); holds whether
+    /// a sync has failed. After a failed fsync the kernel may have dropped the dirty pages and a
+    /// later sync can succeed without them, so a failure is final for this instance: no later
+    /// flush may turn it into an acknowledgement.
+    flush_lock: Mutex<bool>,
     /// Wall-clock time (ms) of the last flush that made bytes durable; 0 if none yet.
     last_flush_ms: AtomicI64,
     allocator: Option<Allocator>,
@@ -70,7 +73,7 @@ impl CommitLog {
             segments: SegmentList::new(dir, size, segs),
             max_offset: AtomicU64::new(end),
             flushed_offset: AtomicU64::new(end),
-            flush_lock: Mutex::new(()),
+            flush_lock: Mutex::new(false),
             last_flush_ms: AtomicI64::new(0),
             allocator,
             write_mode,
@@ -210,10 +213,22 @@ impl CommitLog {
     }
 
     /// Makes every byte appended so far durable (one sync per segment touched). Returns the new
-    /// durable offset. A failed sync leaves the durable offset where it was.
+    /// durable offset. A failed sync leaves the durable offset where it was, and every later
+    /// flush fails too.
     pub fn flush(&self) -> Result<u64> {
-        let _guard = self.flush_lock.lock();
+        let mut failed = self.flush_lock.lock();
         let mut durable = self.flushed_offset();
+        if *failed {
+            return Err(Error::FlushFailed {
+                path: self
+                    .segments
+                    .find(durable)
+                    .map_or_else(PathBuf::new, |s| s.file.path().to_path_buf()),
+                source: std::io::Error::other(
+                    "an earlier sync of the CommitLog failed; reopen the store to recover",
+                ),
+            });
+        }
         let target = self.max_offset();
         if durable >= target {
             return Ok(durable);
@@ -231,13 +246,13 @@ impl CommitLog {
             } else {
                 FlushStrategy::Fdatasync
             };
-            let flushed = seg
-                .file
-                .flush(strategy)
-                .map_err(|source| Error::FlushFailed {
+            let flushed = seg.file.flush(strategy).map_err(|source| {
+                *failed = true;
+                Error::FlushFailed {
                     path: seg.file.path().to_path_buf(),
                     source,
-                })?;
+                }
+            })?;
             let new = seg.start + flushed as u64;
             if new <= durable {
                 break;

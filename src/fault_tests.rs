@@ -243,15 +243,16 @@ fn slow_sync_gives_flush_disk_timeout_to_waiters_not_an_error() {
     *faults.sync_started.lock().unwrap() = Some(tx);
     faults.slow_sync_ms.store(600, Ordering::SeqCst);
 
-    let leader = {
+    let first = {
         let s = store.clone();
-        std::thread::spawn(move || s.put(&Message::new("t", 0, b"leader")).unwrap())
+        std::thread::spawn(move || s.put(&Message::new("t", 0, b"first")).unwrap())
     };
-    rx.recv().unwrap(); // the leader is inside its (slow) sync now
+    rx.recv().unwrap(); // the sync thread is inside the (slow) sync of `first` now
     let follower = store.put(&Message::new("t", 0, b"follower")).unwrap();
     assert_eq!(follower.status, PutStatus::FlushDiskTimeout);
-    // The leader's own sync completed: its record is durable, so it is acknowledged.
-    assert_eq!(leader.join().unwrap().status, PutStatus::Ok);
+    // Puts never sync themselves: the put whose record the hung sync covers also returns at
+    // its timeout, not when the sync comes back (it would then have said Ok).
+    assert_eq!(first.join().unwrap().status, PutStatus::FlushDiskTimeout);
     faults.slow_sync_ms.store(0, Ordering::SeqCst);
     // The follower's record is stored and becomes durable with the next sync.
     assert_eq!(
@@ -267,4 +268,37 @@ fn slow_sync_gives_flush_disk_timeout_to_waiters_not_an_error() {
     store.flush().unwrap();
     assert!(store.durable_offset() >= follower.commitlog_offset + follower.wrote_bytes as u64);
     Arc::try_unwrap(store).ok().unwrap().close().unwrap();
+}
+
+/// After a failed fsync the kernel may have dropped the dirty pages; a later fsync can then
+/// succeed without them. So a failed CommitLog sync is final: a flush after the disk "recovers"
+/// still fails, and the durable offset never moves past what the failed sync should have made
+/// durable.
+#[test]
+fn a_failed_commitlog_sync_is_never_retried_into_durability() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(Faults::default());
+    let vfs = Arc::new(FaultyVfs {
+        os: OsVfs,
+        faults: faults.clone(),
+    });
+    let config = StoreConfig {
+        consume_queue_flush_interval: Duration::from_secs(3600),
+        flush_interval: Duration::from_secs(3600),
+        ..StoreConfig::small()
+    };
+    let store = Store::open_on(dir.path(), config, vfs).unwrap();
+    store.put(&Message::new("t", 0, b"synced")).unwrap();
+    store.flush().unwrap();
+    let durable = store.durable_offset();
+    store.put(&Message::new("t", 0, b"lost to the failed sync")).unwrap();
+    faults.fail_sync.store(true, Ordering::SeqCst);
+    assert!(store.flush().is_err());
+    faults.fail_sync.store(false, Ordering::SeqCst);
+    assert!(store.flush().is_err(), "a flush after a failed sync succeeded");
+    assert_eq!(store.durable_offset(), durable);
+    assert!(matches!(
+        store.put(&Message::new("t", 0, b"x")),
+        Err(Error::ReadOnly { .. })
+    ));
 }

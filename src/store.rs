@@ -72,8 +72,8 @@ struct Inner {
     dispatched_offset: AtomicU64,
     closed: AtomicBool,
     read_only: Mutex<Option<String>>,
-    /// Puts between their start and the end of their append (Sync mode only): a group-commit
-    /// leader gives them a moment to join its sync.
+    /// Puts between their start and the end of their append (Sync mode only): the sync thread
+    /// gives them a moment to join its sync.
     appending: AtomicUsize,
     /// A ConsumeQueue unit or IndexFile chain was found damaged while serving reads: the next
     /// checkpoint says so, and the next open rebuilds derived data from the CommitLog.
@@ -84,6 +84,8 @@ struct Inner {
     /// Why puts are refused until space returns, and when the disk was last looked at.
     disk_full: Mutex<Option<(String, Instant)>>,
     group_commit: GroupCommit,
+    /// The group-commit sync thread (Sync flush mode only).
+    syncer: Mutex<Option<JoinHandle<()>>>,
     flusher: Mutex<Option<JoinHandle<()>>>,
     cleaner: Mutex<Option<JoinHandle<()>>>,
     /// Serialises cleanup passes (background cleaner and the manual calls).
@@ -100,26 +102,40 @@ struct AppendState {
     last_store_timestamp: i64,
 }
 
-/// Leader/follower group commit. The first waiter becomes the leader and syncs everything
-/// appended so far; waiters that arrive meanwhile form the next group. Each group sleeps on its
-/// own condvar (by epoch parity), so a finished sync wakes only the puts it made durable, plus
-/// one waiter of the next group to lead it: on 2 vCPUs with 64 producers, waking everyone after
-/// every sync spent the machine on context switches.
+/// Group commit (RocketMQ's GroupCommitService): a put that needs durability records how far
+/// the log must be synced and sleeps; one sync thread syncs everything appended so far and
+/// wakes the puts that sync covered. Puts never sync themselves, so each one honours
+/// `sync_flush_timeout` even while a sync hangs in the kernel.
+///
+/// Waiters sleep on one of two condvars by epoch parity: a finished sync wakes only the puts it
+/// made durable (on 2 vCPUs with 64 producers, waking everyone after every sync spent the
+/// machine on context switches); puts that arrived during it belong to the next epoch.
 #[derive(Default)]
 struct GroupCommit {
     state: Mutex<GroupState>,
+    /// The sync thread sleeps here until a put asks for more than it has served.
+    work: Condvar,
     groups: [Condvar; 2],
 }
 
 #[derive(Default)]
 struct GroupState {
-    leader_active: bool,
-    /// Incremented when a leader starts a sync; the sync's waiters sleep on `groups[epoch % 2]`.
+    /// The highest record end a put is waiting for.
+    requested: u64,
+    /// The CommitLog end the last finished sync covered (or failed to).
+    served: u64,
+    /// A sync is in flight, covering up to `target`.
+    syncing: bool,
+    /// Incremented when a sync starts; its waiters sleep on `groups[epoch % 2]`.
     epoch: u64,
     /// CommitLog end when the in-flight sync started: it makes at least this much durable.
     target: u64,
-    /// Threads asleep on each condvar.
-    waiting: [usize; 2],
+    /// The sync thread sleeps on `work`.
+    idle: bool,
+    /// Set by `close` once everything is flushed: the sync thread exits.
+    stop: bool,
+    /// The sync that failed (file and error), reported to every put it leaves unacknowledged.
+    failure: Option<(PathBuf, std::io::ErrorKind, String)>,
 }
 
 /// Per-thread encode buffers, reused so a put allocates nothing once a thread has seen its
@@ -150,7 +166,7 @@ impl Drop for Appending<'_> {
     }
 }
 
-/// How long a group-commit leader waits for puts still appending before it syncs.
+/// How long the sync thread waits for puts still appending before it syncs.
 const GROUP_GATHER: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// How often a refused put looks at the disk again.
@@ -279,6 +295,7 @@ impl Store {
             appending: AtomicUsize::new(0),
             disk_full: Mutex::new(None),
             group_commit: GroupCommit::default(),
+            syncer: Mutex::new(None),
             flusher: Mutex::new(None),
             cleaner: Mutex::new(None),
             cleanup_lock: Mutex::new(()),
@@ -296,6 +313,14 @@ impl Store {
             .spawn(move || worker.run_flusher())
             .map_err(|e| Error::io(&inner.root, e))?;
         *inner.flusher.lock() = Some(handle);
+        if inner.config.flush_mode == FlushMode::Sync {
+            let worker = inner.clone();
+            let handle = std::thread::Builder::new()
+                .name("rocketstore-sync".into())
+                .spawn(move || worker.run_sync())
+                .map_err(|e| Error::io(&inner.root, e))?;
+            *inner.syncer.lock() = Some(handle);
+        }
         let store = Store { inner };
         if store.inner.config.cleaner_enabled {
             let worker = store.inner.clone();
@@ -957,71 +982,125 @@ impl Inner {
         Ok(())
     }
 
-    /// Group commit: the first waiter becomes the leader and syncs everything appended so far;
-    /// the others wait for it and find their records covered, or lead the next round.
+    /// Waits until every CommitLog byte below `end` is durable (see [`GroupCommit`]), at most
+    /// `sync_flush_timeout`.
     fn wait_durable(&self, end: u64) -> Result<PutStatus> {
+        if self.commitlog.flushed_offset() >= end {
+            return Ok(PutStatus::Ok);
+        }
         let deadline = Instant::now() + self.config.sync_flush_timeout;
         let gc = &self.group_commit;
         let mut st = gc.state.lock();
+        if end > st.requested {
+            st.requested = end;
+            if st.idle {
+                gc.work.notify_one();
+            }
+        }
         loop {
             if self.commitlog.flushed_offset() >= end {
-                // Woken to lead a group that a wider sync already covered: pass the baton.
-                let next = (st.epoch + 1) as usize % 2;
-                if !st.leader_active && st.waiting[next] > 0 {
-                    gc.groups[next].notify_one();
-                }
                 return Ok(PutStatus::Ok);
+            }
+            if let Some((path, kind, msg)) = &st.failure {
+                return Err(Error::FlushFailed {
+                    path: path.clone(),
+                    source: std::io::Error::new(*kind, msg.clone()),
+                });
             }
             if let Some(reason) = self.read_only.lock().clone() {
                 return Err(Error::ReadOnly { reason });
             }
-            if !st.leader_active {
-                st.leader_active = true;
-                drop(st);
-                // Let puts that are encoding or appending right now join this sync (bounded, so
-                // a lone producer never waits): on 2 vCPUs this doubles records per sync.
-                let gather_until = Instant::now() + GROUP_GATHER;
-                while self.appending.load(Ordering::Acquire) > 0 && Instant::now() < gather_until {
-                    std::thread::yield_now();
-                }
-                st = gc.state.lock();
-                st.epoch += 1;
-                st.target = self.commitlog.max_offset();
-                let epoch = st.epoch;
-                drop(st);
-                let r = self.commitlog.flush();
-                if let Err(e) = &r {
-                    self.set_read_only(format!("CommitLog sync failed: {e}"));
-                }
-                st = gc.state.lock();
-                st.leader_active = false;
-                let (this, next) = (epoch as usize % 2, (epoch + 1) as usize % 2);
-                gc.groups[this].notify_all();
-                if r.is_err() {
-                    gc.groups[next].notify_all();
-                } else if st.waiting[next] > 0 {
-                    gc.groups[next].notify_one();
-                }
-                r?;
-                continue;
+            if st.stop {
+                // Closed: `close` flushed everything it could before stopping the sync thread.
+                return Ok(PutStatus::FlushDiskTimeout);
             }
-            // A sync is in flight: it covers us if it started after our append.
-            let group = if end <= st.target {
+            // The in-flight sync covers us if it started after our append.
+            let epoch = if st.syncing && end <= st.target {
                 st.epoch
             } else {
                 st.epoch + 1
-            } as usize
-                % 2;
-            st.waiting[group] += 1;
-            let timed_out = gc.groups[group].wait_until(&mut st, deadline).timed_out();
-            st.waiting[group] -= 1;
-            if timed_out {
+            };
+            if gc.groups[epoch as usize % 2]
+                .wait_until(&mut st, deadline)
+                .timed_out()
+            {
                 return Ok(if self.commitlog.flushed_offset() >= end {
                     PutStatus::Ok
                 } else {
                     PutStatus::FlushDiskTimeout
                 });
             }
+        }
+    }
+
+    /// The sync thread of Sync flush mode (see [`GroupCommit`]).
+    fn run_sync(&self) {
+        let gc = &self.group_commit;
+        let mut st = gc.state.lock();
+        loop {
+            while st.requested <= st.served && !st.stop {
+                st.idle = true;
+                gc.work.wait(&mut st);
+                st.idle = false;
+            }
+            if st.stop {
+                st.syncing = false;
+                gc.groups[0].notify_all();
+                gc.groups[1].notify_all();
+                return;
+            }
+            drop(st);
+            // Let puts that are encoding or appending right now join this sync (bounded, so a
+            // lone producer never waits): on 2 vCPUs this doubles records per sync.
+            let gather_until = Instant::now() + GROUP_GATHER;
+            while self.appending.load(Ordering::Acquire) > 0 && Instant::now() < gather_until {
+                std::thread::yield_now();
+            }
+            st = gc.state.lock();
+            st.epoch += 1;
+            st.syncing = true;
+            st.target = self.commitlog.max_offset();
+            let (epoch, target) = (st.epoch, st.target);
+            drop(st);
+            // A failed sync poisons the CommitLog: every later flush fails too, so nothing
+            // waiting is ever acknowledged by a retry.
+            let failed = self.commitlog.flush().err();
+            if let Some(e) = &failed {
+                self.set_read_only(format!("CommitLog sync failed: {e}"));
+            }
+            st = gc.state.lock();
+            st.syncing = false;
+            st.served = st.served.max(target);
+            gc.groups[epoch as usize % 2].notify_all();
+            if let Some(e) = failed {
+                if st.failure.is_none() {
+                    st.failure = Some(match e {
+                        Error::FlushFailed { path, source } => {
+                            (path, source.kind(), source.to_string())
+                        }
+                        other => (
+                            self.root.clone(),
+                            std::io::ErrorKind::Other,
+                            other.to_string(),
+                        ),
+                    });
+                }
+                // Everyone waiting fails now, not at their timeout.
+                st.served = st.requested.max(st.served);
+                gc.groups[(epoch + 1) as usize % 2].notify_all();
+            }
+        }
+    }
+
+    /// Stops the sync thread (after `close` flushed): waiters still asleep are woken and see
+    /// what is durable.
+    fn stop_sync(&self) {
+        let mut st = self.group_commit.state.lock();
+        st.stop = true;
+        self.group_commit.work.notify_one();
+        drop(st);
+        if let Some(h) = self.syncer.lock().take() {
+            let _ = h.join();
         }
     }
 
@@ -1460,6 +1539,7 @@ impl Inner {
                         .map_err(|e| Error::io(&self.root, e))
                 })
         };
+        self.stop_sync();
         self.lock.lock().take();
         result
     }

@@ -284,3 +284,62 @@ fn sync_flush_puts_from_many_threads_are_durable_when_they_return() {
     assert_eq!(store.max_offset("sync", 1).unwrap(), 240);
     assert_eq!(store.durable_offset(), store.commitlog_max_offset());
 }
+
+/// `close` while Sync puts are waiting for the group commit: every put returns (none hangs on
+/// the stopped sync thread), and every put acknowledged `Ok` is in the store after reopening.
+/// A waiter the stopped sync thread forgot to wake would sleep until its minute-long timeout:
+/// the bound on the whole test (normally well under a second) is a liveness check, not a
+/// performance target.
+#[test]
+fn close_during_sync_puts_returns_every_put_and_keeps_every_acknowledged_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        flush_mode: FlushMode::Sync,
+        sync_flush_timeout: std::time::Duration::from_secs(60),
+        ..tiny()
+    };
+    let store = Store::open(dir.path(), config.clone()).unwrap();
+    let started = std::sync::Barrier::new(9);
+    let t0 = std::time::Instant::now();
+    let acked: Vec<Vec<(u64, Vec<u8>)>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..8u32)
+            .map(|t| {
+                let (store, started) = (&store, &started);
+                s.spawn(move || {
+                    let mut acked = Vec::new();
+                    for seq in 0.. {
+                        let b = body(t, seq);
+                        match store.put(&Message::new("closing", (t % 2) as i32, &b)) {
+                            Ok(r) => {
+                                assert_eq!(r.status, PutStatus::Ok);
+                                acked.push((r.commitlog_offset, b));
+                            }
+                            Err(rocketstore::Error::Closed) => break,
+                            Err(e) => panic!("unexpected error {e}"),
+                        }
+                        if seq == 20 {
+                            started.wait();
+                        }
+                    }
+                    acked
+                })
+            })
+            .collect();
+        started.wait();
+        store.close().unwrap();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(30),
+        "a put slept until its timeout: the sync thread did not wake it at close"
+    );
+    drop(store);
+    let store = Store::open(dir.path(), config).unwrap();
+    assert!(store.recovery_report().clean_shutdown);
+    let mut n = 0;
+    for (offset, b) in acked.iter().flatten() {
+        assert_eq!(store.read_at(*offset).unwrap().view().body(), &b[..]);
+        n += 1;
+    }
+    assert!(n >= 8 * 21, "only {n} acknowledged puts");
+}
