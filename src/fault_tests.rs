@@ -239,6 +239,9 @@ fn slow_sync_gives_flush_disk_timeout_to_waiters_not_an_error() {
         ..sync_config()
     };
     let store = Arc::new(Store::open_on(dir.path(), config, vfs).unwrap());
+    // The first segment's creation syncs too: create it before syncs are slowed, so the slowed
+    // sync the test waits for is the group commit's.
+    store.put(&Message::new("warm-up", 0, b"x")).unwrap();
     let (tx, rx) = mpsc::channel();
     *faults.sync_started.lock().unwrap() = Some(tx);
     faults.slow_sync_ms.store(600, Ordering::SeqCst);
@@ -291,11 +294,16 @@ fn a_failed_commitlog_sync_is_never_retried_into_durability() {
     store.put(&Message::new("t", 0, b"synced")).unwrap();
     store.flush().unwrap();
     let durable = store.durable_offset();
-    store.put(&Message::new("t", 0, b"lost to the failed sync")).unwrap();
+    store
+        .put(&Message::new("t", 0, b"lost to the failed sync"))
+        .unwrap();
     faults.fail_sync.store(true, Ordering::SeqCst);
     assert!(store.flush().is_err());
     faults.fail_sync.store(false, Ordering::SeqCst);
-    assert!(store.flush().is_err(), "a flush after a failed sync succeeded");
+    assert!(
+        store.flush().is_err(),
+        "a flush after a failed sync succeeded"
+    );
     assert_eq!(store.durable_offset(), durable);
     assert!(matches!(
         store.put(&Message::new("t", 0, b"x")),
