@@ -11,7 +11,8 @@
 //! * A read-only mapping is never written: [`MappedWords::words`] returns `None` for it,
 //!   [`MappedWords::store_be`] panics, and loads use `Relaxed` atomic loads (the only kind
 //!   Rust allows on read-only memory) followed by an `Acquire` fence when asked for more.
-//! * The file handle is private, so nothing writes these bytes except through the atomics.
+//! * The file handle is private, so nothing writes these bytes except through the atomics,
+//!   or [`MappedWords::zero_tail`], which takes `&mut self` (no atomic access in flight).
 //!   The engine must map a given path through at most one `MappedWords` (or
 //!   [`MappedFile`](super::mapped_file::MappedFile)) at a time.
 //! * A `u64` is two words, high word first; the pair is not updated atomically, so the writer
@@ -189,6 +190,28 @@ impl MappedWords {
             FlushStrategy::Msync => self.map.flush_range(0, self.size()),
             FlushStrategy::Fdatasync => self.file.sync_data(),
         }
+    }
+
+    /// Zeroes the bytes from `byte_pos` to the end through the file (no page of the range is
+    /// read or faulted in, so this is cheap for a large, mostly empty file) and syncs the file.
+    /// Takes `&mut self`: no load or store through the mapping can be in flight, and the
+    /// mapping shows the zeros afterwards (the page cache is shared). `byte_pos` must be a
+    /// multiple of 4 and at most the size (`InvalidInput` otherwise).
+    pub fn zero_tail(&mut self, byte_pos: usize) -> io::Result<()> {
+        if !self.writable || byte_pos % WORD_BYTES != 0 || byte_pos > self.size() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "zero_tail at {byte_pos} of {} ({} bytes, writable: {})",
+                    self.path.display(),
+                    self.size(),
+                    self.writable
+                ),
+            ));
+        }
+        self.file
+            .zero_range(byte_pos as u64, (self.size() - byte_pos) as u64)?;
+        self.file.sync_data()
     }
 
     /// Unlinks the file; the mapping stays valid until this value drops.
