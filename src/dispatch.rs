@@ -38,9 +38,3 @@ pub(crate) fn dispatch(
     Ok(())
 }
 
-/// Indexes the keys of `rec` only (its ConsumeQueue unit is already kept): recovery re-indexes
-/// records between the end of the kept IndexFile and the end of the kept ConsumeQueue with it.
-/// Same rules as the index part of [`dispatch`].
-pub(crate) fn dispatch_index(vfs: &dyn Vfs, index: &IndexService, rec: &RecordView<'_>) -> Result<()> {
-    index.build(vfs, rec, &rec.dispatch_properties())
-}

@@ -463,8 +463,9 @@ pub(crate) struct IndexService {
 }
 
 impl IndexService {
-    /// Loads `index/`. A file that cannot be opened or has an impossible header is an error; the
-    /// caller then drops the whole directory and rebuilds it from the CommitLog.
+    /// Loads `index/`, oldest file first. Zero-length newest files (a crash right after their
+    /// creation) are deleted. A file that cannot be opened or has an impossible header is an
+    /// error; the caller then drops the whole directory and rebuilds it from the CommitLog.
     pub fn load(vfs: &dyn Vfs, root: &Path, slots: u32, max_entries: u32) -> Result<Self> {
         let dir = root.join("index");
         let mut files = Vec::new();
@@ -475,7 +476,23 @@ impl IndexService {
                     reason: "expected a directory".into(),
                 });
             }
-            for e in vfs.read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let mut entries = vfs.read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+            entries.sort_by(|a, b| a.name.cmp(&b.name));
+            // Zero-length newest files: a crash right after their creation (nothing in them).
+            let mut removed = false;
+            while let Some(e) = entries.last() {
+                if e.kind != FileKind::File || e.len != 0 {
+                    break;
+                }
+                let path = dir.join(&e.name);
+                vfs.remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                entries.pop();
+                removed = true;
+            }
+            if removed {
+                vfs.sync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+            }
+            for e in entries {
                 let path = dir.join(&e.name);
                 if e.name.len() != 17
                     || !e.name.bytes().all(|b| b.is_ascii_digit())

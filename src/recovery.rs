@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use crate::config::StoreConfig;
 use crate::consume_queue::ConsumeQueue;
-use crate::dispatch::{dispatch, dispatch_index};
+use crate::dispatch::dispatch;
 use crate::error::{Error, Result};
 use crate::format::checkpoint_layout::{Checkpoint, DerivedSummary, Trailer};
 use crate::format::record::{self, DecodeOptions, Decoded};
@@ -65,11 +65,6 @@ pub struct RecoveryReport {
     /// (after an unclean shutdown, derived data describing records from here on was cut away
     /// first, see `src/recovery.rs`).
     pub dispatched_from: u64,
-    /// CommitLog offset from which records got their index keys again: equal to
-    /// [`dispatched_from`](Self::dispatched_from) unless an unclean shutdown left less of the
-    /// IndexFile usable than of the ConsumeQueue (then records between the two offsets were
-    /// re-indexed only).
-    pub index_dispatched_from: u64,
     /// After an unclean shutdown with an intact checkpoint: why the derived data could not be
     /// kept up to the checkpoint (a check failed, or a re-dispatched record did not continue
     /// its queue), so it was rebuilt from the whole CommitLog ([`derived_rebuilt`]
@@ -231,6 +226,27 @@ fn check_clean_end(
     ))
 }
 
+/// Before derived data the checkpoint vouches for is deleted for a rebuild: rewrites the
+/// checkpoint with the summary no store can have (as `Store::flush_all` does for damaged derived
+/// data), so that a crash during the rebuild is followed by another rebuild, never by an
+/// incremental recovery trusting data below `Dd` that is gone. The durable offset is kept.
+fn mark_derived_damaged(vfs: &dyn Vfs, root: &Path, cp: &Checkpoint, t: Trailer) -> Result<()> {
+    if t.derived.queues == u64::MAX {
+        return Ok(());
+    }
+    let marked = Checkpoint {
+        trailer: Some(Trailer {
+            derived: DerivedSummary {
+                queues: u64::MAX,
+                ..t.derived
+            },
+            ..t
+        }),
+        ..*cp
+    };
+    crate::checkpoint::write(vfs, root, &marked)
+}
+
 fn remove_derived(vfs: &dyn Vfs, root: &Path) -> Result<()> {
     let cq = root.join("consumequeue");
     if vfs.metadata(&cq).map_err(|e| Error::io(&cq, e))?.is_some() {
@@ -329,9 +345,8 @@ pub(crate) fn recover(
         match prepare_incremental(vfs, root, config, &files, size, t)? {
             Ok((queues, index, p)) => {
                 log::info!(
-                    "recovery: keeping derived data below {} (ConsumeQueue) and {} (IndexFile), re-dispatching the rest",
-                    p.cq_from,
-                    p.index_from
+                    "recovery: keeping derived data below {}, re-dispatching the records from there",
+                    p.cq_from
                 );
                 derived = Some((queues, index));
                 plan = p;
@@ -363,6 +378,9 @@ pub(crate) fn recover(
     let (queues, index, walked) = loop {
         if derived.is_none() {
             report.derived_rebuilt = true;
+            if let Some(t) = trailer {
+                mark_derived_damaged(vfs, root, cp, t)?;
+            }
             remove_derived(vfs, root)?;
             derived = Some((HashMap::new(), index_load(vfs, root, config)?));
         }
@@ -370,7 +388,6 @@ pub(crate) fn recover(
         let walk_from = scan_start.min(plan.cq_from).min(plan.index_from);
         report.scanned_from = walk_from;
         report.dispatched_from = plan.cq_from;
-        report.index_dispatched_from = plan.index_from;
         if walk_from != first_start || !files.is_empty() {
             log::info!("recovery: scanning CommitLog from {walk_from} (durable {durable}, segments end {data_end}, clean {clean})");
         }
@@ -396,6 +413,7 @@ pub(crate) fn recover(
     };
     let walk_from = report.scanned_from;
     let mut queues = queues;
+    report.end_offset = end;
 
     // Cut: zero the rest of the segment holding `end`, delete the segments after it.
     let keep = if files.is_empty() {
@@ -473,7 +491,8 @@ pub(crate) fn recover(
 struct Plan {
     /// Records from here get their ConsumeQueue unit (and index keys).
     cq_from: u64,
-    /// Records from here (at most `cq_from`) get their index keys.
+    /// Where the kept IndexFile stops (at most `cq_from`): records from here to `cq_from` must
+    /// have no index keys.
     index_from: u64,
     /// Derived data below the offsets was kept from an unclean shutdown: a record that does not
     /// fit it abandons the walk for a full rebuild instead of ending the log.
@@ -683,17 +702,14 @@ fn walk(
                         }
                     }
                     report.records_dispatched += 1;
-                } else if offset >= plan.index_from {
-                    if let Some(index) = index {
-                        match dispatch_index(vfs, index, &rec) {
-                            Ok(()) => {}
-                            Err(Error::Corruption { reason, .. }) => {
-                                return Ok(Walked::Abandoned(format!(
-                                    "re-indexing the record at {offset}: {reason}"
-                                )));
-                            }
-                            Err(other) => return Err(other),
-                        }
+                } else if offset >= plan.index_from && index.is_some() {
+                    // Between the end of the kept IndexFile and `Dd`: the checkpoint vouches for
+                    // the index entries of these records, so there may be none.
+                    if !IndexService::key_hashes(&rec, &rec.dispatch_properties()).is_empty() {
+                        return Ok(Walked::Abandoned(format!(
+                            "the record at {offset}, below the derived-durable offset {}, has index keys the kept IndexFile lacks",
+                            plan.cq_from
+                        )));
                     }
                 }
                 last_store_timestamp = last_store_timestamp.max(rec.store_timestamp());
@@ -756,15 +772,16 @@ type Kept = (
 /// mapped files reach the disk independently). So: every ConsumeQueue loses the units of
 /// records at or after `Dd` (zeroed on disk, see [`ConsumeQueue::truncate_from`]) and its last
 /// kept unit must point at its record; the IndexFile keeps the files and entries
-/// [`IndexService::cut_for_recovery`] can vouch for; the kept counts may not exceed the
-/// checkpoint's summary (taken after `Dd`). The walk then dispatches ConsumeQueue units from
-/// `Dd` and index keys from where the kept index stops (at most `Dd`), refusing any record that
-/// does not continue its queue (the dispatch's own gap check). Any doubt gives `Ok(Err(reason))`
+/// [`IndexService::cut_for_recovery`] can vouch for; the kept counts may not be below the
+/// checkpoint's summary (taken just before `Dd`). The walk then dispatches the records from `Dd`,
+/// refusing any that does not continue its queue (the dispatch's own gap check) and any with
+/// index keys between the end of the kept index and `Dd`. Any doubt gives `Ok(Err(reason))`
 /// and the caller rebuilds from the whole log.
 ///
-/// Crash safety: this only ever removes derived data describing records at or after `Dd` (or,
-/// for the index, rebuilds what it removes from the log) and re-dispatch is idempotent, so a
-/// crash at any point leaves data the same checkpoint still describes.
+/// Crash safety: this only ever removes derived data describing records at or after `Dd`, never
+/// writes any for records below it, and re-dispatch is idempotent, so a crash at any point
+/// leaves data the same checkpoint still describes. (A rebuild deletes data below `Dd`: the
+/// caller first marks the checkpoint's derived data damaged, see [`mark_derived_damaged`].)
 fn prepare_incremental(
     vfs: &dyn Vfs,
     root: &Path,
@@ -830,10 +847,13 @@ fn prepare_incremental(
             }
         }
     }
+    // The checkpoint's summary was taken just before `Dd` was read (see `Store::flush_all`):
+    // what it counts describes records below `Dd`, so the kept data holds at least that much.
+    // A queue or index file missing altogether shows here.
     let kept = summarize(queues.values().flat_map(|m| m.values()), None);
-    if kept.queues > t.derived.queues || kept.units > t.derived.units {
+    if kept.queues < t.derived.queues || kept.units < t.derived.units {
         return Ok(Err(format!(
-            "kept ConsumeQueue ({} queues, {} units) exceeds the checkpoint's ({} queues, {} units)",
+            "kept ConsumeQueue ({} queues, {} units) is less than the checkpoint's ({} queues, {} units)",
             kept.queues, kept.units, t.derived.queues, t.derived.units
         )));
     }
@@ -856,11 +876,11 @@ fn prepare_incremental(
             Ok(resume) => index_from = resume.unwrap_or(0).clamp(first_start, dd),
             Err(reason) => return Ok(Err(reason)),
         }
-        let (files_kept, entries_kept) = i.summary();
-        if files_kept > t.derived.index_files || entries_kept > t.derived.index_entries {
+        let (_, entries_kept) = i.summary();
+        if entries_kept < t.derived.index_entries {
             return Ok(Err(format!(
-                "kept IndexFile ({files_kept} files, {entries_kept} entries) exceeds the checkpoint's ({} files, {} entries)",
-                t.derived.index_files, t.derived.index_entries
+                "kept IndexFile ({entries_kept} entries) is less than the checkpoint's ({} entries)",
+                t.derived.index_entries
             )));
         }
     }
