@@ -471,6 +471,12 @@ impl ConsumeQueue {
         }
     }
 
+    /// Byte offset (in the queue's unit stream) where its first file starts; `None` without
+    /// files.
+    pub fn first_file_start(&self) -> Option<u64> {
+        self.files.first().map(|s| s.start)
+    }
+
     /// Number of files and bytes of one file.
     pub fn file_count(&self) -> (usize, usize) {
         (self.files.len(), self.files.segment_size())

@@ -37,4 +37,3 @@ pub(crate) fn dispatch(
     }
     Ok(())
 }
-

@@ -389,13 +389,15 @@ impl IndexFile {
     /// The number of leading entries that index records below `dd`: entries up to the header's
     /// count, in CommitLog order from `prev_end` on, with possible time and chain fields.
     fn entries_below(&self, dd: u64, prev_end: u64) -> u32 {
-        let count = self.index_count.load(Ordering::Relaxed).min(self.max_entries);
+        let count = self
+            .index_count
+            .load(Ordering::Relaxed)
+            .min(self.max_entries);
         let mut last = prev_end;
         let mut kept = 0;
         for i in 1..count {
             let e = self.entry(i);
-            if e.offset >= dd || e.offset < last || e.diff < 0 || e.prev < 0 || e.prev as u32 >= i
-            {
+            if e.offset >= dd || e.offset < last || e.diff < 0 || e.prev < 0 || e.prev as u32 >= i {
                 break;
             }
             last = e.offset;
@@ -706,7 +708,10 @@ impl IndexService {
         let mut prev_end = 0;
         while let Some(f) = files.get(kept) {
             if let Err(why) = f.check_full_below(dd, prev_end, record) {
-                log::debug!("recovery: IndexFile {} not kept whole: {why}", f.path().display());
+                log::debug!(
+                    "recovery: IndexFile {} not kept whole: {why}",
+                    f.path().display()
+                );
                 break;
             }
             prev_end = f.end_phy_offset();

@@ -32,7 +32,9 @@ use crate::consume_queue::ConsumeQueue;
 use crate::dispatch::dispatch;
 use crate::error::{Error, Result};
 use crate::format::checkpoint_layout::{Checkpoint, DerivedSummary, Trailer};
-use crate::format::record::{self, DecodeOptions, Decoded};
+use crate::format::record::{
+    self, DecodeOptions, Decoded, RecordView, TRANSACTION_COMMIT, TRANSACTION_NOT_TYPE,
+};
 use crate::index::{EntryRecord, IndexService};
 use crate::segments::{self, Segment};
 use crate::storage::{FileKind, MappedFile, Vfs};
@@ -391,7 +393,14 @@ pub(crate) fn recover(
         if walk_from != first_start || !files.is_empty() {
             log::info!("recovery: scanning CommitLog from {walk_from} (durable {durable}, segments end {data_end}, clean {clean})");
         }
-        match walk(&ctx, walk_from, &plan, &mut queues, index.as_ref(), &mut report)? {
+        match walk(
+            &ctx,
+            walk_from,
+            &plan,
+            &mut queues,
+            index.as_ref(),
+            &mut report,
+        )? {
             Walked::Abandoned(reason) => {
                 log::warn!("recovery: incremental re-dispatch abandoned ({reason}); rebuilding ConsumeQueue and IndexFile from the whole CommitLog");
                 report.derived_fallback = Some(reason);
@@ -702,6 +711,17 @@ fn walk(
                         }
                     }
                     report.records_dispatched += 1;
+                } else if plan.incremental && !unit_agrees(queues, &rec) {
+                    // Below `Dd` the kept ConsumeQueue already has this record: it must be
+                    // the unit at its queue offset (this also checks the queue offset as a
+                    // re-dispatch would). If not, the kept data or the record is wrong: a
+                    // rebuild finds out which.
+                    return Ok(Walked::Abandoned(format!(
+                        "the record at {offset} ({}:{} offset {}) is not where the kept ConsumeQueue points",
+                        rec.topic(),
+                        rec.queue_id(),
+                        rec.queue_offset()
+                    )));
                 } else if offset >= plan.index_from && index.is_some() {
                     // Between the end of the kept IndexFile and `Dd`: the checkpoint vouches for
                     // the index entries of these records, so there may be none.
@@ -736,13 +756,30 @@ fn walk(
     })
 }
 
+/// Whether the kept ConsumeQueue has `rec` (below `Dd`) as the unit at its queue offset.
+/// Records that get no unit (prepared or rolled-back transactions) pass.
+fn unit_agrees(queues: &HashMap<String, HashMap<i32, ConsumeQueue>>, rec: &RecordView<'_>) -> bool {
+    let tx = rec.transaction_type();
+    if tx != TRANSACTION_NOT_TYPE && tx != TRANSACTION_COMMIT {
+        return true;
+    }
+    let Some(q) = queues.get(rec.topic()).and_then(|m| m.get(&rec.queue_id())) else {
+        return false;
+    };
+    let n = rec.queue_offset() as u64;
+    n < q.max_offset()
+        && q.unit(n).is_some_and(|u| {
+            u.commitlog_offset == rec.physical_offset() && u.size as usize == rec.total_size()
+        })
+}
+
 /// Reads the record starting at CommitLog `offset` (checked by the recovery decode options).
 fn record_at<'a>(
     files: &'a [(u64, MappedFile)],
     size: usize,
     offset: u64,
     config: &StoreConfig,
-) -> Option<crate::format::record::RecordView<'a>> {
+) -> Option<RecordView<'a>> {
     let first_start = files.first().map_or(0, |(s, _)| *s);
     let idx = usize::try_from(offset.checked_sub(first_start)? / size as u64).ok()?;
     let (start, f) = files.get(idx)?;
@@ -813,6 +850,14 @@ fn prepare_incremental(
     };
     for qs in queues.values_mut() {
         for q in qs.values_mut() {
+            // Only retention removes a queue's first files, and only after the CommitLog's head.
+            if first_start == 0 && q.first_file_start().is_some_and(|s| s > 0) {
+                return Ok(Err(format!(
+                    "ConsumeQueue {}:{} lacks its first file but the CommitLog starts at 0",
+                    q.topic(),
+                    q.queue_id()
+                )));
+            }
             q.truncate_from(vfs, dd)?;
             let (max, min) = (q.max_offset(), q.min_offset());
             if max == min {

@@ -151,7 +151,10 @@ fn unclean_open_redispatches_only_what_follows_the_checkpoint() {
     let want = rebuilt_reference(&root, &keys);
 
     let (report, got) = open_image(&root, &keys);
-    assert!(!report.clean_shutdown && report.checkpoint_trusted, "{report:?}");
+    assert!(
+        !report.clean_shutdown && report.checkpoint_trusted,
+        "{report:?}"
+    );
     assert!(!report.derived_rebuilt, "{report:?}");
     assert_eq!(report.derived_fallback, None, "{report:?}");
     assert_eq!(report.dispatched_from, dd, "{report:?}");
@@ -168,11 +171,7 @@ fn unclean_open_redispatches_only_what_follows_the_checkpoint() {
     fs::remove_dir_all(reference.join("index")).unwrap();
     open_image(&reference, &keys);
     for sub in ["consumequeue", "index"] {
-        crash::assert_same_files(
-            &files_under(&reference, sub),
-            &files_under(&root, sub),
-            sub,
-        );
+        crash::assert_same_files(&files_under(&reference, sub), &files_under(&root, sub), sub);
     }
 }
 
@@ -254,7 +253,11 @@ fn index_files(root: &Path) -> Vec<PathBuf> {
 #[test]
 fn a_damaged_kept_index_header_is_detected_and_the_content_complete() {
     // (byte flipped, field): the low byte of each.
-    for (byte, what) in [(31usize, "end phy offset"), (7, "begin timestamp"), (39, "count")] {
+    for (byte, what) in [
+        (31usize, "end phy offset"),
+        (7, "begin timestamp"),
+        (39, "count"),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let (root, _) = crashed_root(dir.path());
         let keys = all_keys(BEFORE + AFTER);
@@ -272,7 +275,11 @@ fn a_damaged_kept_index_header_is_detected_and_the_content_complete() {
         );
         assert_same_image(&want, &got, what);
         for (t, k) in &keys {
-            assert_eq!(got.keys[&(t.clone(), k.clone())].len(), 1, "{what}: {t}#{k}");
+            assert_eq!(
+                got.keys[&(t.clone(), k.clone())].len(),
+                1,
+                "{what}: {t}#{k}"
+            );
         }
     }
 }
