@@ -198,7 +198,7 @@ impl MappedWords {
     /// mapping shows the zeros afterwards (the page cache is shared). `byte_pos` must be a
     /// multiple of 4 and at most the size (`InvalidInput` otherwise).
     pub fn zero_tail(&mut self, byte_pos: usize) -> io::Result<()> {
-        if !self.writable || byte_pos % WORD_BYTES != 0 || byte_pos > self.size() {
+        if !self.writable || !byte_pos.is_multiple_of(WORD_BYTES) || byte_pos > self.size() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
@@ -309,6 +309,39 @@ mod tests {
         }
         assert!(read_only.words().is_none());
         assert!(!read_only.is_writable());
+    }
+
+    #[test]
+    fn zero_tail_zeroes_the_mapping_and_the_file_and_checks_its_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("idx");
+        let mut words = MappedWords::create(&OsVfs, &path, SIZE).unwrap();
+        for i in 0..SIZE / 4 {
+            words.store_be(i * 4, 0xDEAD_BEEF, Ordering::Relaxed);
+        }
+        words.flush(FlushStrategy::Msync).unwrap();
+        assert_eq!(
+            words.zero_tail(6).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+        assert!(words.zero_tail(SIZE + 4).is_err());
+        words.zero_tail(408).unwrap();
+        assert_eq!(words.load_be(404, Ordering::Relaxed), 0xDEAD_BEEF);
+        for i in (408) / 4..SIZE / 4 {
+            assert_eq!(words.load_be(i * 4, Ordering::Relaxed), 0, "word {i}");
+        }
+        drop(words);
+        let on_disk = std::fs::read(&path).unwrap();
+        assert!(on_disk[..408]
+            .chunks(4)
+            .all(|w| w == [0xDE, 0xAD, 0xBE, 0xEF]));
+        assert!(on_disk[408..].iter().all(|&b| b == 0));
+        // Idempotent, and a no-op at the end.
+        let mut words = MappedWords::open(&OsVfs, &path, SIZE, true).unwrap();
+        words.zero_tail(408).unwrap();
+        words.zero_tail(SIZE).unwrap();
+        drop(words);
+        assert_eq!(std::fs::read(&path).unwrap(), on_disk);
     }
 
     #[test]
