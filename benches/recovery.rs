@@ -6,9 +6,11 @@
 //!
 //! * `recovery/abnormal`: an `abort` file is left in the root (what a crashed run leaves; its
 //!   presence at open is how an unclean shutdown is detected, see `src/recovery.rs`), and
-//!   `Store::open` is timed: it validates every record from the start of the log (magic, lengths,
-//!   body CRC and whole-record CRC), deletes and rebuilds ConsumeQueue and IndexFile, and syncs
-//!   them. The store is then closed cleanly (not timed).
+//!   `Store::open` is timed: it validates every record from the start of the segment holding the
+//!   checkpoint's durable offset (here the whole log: magic, lengths, body CRC and whole-record
+//!   CRC) and, since the checkpoint vouches for all derived data, keeps ConsumeQueue and IndexFile
+//!   after its checks (before incremental recovery it deleted and rebuilt them). The store is
+//!   then closed cleanly (not timed).
 //! * `recovery/unclean_tail16m`: the root is extended by 16 MiB of the same messages and closed
 //!   cleanly, then each iteration puts back the checkpoint of the closed 1 GiB fixture and an
 //!   `abort` file: what a crash leaves when the last checkpoint was taken 16 MiB of log earlier
