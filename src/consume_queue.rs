@@ -340,6 +340,30 @@ impl ConsumeQueue {
                 _ => max -= 1,
             }
         }
+        self.cut_at(vfs, max)
+    }
+
+    /// Incremental recovery: drops the units of records starting at or after `dd` (the
+    /// checkpoint's derived-durable offset) and any unreadable unit before them, working from the
+    /// end. Units written after the checkpoint may be in any state after a power loss (a later
+    /// page kept, an earlier one lost), so everything past the last kept unit is zeroed on disk
+    /// or its file deleted: no later crash can bring those bytes back. The caller checks that
+    /// the last kept unit points at its record.
+    pub fn truncate_from(&mut self, vfs: &dyn Vfs, dd: u64) -> Result<()> {
+        let mut max = self.max_offset();
+        let min = self.min_offset();
+        while max > min {
+            match self.unit(max - 1) {
+                Some(u) if u.is_valid() && (u.commitlog_offset as u64) < dd => break,
+                _ => max -= 1,
+            }
+        }
+        self.cut_at(vfs, max)
+    }
+
+    /// Makes `max` the end: later units are zeroed (synced), files past it deleted.
+    fn cut_at(&mut self, vfs: &dyn Vfs, max: u64) -> Result<()> {
+        let min = self.min_offset();
         if max == self.max_offset() {
             return Ok(());
         }
@@ -445,6 +469,12 @@ impl ConsumeQueue {
         if lo > self.min_offset() {
             self.min_offset.fetch_max(lo, Ordering::AcqRel);
         }
+    }
+
+    /// Byte offset (in the queue's unit stream) where its first file starts; `None` without
+    /// files.
+    pub fn first_file_start(&self) -> Option<u64> {
+        self.files.first().map(|s| s.start)
     }
 
     /// Number of files and bytes of one file.

@@ -280,6 +280,167 @@ impl IndexFile {
     }
 }
 
+/// One index entry as stored.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    hash: i32,
+    offset: u64,
+    diff: i32,
+    prev: i32,
+}
+
+/// What recovery found at the CommitLog offset an index entry points at.
+pub(crate) enum EntryRecord {
+    /// The offset lies below the CommitLog's first segment (deleted by retention): nothing left
+    /// to check the entry against.
+    Gone,
+    /// No valid record starts there.
+    Missing,
+    /// The record there.
+    Found {
+        /// Its store timestamp.
+        store_timestamp: i64,
+        /// Its end (offset + size).
+        end: u64,
+        /// The hashes [`IndexService::build`] puts for it, in order.
+        hashes: Vec<i32>,
+    },
+}
+
+impl IndexFile {
+    fn entry(&self, i: u32) -> Entry {
+        let e = entry_pos(self.slots, i);
+        let w = &self.words;
+        Entry {
+            hash: w.load_be(e + layout::ENTRY_KEY_HASH, Ordering::Relaxed) as i32,
+            offset: w.load_be_u64(e + layout::ENTRY_COMMITLOG_OFFSET),
+            diff: w.load_be(e + layout::ENTRY_TIME_DIFF, Ordering::Relaxed) as i32,
+            prev: w.load_be(e + layout::ENTRY_PREV_INDEX, Ordering::Relaxed) as i32,
+        }
+    }
+
+    /// Whether `e` can be an entry `put` wrote for `rec`: one of its key hashes, and the time
+    /// difference `put` computes from this file's begin time. A record that is gone passes.
+    fn entry_matches(&self, e: &Entry, rec: &EntryRecord) -> bool {
+        match rec {
+            EntryRecord::Gone => true,
+            EntryRecord::Missing => false,
+            EntryRecord::Found {
+                store_timestamp,
+                hashes,
+                ..
+            } => {
+                hashes.contains(&e.hash)
+                    && e.diff == time_diff_secs(self.begin_timestamp(), *store_timestamp)
+            }
+        }
+    }
+
+    /// Checks a file recovery keeps whole: full, indexing only records below `dd`, following
+    /// the previous kept file (whose last entry points at `prev_end`), and its header agreeing
+    /// with its first and last entries and their records (`put` sets the begin fields from the
+    /// first record and the end fields from the last one).
+    fn check_full_below(
+        &self,
+        dd: u64,
+        prev_end: u64,
+        record: &dyn Fn(u64) -> EntryRecord,
+    ) -> std::result::Result<(), String> {
+        let count = self.index_count.load(Ordering::Relaxed);
+        let (begin, end) = self.phy_range();
+        if count < self.max_entries {
+            return Err(format!("not full ({} entries)", count - 1));
+        }
+        if end >= dd {
+            return Err(format!("indexes records up to {end}, not all below {dd}"));
+        }
+        let (first, last) = (self.entry(1), self.entry(self.max_entries - 1));
+        if first.offset != begin || last.offset != end || begin < prev_end || begin > end {
+            return Err(format!(
+                "header range {begin}..={end} disagrees with its entries ({}..={}) or with the previous file (ending at {prev_end})",
+                first.offset, last.offset
+            ));
+        }
+        let timestamp_is = |rec: &EntryRecord, want: i64| match rec {
+            EntryRecord::Found {
+                store_timestamp, ..
+            } => *store_timestamp == want,
+            _ => true,
+        };
+        let first_rec = record(first.offset);
+        if !self.entry_matches(&first, &first_rec)
+            || !timestamp_is(&first_rec, self.begin_timestamp())
+        {
+            return Err(format!(
+                "its first entry does not match the record at {}",
+                first.offset
+            ));
+        }
+        let last_rec = record(last.offset);
+        if !self.entry_matches(&last, &last_rec) || !timestamp_is(&last_rec, self.end_timestamp()) {
+            return Err(format!(
+                "its last entry does not match the record at {}",
+                last.offset
+            ));
+        }
+        Ok(())
+    }
+
+    /// The number of leading entries that index records below `dd`: entries up to the header's
+    /// count, in CommitLog order from `prev_end` on, with possible time and chain fields.
+    fn entries_below(&self, dd: u64, prev_end: u64) -> u32 {
+        let count = self
+            .index_count
+            .load(Ordering::Relaxed)
+            .min(self.max_entries);
+        let mut last = prev_end;
+        let mut kept = 0;
+        for i in 1..count {
+            let e = self.entry(i);
+            if e.offset >= dd || e.offset < last || e.diff < 0 || e.prev < 0 || e.prev as u32 >= i {
+                break;
+            }
+            last = e.offset;
+            kept = i;
+        }
+        kept
+    }
+
+    /// Makes entries `1..=kept` the whole file: hash slots rebuilt from those entries (their
+    /// `prev` links were written before any later entry existed, so they are right), every byte
+    /// after them zeroed, and the header set to what `put` would have left after entry `kept`.
+    /// Synced before returning; the header is written last, so a crash in between leaves a file
+    /// the next recovery salvages the same way.
+    fn keep_entries(&mut self, kept: u32, end_timestamp: i64) -> Result<()> {
+        debug_assert!(kept >= 1 && kept < self.max_entries);
+        let mut heads = vec![0u32; self.slots as usize];
+        for i in 1..=kept {
+            heads[(self.entry(i).hash as u32 % self.slots) as usize] = i;
+        }
+        let mut used = 0;
+        for (slot, &head) in heads.iter().enumerate() {
+            used += u32::from(head != 0);
+            let pos = slot_pos(slot as u32);
+            // Unchanged words are not rewritten: a second recovery changes no byte.
+            if self.words.load_be(pos, Ordering::Relaxed) != head {
+                self.words.store_be(pos, head, Ordering::Relaxed);
+            }
+        }
+        let path = self.path().to_path_buf();
+        self.words
+            .zero_tail(entry_pos(self.slots, kept + 1))
+            .map_err(|e| Error::io(&path, e))?;
+        self.flush()?;
+        self.end_phy_offset
+            .store(self.entry(kept).offset, Ordering::Relaxed);
+        self.end_timestamp.store(end_timestamp, Ordering::Relaxed);
+        self.hash_slot_count.store(used, Ordering::Relaxed);
+        self.index_count.store(kept + 1, Ordering::Release);
+        self.write_header();
+        self.flush()
+    }
+}
+
 /// How a chain walk in one file ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Walk {
@@ -304,8 +465,9 @@ pub(crate) struct IndexService {
 }
 
 impl IndexService {
-    /// Loads `index/`. A file that cannot be opened or has an impossible header is an error; the
-    /// caller then drops the whole directory and rebuilds it from the CommitLog.
+    /// Loads `index/`, oldest file first. Zero-length newest files (a crash right after their
+    /// creation) are deleted. A file that cannot be opened or has an impossible header is an
+    /// error; the caller then drops the whole directory and rebuilds it from the CommitLog.
     pub fn load(vfs: &dyn Vfs, root: &Path, slots: u32, max_entries: u32) -> Result<Self> {
         let dir = root.join("index");
         let mut files = Vec::new();
@@ -316,7 +478,23 @@ impl IndexService {
                     reason: "expected a directory".into(),
                 });
             }
-            for e in vfs.read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let mut entries = vfs.read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+            entries.sort_by(|a, b| a.name.cmp(&b.name));
+            // Zero-length newest files: a crash right after their creation (nothing in them).
+            let mut removed = false;
+            while let Some(e) = entries.last() {
+                if e.kind != FileKind::File || e.len != 0 {
+                    break;
+                }
+                let path = dir.join(&e.name);
+                vfs.remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                entries.pop();
+                removed = true;
+            }
+            if removed {
+                vfs.sync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+            }
+            for e in entries {
                 let path = dir.join(&e.name);
                 if e.name.len() != 17
                     || !e.name.bytes().all(|b| b.is_ascii_digit())
@@ -378,6 +556,22 @@ impl IndexService {
             self.put(vfs, key_hash(topic, k), offset, ts)?;
         }
         Ok(())
+    }
+
+    /// The hashes [`build`](Self::build) puts for `rec`, in the order it puts them (unique key
+    /// first, then each key); empty for a rolled-back transaction. Recovery compares them with
+    /// the entries a kept IndexFile ends with.
+    pub fn key_hashes(rec: &RecordView<'_>, props: &DispatchProperties<'_>) -> Vec<i32> {
+        if rec.transaction_type() == TRANSACTION_ROLLBACK {
+            return Vec::new();
+        }
+        let topic = rec.topic();
+        props
+            .uniq_key
+            .into_iter()
+            .chain(props.keys())
+            .map(|k| key_hash(topic, k))
+            .collect()
     }
 
     /// Creates the next file ahead (the standby) when the last one has fewer than `entries`
@@ -476,6 +670,144 @@ impl IndexService {
         let f = Arc::new(f);
         self.files.write().push(f.clone());
         Ok(f)
+    }
+
+    /// Incremental recovery after an unclean shutdown: keeps what the checkpoint vouches for
+    /// and drops the rest, so that re-indexing the records from the returned offset on gives the
+    /// index a full rebuild would. `dd` is the checkpoint's derived-durable offset: every entry
+    /// of every record below it was synced before the checkpoint was written.
+    ///
+    /// Why this is sound: a file is only written while it is the last one, and never again once
+    /// full. So the files before the one that was last at the checkpoint were full and synced,
+    /// and their header (synced with them) is full with an end below `dd`; they are kept whole
+    /// after checking the header against the first and last entry and those records. The first
+    /// file that is not such a file (the one that was last at the checkpoint, or a damaged
+    /// one) is salvaged: its entries for records below `dd` were written, in CommitLog order,
+    /// before the checkpoint and synced, so its leading entries in order below `dd` are kept
+    /// (checked against their first and last record) and everything written after the
+    /// checkpoint (hash slots, later entries, header counts, which a power loss may have left in
+    /// any mix of states) is rebuilt from them or zeroed. Later files only index records from
+    /// `dd` on and are deleted. Salvaging is linear in the kept entries of one file, which is
+    /// cheap next to re-reading the CommitLog they cover.
+    ///
+    /// Returns `Ok(Ok(Some(offset)))`: re-index records from `offset` (the end of the last kept
+    /// record, whose keys were all found at the end of the kept entries; 0 when that record is
+    /// gone); `Ok(Ok(None))`: nothing kept, re-index the whole CommitLog; `Ok(Err(reason))`: the
+    /// files are not what the checkpoint describes, the caller rebuilds everything.
+    pub fn cut_for_recovery(
+        &self,
+        vfs: &dyn Vfs,
+        dd: u64,
+        record: &dyn Fn(u64) -> EntryRecord,
+    ) -> Result<std::result::Result<Option<u64>, String>> {
+        let mut files = self.files.write();
+        if self.max_entries < 2 {
+            return Ok(Err("index files hold no entries".into()));
+        }
+        let mut kept = 0;
+        let mut prev_end = 0;
+        while let Some(f) = files.get(kept) {
+            if let Err(why) = f.check_full_below(dd, prev_end, record) {
+                log::debug!(
+                    "recovery: IndexFile {} not kept whole: {why}",
+                    f.path().display()
+                );
+                break;
+            }
+            prev_end = f.end_phy_offset();
+            kept += 1;
+        }
+        if let Some(f) = files.get_mut(kept) {
+            let n = f.entries_below(dd, prev_end);
+            if n > 0 {
+                let (first, last) = (f.entry(1), f.entry(n));
+                let first_rec = record(first.offset);
+                let begins_right = first.offset == f.phy_range().0
+                    && match &first_rec {
+                        EntryRecord::Found {
+                            store_timestamp, ..
+                        } => *store_timestamp == f.begin_timestamp(),
+                        _ => true,
+                    };
+                if !begins_right || !f.entry_matches(&first, &first_rec) {
+                    return Ok(Err(format!(
+                        "IndexFile {}: its first entry does not match its header or the record at {}",
+                        f.path().display(),
+                        first.offset
+                    )));
+                }
+                let last_rec = record(last.offset);
+                if !f.entry_matches(&last, &last_rec) {
+                    return Ok(Err(format!(
+                        "IndexFile {}: entry {n} does not match the record at {}",
+                        f.path().display(),
+                        last.offset
+                    )));
+                }
+                let end_ts = match last_rec {
+                    EntryRecord::Found {
+                        store_timestamp, ..
+                    } => store_timestamp,
+                    _ => f
+                        .begin_timestamp()
+                        .saturating_add(i64::from(last.diff) * 1000),
+                };
+                let path = f.path().to_path_buf();
+                Arc::get_mut(f)
+                    .ok_or_else(|| Error::Io {
+                        path,
+                        source: std::io::Error::other("index file still shared during recovery"),
+                    })?
+                    .keep_entries(n, end_ts)?;
+                kept += 1;
+            }
+        }
+        // Newest first, so a crash in between leaves a prefix of the files.
+        let mut removed = false;
+        while files.len() > kept {
+            let f = files.pop().expect("len > kept");
+            let path = f.path().to_path_buf();
+            drop(f);
+            vfs.remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            removed = true;
+        }
+        if removed {
+            vfs.sync_dir(&self.dir)
+                .map_err(|e| Error::io(&self.dir, e))?;
+        }
+        let Some(last_file) = files.last() else {
+            return Ok(Ok(None));
+        };
+        let tail = last_file.entry(last_file.entry_count()).offset;
+        match record(tail) {
+            EntryRecord::Gone => Ok(Ok(Some(0))),
+            EntryRecord::Missing => Ok(Err(format!(
+                "the last kept index entry points at {tail}, where no record starts"
+            ))),
+            EntryRecord::Found { end, hashes, .. } => {
+                // The kept entries must end with every key of that record (a record's keys may
+                // straddle a file roll).
+                let mut run = Vec::new();
+                'files: for f in files.iter().rev() {
+                    for i in (1..=f.entry_count()).rev() {
+                        let e = f.entry(i);
+                        if e.offset != tail || run.len() > hashes.len() {
+                            break 'files;
+                        }
+                        run.push(e.hash);
+                    }
+                }
+                run.reverse();
+                if run != hashes {
+                    return Ok(Err(format!(
+                        "the kept index ends with {} entries for the record at {tail}, which has {} keys",
+                        run.len(),
+                        hashes.len()
+                    )));
+                }
+                Ok(Ok(Some(end)))
+            }
+        }
     }
 
     /// Visits the CommitLog offsets of entries for `topic#key` stored within `[begin_ms, end_ms]`,

@@ -6,11 +6,17 @@
 //! * clean shutdown (no `abort`, checkpoint trailer intact): at the durable offset `D` the
 //!   checkpoint names. Derived data is trusted if its shape (queue, unit, index file and entry
 //!   counts) matches what the checkpoint recorded; otherwise it is rebuilt as below;
-//! * unclean shutdown, or no usable trailer (a RocketMQ-written root, a damaged checkpoint):
-//!   ConsumeQueue and IndexFile are deleted and rebuilt by re-dispatching every record, so the
-//!   whole CommitLog is scanned. With an intact trailer, records below `D` were acknowledged
-//!   durable: an invalid one there is a corruption error, never a silent cut. (Rebuilding only
-//!   what lies past the derived data's durable point is future work.)
+//! * unclean shutdown with an intact trailer: at the start of the segment holding `D` (records
+//!   below `D` were acknowledged durable: an invalid one there is a corruption error, never a
+//!   silent cut). Derived data is kept incrementally: what describes records below the
+//!   checkpoint's derived-durable offset `Dd` was synced before the checkpoint and is kept after
+//!   cheap checks, what describes later records is cut away, and only records from `Dd` (index
+//!   keys: from where the kept IndexFile stops, at most `Dd`) are re-dispatched. Any check that
+//!   fails, or a re-dispatched record that does not continue its queue, falls back to the
+//!   rebuild below (see [`RecoveryReport::derived_fallback`]);
+//! * no usable trailer (a RocketMQ-written root, a damaged checkpoint), or derived data that
+//!   cannot be kept: ConsumeQueue and IndexFile are deleted and rebuilt by re-dispatching every
+//!   record, so the whole CommitLog is scanned.
 //!
 //! The scan accepts a record only if it decodes (magic, lengths, CRCs when configured), its
 //! PHYSICALOFFSET equals its position, and its queue offset is the next one of its queue. The
@@ -25,9 +31,11 @@ use crate::config::StoreConfig;
 use crate::consume_queue::ConsumeQueue;
 use crate::dispatch::dispatch;
 use crate::error::{Error, Result};
-use crate::format::checkpoint_layout::{Checkpoint, DerivedSummary};
-use crate::format::record::{self, DecodeOptions, Decoded};
-use crate::index::IndexService;
+use crate::format::checkpoint_layout::{Checkpoint, DerivedSummary, Trailer};
+use crate::format::record::{
+    self, DecodeOptions, Decoded, RecordView, TRANSACTION_COMMIT, TRANSACTION_NOT_TYPE,
+};
+use crate::index::{EntryRecord, IndexService};
 use crate::segments::{self, Segment};
 use crate::storage::{FileKind, MappedFile, Vfs};
 
@@ -49,10 +57,21 @@ pub struct RecoveryReport {
     pub truncated_at: Option<u64>,
     /// Segments deleted because they lay entirely past the cut.
     pub segments_removed: usize,
-    /// ConsumeQueue and IndexFile were rebuilt from the CommitLog.
+    /// ConsumeQueue and IndexFile were deleted and rebuilt from the whole CommitLog.
     pub derived_rebuilt: bool,
-    /// Records dispatched to ConsumeQueue/IndexFile during recovery.
+    /// Records dispatched to ConsumeQueue (and IndexFile) during recovery: those from
+    /// [`dispatched_from`](Self::dispatched_from) to the end.
     pub records_dispatched: u64,
+    /// CommitLog offset from which records were (re-)dispatched to ConsumeQueue and IndexFile:
+    /// the log's start after a rebuild, the checkpoint's derived-durable offset otherwise
+    /// (after an unclean shutdown, derived data describing records from here on was cut away
+    /// first, see `src/recovery.rs`).
+    pub dispatched_from: u64,
+    /// After an unclean shutdown with an intact checkpoint: why the derived data could not be
+    /// kept up to the checkpoint (a check failed, or a re-dispatched record did not continue
+    /// its queue), so it was rebuilt from the whole CommitLog ([`derived_rebuilt`]
+    /// (Self::derived_rebuilt) is set). `None` when there was nothing to doubt.
+    pub derived_fallback: Option<String>,
     /// Why the checkpoint was not believed (it claimed more durable data than the CommitLog
     /// holds, or its durable offset is not where the last record ends): recovery then scanned
     /// the whole log and rebuilt derived data. Acknowledged data may be missing.
@@ -209,6 +228,27 @@ fn check_clean_end(
     ))
 }
 
+/// Before derived data the checkpoint vouches for is deleted for a rebuild: rewrites the
+/// checkpoint with the summary no store can have (as `Store::flush_all` does for damaged derived
+/// data), so that a crash during the rebuild is followed by another rebuild, never by an
+/// incremental recovery trusting data below `Dd` that is gone. The durable offset is kept.
+fn mark_derived_damaged(vfs: &dyn Vfs, root: &Path, cp: &Checkpoint, t: Trailer) -> Result<()> {
+    if t.derived.queues == u64::MAX {
+        return Ok(());
+    }
+    let marked = Checkpoint {
+        trailer: Some(Trailer {
+            derived: DerivedSummary {
+                queues: u64::MAX,
+                ..t.derived
+            },
+            ..t
+        }),
+        ..*cp
+    };
+    crate::checkpoint::write(vfs, root, &marked)
+}
+
 fn remove_derived(vfs: &dyn Vfs, root: &Path) -> Result<()> {
     let cq = root.join("consumequeue");
     if vfs.metadata(&cq).map_err(|e| Error::io(&cq, e))?.is_some() {
@@ -291,16 +331,34 @@ pub(crate) fn recover(
         checkpoint_rejected: rejected,
         ..Default::default()
     };
-    let dispatch_from = match (&derived, trailer) {
-        (Some(_), Some(t)) => t.derived_durable_offset.clamp(first_start, durable),
-        _ => first_start,
+    let mut plan = match (&derived, trailer) {
+        (Some(_), Some(t)) => {
+            let from = t.derived_durable_offset.clamp(first_start, durable);
+            Plan {
+                cq_from: from,
+                index_from: from,
+                incremental: false,
+            }
+        }
+        _ => Plan::full(first_start),
     };
-    if derived.is_none() {
-        report.derived_rebuilt = true;
-        remove_derived(vfs, root)?;
-        derived = Some((HashMap::new(), index_load(vfs, root, config)?));
+    // Unclean shutdown with an intact checkpoint: keep what it vouches for, re-dispatch the rest.
+    if let (None, false, Some(t)) = (&derived, clean, trailer) {
+        match prepare_incremental(vfs, root, config, &files, size, t)? {
+            Ok((queues, index, p)) => {
+                log::info!(
+                    "recovery: keeping derived data below {}, re-dispatching the records from there",
+                    p.cq_from
+                );
+                derived = Some((queues, index));
+                plan = p;
+            }
+            Err(reason) => {
+                log::warn!("recovery: derived data past the checkpoint cannot be cut away ({reason}); rebuilding ConsumeQueue and IndexFile from the whole CommitLog");
+                report.derived_fallback = Some(reason);
+            }
+        }
     }
-    let (mut queues, index) = derived.expect("set above");
 
     let scan_start = if clean {
         durable
@@ -309,22 +367,211 @@ pub(crate) fn recover(
     } else {
         first_start
     };
-    let walk_from = scan_start.min(dispatch_from);
-    report.scanned_from = walk_from;
-    if walk_from != first_start || !files.is_empty() {
-        log::info!("recovery: scanning CommitLog from {walk_from} (durable {durable}, segments end {data_end}, clean {clean})");
+    let ctx = WalkCtx {
+        vfs,
+        root,
+        config,
+        files: &files,
+        size,
+        first_start,
+        trailer,
+        durable,
+    };
+    let (queues, index, walked) = loop {
+        if derived.is_none() {
+            report.derived_rebuilt = true;
+            if let Some(t) = trailer {
+                mark_derived_damaged(vfs, root, cp, t)?;
+            }
+            remove_derived(vfs, root)?;
+            derived = Some((HashMap::new(), index_load(vfs, root, config)?));
+        }
+        let (mut queues, index) = derived.take().expect("set above");
+        let walk_from = scan_start.min(plan.cq_from).min(plan.index_from);
+        report.scanned_from = walk_from;
+        report.dispatched_from = plan.cq_from;
+        if walk_from != first_start || !files.is_empty() {
+            log::info!("recovery: scanning CommitLog from {walk_from} (durable {durable}, segments end {data_end}, clean {clean})");
+        }
+        match walk(
+            &ctx,
+            walk_from,
+            &plan,
+            &mut queues,
+            index.as_ref(),
+            &mut report,
+        )? {
+            Walked::Abandoned(reason) => {
+                log::warn!("recovery: incremental re-dispatch abandoned ({reason}); rebuilding ConsumeQueue and IndexFile from the whole CommitLog");
+                report.derived_fallback = Some(reason);
+                report.scanned_bytes = 0;
+                report.records_dispatched = 0;
+                report.salvaged = None;
+                drop((queues, index));
+                plan = Plan::full(first_start);
+            }
+            w @ Walked::End { .. } => break (queues, index, w),
+        }
+    };
+    let Walked::End {
+        end,
+        mut last_store_timestamp,
+    } = walked
+    else {
+        unreachable!("the loop breaks only on End")
+    };
+    let walk_from = report.scanned_from;
+    let mut queues = queues;
+    report.end_offset = end;
+
+    // Cut: zero the rest of the segment holding `end`, delete the segments after it.
+    let keep = if files.is_empty() {
+        0
+    } else {
+        (((end - first_start) / size as u64) as usize + 1).min(files.len())
+    };
+    let mut removed = false;
+    while files.len() > keep {
+        let (_, f) = files.pop().expect("len > keep");
+        f.delete(vfs).map_err(|e| Error::io(f.path(), e))?;
+        report.segments_removed += 1;
+        removed = true;
+    }
+    if let Some((start, last)) = files.last_mut() {
+        let pos = (end - *start) as usize;
+        if pos < size {
+            // A zero header is the ordinary end of data; anything else was torn or stale.
+            if last.readable()[pos..]
+                .iter()
+                .take(record::END_FILE_MIN_BLANK_LENGTH)
+                .any(|&b| b != 0)
+            {
+                report.truncated_at = Some(end);
+            }
+            last.truncate(pos).map_err(|e| Error::io(last.path(), e))?;
+        }
+    }
+    if removed {
+        vfs.sync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+    }
+    if !clean {
+        // After a process crash the page cache may hold records that never reached the disk;
+        // recovery just accepted them, so make them durable before anything new is acknowledged
+        // behind them (a sync of a clean file costs ~30 µs).
+        let from = ((walk_from.saturating_sub(first_start)) / size as u64) as usize;
+        for (_, f) in files.iter().skip(from) {
+            f.sync_data().map_err(|e| Error::io(f.path(), e))?;
+        }
     }
 
-    // Walk. In a segment whose first record carries the CRC property every record must (a
-    // torn tail whose last bytes never reached the disk fails here); in a segment written
-    // without it (RocketMQ 4.x, or `append_crc_property = false`) records are checked by body
-    // CRC, and by record CRC where they have one.
+    // Derived entries pointing past the cut go (only possible when they were trusted).
+    for qs in queues.values_mut() {
+        for q in qs.values_mut() {
+            q.truncate_beyond(vfs, end)?;
+        }
+    }
+    // Queue min offsets follow the CommitLog's (retention may have removed the start).
+    for qs in queues.values() {
+        for q in qs.values() {
+            q.advance_min(first_start);
+        }
+    }
+    if last_store_timestamp == 0 {
+        last_store_timestamp = cp.physic_msg_timestamp;
+    }
+    let segments = files
+        .into_iter()
+        .map(|(start, f)| Segment {
+            start,
+            file: Arc::new(f),
+        })
+        .collect();
+    Ok(Recovered {
+        segments,
+        end,
+        queues,
+        index,
+        last_store_timestamp,
+        report,
+    })
+}
+
+/// Where re-dispatch starts.
+struct Plan {
+    /// Records from here get their ConsumeQueue unit (and index keys).
+    cq_from: u64,
+    /// Where the kept IndexFile stops (at most `cq_from`): records from here to `cq_from` must
+    /// have no index keys.
+    index_from: u64,
+    /// Derived data below the offsets was kept from an unclean shutdown: a record that does not
+    /// fit it abandons the walk for a full rebuild instead of ending the log.
+    incremental: bool,
+}
+
+impl Plan {
+    fn full(first_start: u64) -> Plan {
+        Plan {
+            cq_from: first_start,
+            index_from: first_start,
+            incremental: false,
+        }
+    }
+}
+
+/// What the walk needs to know about the CommitLog.
+struct WalkCtx<'a> {
+    vfs: &'a dyn Vfs,
+    root: &'a Path,
+    config: &'a StoreConfig,
+    files: &'a [(u64, MappedFile)],
+    size: usize,
+    first_start: u64,
+    trailer: Option<Trailer>,
+    durable: u64,
+}
+
+/// How the walk ended.
+enum Walked {
+    /// The log ends at `end`.
+    End { end: u64, last_store_timestamp: i64 },
+    /// An incremental walk met a record the kept derived data does not agree with, or the log
+    /// ends below the kept data: nothing of the CommitLog was changed, rebuild everything.
+    Abandoned(String),
+}
+
+/// Validates records from `walk_from` and dispatches them as `plan` says, until the first
+/// invalid one (which is where the log ends).
+fn walk(
+    ctx: &WalkCtx<'_>,
+    walk_from: u64,
+    plan: &Plan,
+    queues: &mut HashMap<String, HashMap<i32, ConsumeQueue>>,
+    index: Option<&IndexService>,
+    report: &mut RecoveryReport,
+) -> Result<Walked> {
+    let WalkCtx {
+        vfs,
+        root,
+        config,
+        files,
+        size,
+        first_start,
+        trailer,
+        durable,
+    } = *ctx;
+    // In a segment whose first record carries the CRC property every record must (a torn tail
+    // whose last bytes never reached the disk fails here); in a segment written without it
+    // (RocketMQ 4.x, or `append_crc_property = false`) records are checked by body CRC, and by
+    // record CRC where they have one.
     let check = config.check_crc_on_recover;
     let opts = DecodeOptions {
         verify_body_crc: check,
         verify_record_crc: check,
         max_record_size: config.max_record_size(),
     };
+    // A queue may start late only in a full rebuild of a log whose head was deleted; kept
+    // derived data already has every queue that had records below the kept point.
+    let allow_late_start = first_start > 0 && !plan.incremental;
     let mut crc_required: Option<(u64, bool)> = None;
     let mut offset = walk_from;
     let mut last_store_timestamp = 0i64;
@@ -421,7 +668,7 @@ pub(crate) fn recover(
                     cut = Some(offset);
                     break;
                 }
-                if offset >= dispatch_from {
+                if offset >= plan.cq_from {
                     if rec.queue_id() < 0
                         || rec.queue_id() as u32 >= config.max_queues_per_topic
                         || crate::store::check_topic(rec.topic()).is_err()
@@ -446,8 +693,15 @@ pub(crate) fn recover(
                                 config.consume_queue_file_size(),
                             )
                         });
-                    if let Err(e) = dispatch(vfs, q, index.as_ref(), &rec, first_start > 0) {
+                    if let Err(e) = dispatch(vfs, q, index, &rec, allow_late_start) {
                         match e {
+                            // Kept derived data and this record disagree: the derived data is
+                            // suspect, not the log.
+                            Error::Corruption { reason, .. } if plan.incremental => {
+                                return Ok(Walked::Abandoned(format!(
+                                    "record at {offset}: {reason}"
+                                )));
+                            }
                             Error::Corruption { reason, .. } => {
                                 invalid(reason)?;
                                 cut = Some(offset);
@@ -457,6 +711,26 @@ pub(crate) fn recover(
                         }
                     }
                     report.records_dispatched += 1;
+                } else if plan.incremental && !unit_agrees(queues, &rec) {
+                    // Below `Dd` the kept ConsumeQueue already has this record: it must be
+                    // the unit at its queue offset (this also checks the queue offset as a
+                    // re-dispatch would). If not, the kept data or the record is wrong: a
+                    // rebuild finds out which.
+                    return Ok(Walked::Abandoned(format!(
+                        "the record at {offset} ({}:{} offset {}) is not where the kept ConsumeQueue points",
+                        rec.topic(),
+                        rec.queue_id(),
+                        rec.queue_offset()
+                    )));
+                } else if offset >= plan.index_from && index.is_some() {
+                    // Between the end of the kept IndexFile and `Dd`: the checkpoint vouches for
+                    // the index entries of these records, so there may be none.
+                    if !IndexService::key_hashes(&rec, &rec.dispatch_properties()).is_empty() {
+                        return Ok(Walked::Abandoned(format!(
+                            "the record at {offset}, below the derived-durable offset {}, has index keys the kept IndexFile lacks",
+                            plan.cq_from
+                        )));
+                    }
                 }
                 last_store_timestamp = last_store_timestamp.max(rec.store_timestamp());
                 report.scanned_bytes += rec.total_size() as u64;
@@ -470,78 +744,200 @@ pub(crate) fn recover(
         }
     }
     let end = cut.unwrap_or(offset);
-    report.end_offset = end;
+    if plan.incremental && end < plan.cq_from {
+        return Ok(Walked::Abandoned(format!(
+            "the CommitLog ends at {end}, below the kept derived data ({})",
+            plan.cq_from
+        )));
+    }
+    Ok(Walked::End {
+        end,
+        last_store_timestamp,
+    })
+}
 
-    // Cut: zero the rest of the segment holding `end`, delete the segments after it.
-    let keep = if files.is_empty() {
-        0
-    } else {
-        (((end - first_start) / size as u64) as usize + 1).min(files.len())
+/// Whether the kept ConsumeQueue has `rec` (below `Dd`) as the unit at its queue offset.
+/// Records that get no unit (prepared or rolled-back transactions) pass.
+fn unit_agrees(queues: &HashMap<String, HashMap<i32, ConsumeQueue>>, rec: &RecordView<'_>) -> bool {
+    let tx = rec.transaction_type();
+    if tx != TRANSACTION_NOT_TYPE && tx != TRANSACTION_COMMIT {
+        return true;
+    }
+    let Some(q) = queues.get(rec.topic()).and_then(|m| m.get(&rec.queue_id())) else {
+        return false;
     };
-    let mut removed = false;
-    while files.len() > keep {
-        let (_, f) = files.pop().expect("len > keep");
-        f.delete(vfs).map_err(|e| Error::io(f.path(), e))?;
-        report.segments_removed += 1;
-        removed = true;
-    }
-    if let Some((start, last)) = files.last_mut() {
-        let pos = (end - *start) as usize;
-        if pos < size {
-            // A zero header is the ordinary end of data; anything else was torn or stale.
-            if last.readable()[pos..]
-                .iter()
-                .take(record::END_FILE_MIN_BLANK_LENGTH)
-                .any(|&b| b != 0)
-            {
-                report.truncated_at = Some(end);
-            }
-            last.truncate(pos).map_err(|e| Error::io(last.path(), e))?;
-        }
-    }
-    if removed {
-        vfs.sync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
-    }
-    if !clean {
-        // After a process crash the page cache may hold records that never reached the disk;
-        // recovery just accepted them, so make them durable before anything new is acknowledged
-        // behind them (a sync of a clean file costs ~30 µs).
-        let from = ((walk_from.saturating_sub(first_start)) / size as u64) as usize;
-        for (_, f) in files.iter().skip(from) {
-            f.sync_data().map_err(|e| Error::io(f.path(), e))?;
-        }
-    }
+    let n = rec.queue_offset() as u64;
+    n < q.max_offset()
+        && q.unit(n).is_some_and(|u| {
+            u.commitlog_offset == rec.physical_offset() && u.size as usize == rec.total_size()
+        })
+}
 
-    // Derived entries pointing past the cut go (only possible when they were trusted).
+/// Reads the record starting at CommitLog `offset` (checked by the recovery decode options).
+fn record_at<'a>(
+    files: &'a [(u64, MappedFile)],
+    size: usize,
+    offset: u64,
+    config: &StoreConfig,
+) -> Option<RecordView<'a>> {
+    let first_start = files.first().map_or(0, |(s, _)| *s);
+    let idx = usize::try_from(offset.checked_sub(first_start)? / size as u64).ok()?;
+    let (start, f) = files.get(idx)?;
+    let data = f.readable().get(usize::try_from(offset - start).ok()?..)?;
+    let opts = DecodeOptions {
+        verify_body_crc: config.check_crc_on_recover,
+        verify_record_crc: config.check_crc_on_recover && config.append_crc_property,
+        max_record_size: config.max_record_size(),
+    };
+    match record::decode(data, &opts) {
+        Ok(Decoded::Record(r)) if r.physical_offset() as u64 == offset => Some(r),
+        _ => None,
+    }
+}
+
+/// The derived data an incremental recovery keeps, and where its re-dispatch starts.
+type Kept = (
+    HashMap<String, HashMap<i32, ConsumeQueue>>,
+    Option<IndexService>,
+    Plan,
+);
+
+/// Incremental recovery after an unclean shutdown whose checkpoint trailer is intact.
+///
+/// Everything derived from records below `Dd = trailer.derived_durable_offset` was synced before
+/// the checkpoint was written; everything written after it may be in any state (pages of the
+/// mapped files reach the disk independently). So: every ConsumeQueue loses the units of
+/// records at or after `Dd` (zeroed on disk, see [`ConsumeQueue::truncate_from`]) and its last
+/// kept unit must point at its record; the IndexFile keeps the files and entries
+/// [`IndexService::cut_for_recovery`] can vouch for; the kept counts may not be below the
+/// checkpoint's summary (taken just before `Dd`). The walk then dispatches the records from `Dd`,
+/// refusing any that does not continue its queue (the dispatch's own gap check) and any with
+/// index keys between the end of the kept index and `Dd`. Any doubt gives `Ok(Err(reason))`
+/// and the caller rebuilds from the whole log.
+///
+/// Crash safety: this only ever removes derived data describing records at or after `Dd`, never
+/// writes any for records below it, and re-dispatch is idempotent, so a crash at any point
+/// leaves data the same checkpoint still describes. (A rebuild deletes data below `Dd`: the
+/// caller first marks the checkpoint's derived data damaged, see [`mark_derived_damaged`].)
+fn prepare_incremental(
+    vfs: &dyn Vfs,
+    root: &Path,
+    config: &StoreConfig,
+    files: &[(u64, MappedFile)],
+    size: usize,
+    t: Trailer,
+) -> Result<std::result::Result<Kept, String>> {
+    let first_start = files.first().map_or(0, |(s, _)| *s);
+    let dd = t.derived_durable_offset;
+    if t.derived.queues == u64::MAX {
+        return Ok(Err(
+            "the last run found its derived data damaged".to_string()
+        ));
+    }
+    if dd < first_start || dd > t.durable_commitlog_offset {
+        return Ok(Err(format!(
+            "derived-durable offset {dd} outside the CommitLog ({first_start}..={})",
+            t.durable_commitlog_offset
+        )));
+    }
+    let mut queues = match load_queues(vfs, root, config) {
+        Ok(q) => q,
+        Err(e) => return Ok(Err(format!("ConsumeQueue unusable: {e}"))),
+    };
+    let index = match index_load(vfs, root, config) {
+        Ok(i) => i,
+        Err(e) => return Ok(Err(format!("IndexFile unusable: {e}"))),
+    };
     for qs in queues.values_mut() {
         for q in qs.values_mut() {
-            q.truncate_beyond(vfs, end)?;
+            // Only retention removes a queue's first files, and only after the CommitLog's head.
+            if first_start == 0 && q.first_file_start().is_some_and(|s| s > 0) {
+                return Ok(Err(format!(
+                    "ConsumeQueue {}:{} lacks its first file but the CommitLog starts at 0",
+                    q.topic(),
+                    q.queue_id()
+                )));
+            }
+            q.truncate_from(vfs, dd)?;
+            let (max, min) = (q.max_offset(), q.min_offset());
+            if max == min {
+                continue;
+            }
+            let Some(unit) = q.unit(max - 1) else {
+                return Ok(Err(format!(
+                    "ConsumeQueue {}:{} unit {} unreadable",
+                    q.topic(),
+                    q.queue_id(),
+                    max - 1
+                )));
+            };
+            let offset = unit.commitlog_offset as u64;
+            if offset < first_start {
+                // Its record was deleted by retention: nothing to check it against.
+                continue;
+            }
+            let points_right = record_at(files, size, offset, config).is_some_and(|r| {
+                r.topic() == q.topic()
+                    && r.queue_id() == q.queue_id()
+                    && r.queue_offset() as u64 == max - 1
+                    && r.total_size() as i64 == i64::from(unit.size)
+            });
+            if !points_right {
+                return Ok(Err(format!(
+                    "ConsumeQueue {}:{} unit {} does not point at its record (CommitLog offset {offset})",
+                    q.topic(),
+                    q.queue_id(),
+                    max - 1
+                )));
+            }
         }
     }
-    // Queue min offsets follow the CommitLog's (retention may have removed the start).
-    for qs in queues.values() {
-        for q in qs.values() {
-            q.advance_min(first_start);
+    // The checkpoint's summary was taken just before `Dd` was read (see `Store::flush_all`):
+    // what it counts describes records below `Dd`, so the kept data holds at least that much.
+    // A queue or index file missing altogether shows here.
+    let kept = summarize(queues.values().flat_map(|m| m.values()), None);
+    if kept.queues < t.derived.queues || kept.units < t.derived.units {
+        return Ok(Err(format!(
+            "kept ConsumeQueue ({} queues, {} units) is less than the checkpoint's ({} queues, {} units)",
+            kept.queues, kept.units, t.derived.queues, t.derived.units
+        )));
+    }
+    let mut index_from = dd;
+    if let Some(i) = &index {
+        let record = |offset: u64| {
+            if offset < first_start {
+                return EntryRecord::Gone;
+            }
+            match record_at(files, size, offset, config) {
+                Some(r) => EntryRecord::Found {
+                    store_timestamp: r.store_timestamp(),
+                    end: offset + r.total_size() as u64,
+                    hashes: IndexService::key_hashes(&r, &r.dispatch_properties()),
+                },
+                None => EntryRecord::Missing,
+            }
+        };
+        match i.cut_for_recovery(vfs, dd, &record)? {
+            Ok(resume) => index_from = resume.unwrap_or(0).clamp(first_start, dd),
+            Err(reason) => return Ok(Err(reason)),
+        }
+        let (_, entries_kept) = i.summary();
+        if entries_kept < t.derived.index_entries {
+            return Ok(Err(format!(
+                "kept IndexFile ({entries_kept} entries) is less than the checkpoint's ({} entries)",
+                t.derived.index_entries
+            )));
         }
     }
-    if last_store_timestamp == 0 {
-        last_store_timestamp = cp.physic_msg_timestamp;
-    }
-    let segments = files
-        .into_iter()
-        .map(|(start, f)| Segment {
-            start,
-            file: Arc::new(f),
-        })
-        .collect();
-    Ok(Recovered {
-        segments,
-        end,
+    Ok(Ok((
         queues,
         index,
-        last_store_timestamp,
-        report,
-    })
+        Plan {
+            cq_from: dd,
+            index_from,
+            incremental: true,
+        },
+    )))
 }
 
 /// The counts a checkpoint records about ConsumeQueue and IndexFile.

@@ -1314,25 +1314,29 @@ impl Inner {
     /// Syncs the CommitLog, then derived data, then writes the checkpoint that names both.
     fn flush_all(&self) -> Result<()> {
         let _checkpoint = self.checkpoint_lock.lock();
+        let all_queues = || -> Vec<Arc<ConsumeQueue>> {
+            self.queues
+                .read()
+                .values()
+                .flat_map(|m| m.values().cloned())
+                .collect()
+        };
+        // Counted before the dispatched offset is read, so everything counted describes records
+        // below it: after a crash, incremental recovery checks the derived data it keeps holds
+        // at least this much. Exact when nothing is being put (close, end of open).
+        let mut derived =
+            crate::recovery::summarize(all_queues().iter().map(|q| &**q), self.index.as_ref());
         let dispatched = self.dispatched_offset.load(Ordering::Acquire);
         let durable = self
             .commitlog
             .flush()
             .inspect_err(|e| self.set_read_only(format!("CommitLog sync failed: {e}")))?;
-        let queues: Vec<Arc<ConsumeQueue>> = self
-            .queues
-            .read()
-            .values()
-            .flat_map(|m| m.values().cloned())
-            .collect();
-        for q in &queues {
+        for q in &all_queues() {
             q.flush()?;
         }
         if let Some(i) = &self.index {
             i.flush()?;
         }
-        let mut derived =
-            crate::recovery::summarize(queues.iter().map(|q| &**q), self.index.as_ref());
         if self.derived_damaged.load(Ordering::Acquire) {
             // A summary no store can have: the next open rebuilds ConsumeQueue and IndexFile.
             derived.queues = u64::MAX;

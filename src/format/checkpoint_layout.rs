@@ -44,8 +44,11 @@ pub struct Trailer {
     /// Every record below this CommitLog offset has its ConsumeQueue unit and index entries
     /// synced.
     pub derived_durable_offset: u64,
-    /// Shape of the derived data when the checkpoint was written; a clean open compares it with
-    /// what it loads, so a deleted or truncated ConsumeQueue or IndexFile is rebuilt.
+    /// Shape of the derived data when the checkpoint was written, counted just before
+    /// `derived_durable_offset` was sampled (so it describes only records below it, and is
+    /// exact when nothing was being put, as at close). A clean open compares it with what it
+    /// loads, so a deleted or truncated ConsumeQueue or IndexFile is rebuilt; an unclean open
+    /// requires the derived data it keeps to hold at least this much.
     pub derived: DerivedSummary,
 }
 

@@ -11,7 +11,8 @@
 //! * A read-only mapping is never written: [`MappedWords::words`] returns `None` for it,
 //!   [`MappedWords::store_be`] panics, and loads use `Relaxed` atomic loads (the only kind
 //!   Rust allows on read-only memory) followed by an `Acquire` fence when asked for more.
-//! * The file handle is private, so nothing writes these bytes except through the atomics.
+//! * The file handle is private, so nothing writes these bytes except through the atomics,
+//!   or [`MappedWords::zero_tail`], which takes `&mut self` (no atomic access in flight).
 //!   The engine must map a given path through at most one `MappedWords` (or
 //!   [`MappedFile`](super::mapped_file::MappedFile)) at a time.
 //! * A `u64` is two words, high word first; the pair is not updated atomically, so the writer
@@ -191,6 +192,28 @@ impl MappedWords {
         }
     }
 
+    /// Zeroes the bytes from `byte_pos` to the end through the file (no page of the range is
+    /// read or faulted in, so this is cheap for a large, mostly empty file) and syncs the file.
+    /// Takes `&mut self`: no load or store through the mapping can be in flight, and the
+    /// mapping shows the zeros afterwards (the page cache is shared). `byte_pos` must be a
+    /// multiple of 4 and at most the size (`InvalidInput` otherwise).
+    pub fn zero_tail(&mut self, byte_pos: usize) -> io::Result<()> {
+        if !self.writable || !byte_pos.is_multiple_of(WORD_BYTES) || byte_pos > self.size() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "zero_tail at {byte_pos} of {} ({} bytes, writable: {})",
+                    self.path.display(),
+                    self.size(),
+                    self.writable
+                ),
+            ));
+        }
+        self.file
+            .zero_range(byte_pos as u64, (self.size() - byte_pos) as u64)?;
+        self.file.sync_data()
+    }
+
     /// Unlinks the file; the mapping stays valid until this value drops.
     pub fn delete(&self, vfs: &dyn Vfs) -> io::Result<()> {
         vfs.remove_file(&self.path)
@@ -286,6 +309,39 @@ mod tests {
         }
         assert!(read_only.words().is_none());
         assert!(!read_only.is_writable());
+    }
+
+    #[test]
+    fn zero_tail_zeroes_the_mapping_and_the_file_and_checks_its_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("idx");
+        let mut words = MappedWords::create(&OsVfs, &path, SIZE).unwrap();
+        for i in 0..SIZE / 4 {
+            words.store_be(i * 4, 0xDEAD_BEEF, Ordering::Relaxed);
+        }
+        words.flush(FlushStrategy::Msync).unwrap();
+        assert_eq!(
+            words.zero_tail(6).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+        assert!(words.zero_tail(SIZE + 4).is_err());
+        words.zero_tail(408).unwrap();
+        assert_eq!(words.load_be(404, Ordering::Relaxed), 0xDEAD_BEEF);
+        for i in (408) / 4..SIZE / 4 {
+            assert_eq!(words.load_be(i * 4, Ordering::Relaxed), 0, "word {i}");
+        }
+        drop(words);
+        let on_disk = std::fs::read(&path).unwrap();
+        assert!(on_disk[..408]
+            .chunks(4)
+            .all(|w| w == [0xDE, 0xAD, 0xBE, 0xEF]));
+        assert!(on_disk[408..].iter().all(|&b| b == 0));
+        // Idempotent, and a no-op at the end.
+        let mut words = MappedWords::open(&OsVfs, &path, SIZE, true).unwrap();
+        words.zero_tail(408).unwrap();
+        words.zero_tail(SIZE).unwrap();
+        drop(words);
+        assert_eq!(std::fs::read(&path).unwrap(), on_disk);
     }
 
     #[test]

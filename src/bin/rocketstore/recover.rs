@@ -55,6 +55,8 @@ pub fn run(args: &RecoverArgs) -> CliResult<ExitCode> {
             "segments_removed": r.segments_removed,
             "derived_rebuilt": r.derived_rebuilt,
             "records_dispatched": r.records_dispatched,
+            "dispatched_from": r.dispatched_from,
+            "derived_fallback": r.derived_fallback,
             "commitlog_min_offset": min,
             "commitlog_max_offset": max,
             "queues": queues,
@@ -85,6 +87,10 @@ pub fn run(args: &RecoverArgs) -> CliResult<ExitCode> {
             "  records_dispatched  {}",
             r.records_dispatched
         ))?;
+        out.line(format_args!("  dispatched_from     {}", r.dispatched_from))?;
+        if let Some(why) = &r.derived_fallback {
+            out.line(format_args!("  derived_fallback    {why}"))?;
+        }
         out.line(format_args!(
             "after recovery: commitlog {min}..{max} (durable {durable}), {queues} queues; closed cleanly"
         ))?;
