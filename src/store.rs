@@ -1218,11 +1218,22 @@ impl Inner {
                         ))
                     }
                     Err(source) => {
+                        if !matches!(
+                            source,
+                            FormatError::BodyCrcMismatch { .. }
+                                | FormatError::RecordCrcMismatch { .. }
+                        ) {
+                            // No record starts here: the unit may be what is damaged. Have the
+                            // next open rebuild derived data (the rebuild's scan finds it if
+                            // the CommitLog is what is damaged).
+                            let _ =
+                                self.cq_mismatch(&q, next - 1, off, "does not point at a record");
+                        }
                         return Err(Error::CorruptRecord {
                             path: file.path().to_path_buf(),
                             offset: off,
                             source,
-                        })
+                        });
                     }
                 };
                 if rec.queue_offset() as u64 != next - 1

@@ -575,3 +575,28 @@ fn index_file_deleted_after_clean_shutdown_is_rebuilt() {
         fs::remove_file(&files[0]).unwrap();
     })]);
 }
+
+/// A unit whose CommitLog offset lands inside another record (no record starts there): the read
+/// fails with a typed error and the next open rebuilds derived data, so the damage cannot
+/// outlive one restart.
+#[test]
+fn consume_queue_unit_pointing_inside_a_record_is_rebuilt_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, keys, want) = reference(dir.path());
+    let root = dir.path().join("inside");
+    copy_dir(&base, &root);
+    let cq = cq_file(&root, 0);
+    let unit = std::fs::read(&cq).unwrap()[200..220].to_vec();
+    let offset = i64::from_be_bytes(unit[..8].try_into().unwrap());
+    write_at(&cq, 200, &(offset + 8).to_be_bytes());
+    let store = Store::open(&root, crash_config(FlushMode::Async)).unwrap();
+    match store.get("alpha", 0, 10, 1) {
+        Err(rocketstore::Error::CorruptRecord { .. } | rocketstore::Error::Corruption { .. }) => {}
+        other => panic!("expected a corruption error, got {other:?}"),
+    }
+    store.close().unwrap();
+    let store = Store::open(&root, crash_config(FlushMode::Async)).unwrap();
+    assert!(store.recovery_report().derived_rebuilt);
+    assert_same_image(&want, &store_image(&store, &keys), "after the rebuild");
+    store.close().unwrap();
+}
