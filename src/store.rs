@@ -905,7 +905,7 @@ impl Inner {
                     }
                 })?;
             let end = first + buf.len() as u64;
-            if let Err(e) = self.dispatch_range(&queue, first, end) {
+            if let Err(e) = self.dispatch_range(&queue, &st.appender, first, end) {
                 // The records are in the CommitLog; recovery will dispatch them at the next open.
                 self.set_read_only(format!("dispatch failed: {e}"));
                 return Err(e);
@@ -929,11 +929,17 @@ impl Inner {
     }
 
     /// Dispatches the records just written in `[first, end)` (decoded from the mapping, the same
-    /// path recovery takes).
-    fn dispatch_range(&self, queue: &ConsumeQueue, first: u64, end: u64) -> Result<()> {
+    /// path recovery takes). They are in the appender's segment: no segment-list lookup.
+    fn dispatch_range(
+        &self,
+        queue: &ConsumeQueue,
+        app: &Appender,
+        first: u64,
+        end: u64,
+    ) -> Result<()> {
         let (file, pos) = self
             .commitlog
-            .locate(first, (end - first) as usize)
+            .locate_appended(app, first, (end - first) as usize)
             .ok_or_else(|| Error::Corruption {
                 path: self.commitlog.dir().to_path_buf(),
                 offset: first,
