@@ -37,7 +37,34 @@ pub const MAX_TOPIC_LEN: usize = 255;
 /// RocketMQ caps one index query at 64 results (`maxMsgsNumBatch`).
 pub const MAX_QUERY_RESULTS: usize = 64;
 
-type QueueTable = HashMap<String, HashMap<i32, Arc<ConsumeQueue>>>;
+type QueueTable = HashMap<String, HashMap<i32, Arc<ConsumeQueue>, QueueIdHash>>;
+
+/// Hashes a queue id with one multiply instead of SipHash: the queue table is looked up on
+/// every put, and the ids are small integers the store validated (`< max_queues_per_topic`), so
+/// keyed hashing buys nothing there. Topics keep the default (keyed) hasher.
+type QueueIdHash = std::hash::BuildHasherDefault<QueueIdHasher>;
+
+/// See [`QueueIdHash`].
+#[derive(Default)]
+struct QueueIdHasher(u64);
+
+impl std::hash::Hasher for QueueIdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_i32(&mut self, id: i32) {
+        // Fibonacci hashing: the high bits (hashbrown's tag) and the low bits (its bucket
+        // index) both vary with the id.
+        self.0 = (u64::from(id as u32) ^ self.0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// A message store on one root directory. `Send + Sync`: share it between threads by reference
 /// or in an `Arc`.
