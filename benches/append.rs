@@ -2,13 +2,12 @@
 //! run; then the process's anonymous memory after 1M and 4M puts.
 //!
 //! * `append_async/<size>/<n>p`: `Store::put` of one message (topic `bench`, tag `TagA`, no keys,
-//!   8 queues round-robin), Async flush, default config (1 GiB segments, the next one created in
-//!   the background, a 64 MiB window ahead of the writer prefaulted in the background), `n`
-//!   producer threads sharing the store. Each case starts on a
+//!   8 queues round-robin), Async flush, default config (1 GiB segments, the next one created and
+//!   prefaulted in the background), `n` producer threads sharing the store. Each case starts on a
 //!   new store that is first written (untimed) past its first segment, so the timed puts land in
 //!   segments the store prepared in the background (the steady state).
 //! * `append_async/1KiB/1p_first_segment`: the same into the first segment of a new store, which
-//!   is created on the put path (its prefault window starts with the first put).
+//!   is created on the put path without prefault.
 //! * `ceiling_mmap_copy/<size>`: copying the same record bytes (the length a put reports) into a
 //!   preallocated, prefaulted 256 MiB shared file mapping, cyclically — one stream, because the
 //!   CommitLog is one stream whatever the number of producers.
@@ -170,8 +169,8 @@ fn bench_async(c: &mut Criterion, timing: &Timing) {
             store.close().unwrap();
         }
     }
-    // The first segment of a new store is created on the put path (the segments after it are
-    // prepared in the background): measured separately, 1 KiB, 1 producer.
+    // The first segment of a new store is created on the put path without prefault (only the
+    // segments after it are prepared in the background): measured separately, 1 KiB, 1 producer.
     if common::selected("append_async/1KiB/1p_first_segment") {
         let body = vec![0x5Au8; 1024];
         let dir = tempdir();
@@ -186,8 +185,8 @@ fn bench_async(c: &mut Criterion, timing: &Timing) {
 }
 
 /// Untimed puts until the log has rolled into its second segment, which the store prepared
-/// (created, its head prefaulted) in the background: the steady state of a running store. The
-/// first segment of a new store is created on the put path. Quick mode only writes
+/// (created and prefaulted) in the background: the steady state of a running store. The first
+/// segment of a new store is created on the put path without prefault. Quick mode only writes
 /// 20k messages (it measures the first segment).
 fn warm_past_first_segment(store: &Store, threads: usize, body: &[u8]) {
     produce(store, threads, 20_000, body, false);

@@ -36,9 +36,8 @@ pub enum WriteMode {
     /// [`FlushMode::Async`]. The default.
     #[default]
     Auto,
-    /// Records are copied into the segment's shared mapping (RocketMQ's default). A window of
-    /// 64 MiB ahead of the writer is write-prefaulted in the background (with
-    /// [`StoreConfig::preallocate_next_segment`]); segments are flushed with a range `msync`.
+    /// Records are copied into the segment's shared mapping (RocketMQ's default). Segments are
+    /// prefaulted in the background and flushed with a range `msync`.
     Mmap,
     /// Write-buffer mode (in the spirit of RocketMQ's transient store pool): each put's records
     /// are encoded into a per-thread buffer and written to the segment with `pwrite`; readers
@@ -118,9 +117,8 @@ pub struct StoreConfig {
     pub salvage_corrupt_log: bool,
     /// How records reach the CommitLog file. Default [`WriteMode::Auto`].
     pub write_mode: WriteMode,
-    /// Prepare (create, allocate) the next CommitLog segment in a background thread so a roll
-    /// never waits for the disk, and, in [`WriteMode::Mmap`], keep the 64 MiB ahead of the
-    /// writer write-prefaulted in another, so appends take no page faults. Default true.
+    /// Prepare (create, allocate, prefault) the next CommitLog segment in a background thread so
+    /// a roll never waits for the disk. Default true.
     pub preallocate_next_segment: bool,
     /// The store host written into every record (RocketMQ writes the broker's address).
     /// Default 127.0.0.1:10911.
