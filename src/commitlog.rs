@@ -3,17 +3,8 @@
 //!
 //! Appends happen under the store's append lock through an [`Appender`]; readers find records
 //! through the segment list and see bytes once the segment's write position covers them. The
-//! next segment is created and allocated by a background [`Allocator`] so that a roll does not
-//! wait for the disk. In mmap write mode a background [`Prefaulter`] keeps a window of
-//! [`PREFAULT_WINDOW_BYTES`] ahead of the writer write-faulted, so appends take no page faults.
-//!
-//! Why a window and not whole segments: a write prefault of a fresh file's pages allocates and
-//! zeroes them and leaves them dirty. Prefaulting a whole 1 GiB segment at once costs ~0.3 s of
-//! a core in one burst (competing with the producer on a small machine) and leaves up to 1 GiB
-//! of dirty zero pages that kernel writeback may write to disk and write-protect again before
-//! the writer reaches them (each such page then faults on the put path a second time). A window
-//! that moves with the writer does the same zeroing spread evenly, covers the first segment of
-//! a new store too, and keeps pages dirty-but-unwritten for milliseconds, not seconds.
+//! next segment is created, allocated and prefaulted by a background [`Allocator`] so that a roll
+//! does not wait for the disk.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -27,25 +18,6 @@ use crate::error::{Error, Result};
 use crate::format::record::{self, EncodedLayout, END_FILE_MIN_BLANK_LENGTH};
 use crate::segments::{file_name, Segment, SegmentList};
 use crate::storage::{FlushStrategy, MappedFile, MappedWriter, Vfs};
-
-/// Bytes after the write position kept write-faulted in mmap write mode. Sized so the writer
-/// does not catch up with the prefaulter while it waits for a core: ~60 ms of appends at
-/// 1 GB/s.
-pub(crate) const PREFAULT_WINDOW_BYTES: usize = 64 << 20;
-
-/// The writer asks the prefaulter to extend the window each time it has used this much of it,
-/// so the request (a lock and a wake-up) is paid once per this many bytes, not per put.
-const PREFAULT_STEP_BYTES: usize = 8 << 20;
-
-/// The prefaulter faults at most this much per call, then looks at the writer's position again
-/// (and at shutdown).
-const PREFAULT_CHUNK_BYTES: usize = 1 << 20;
-
-/// When the writer has caught up with the prefaulter (a writer faster than one core can fault
-/// pages, e.g. 16 KiB records), the prefaulter resumes this far ahead of it instead of at its
-/// position: two threads faulting the same pages wait for each other, while faulting disjoint
-/// pages splits the work between two cores.
-const PREFAULT_LEAD_BYTES: usize = 2 << 20;
 
 /// The CommitLog.
 #[derive(Debug)]
@@ -61,8 +33,6 @@ pub(crate) struct CommitLog {
     /// Wall-clock time (ms) of the last flush that made bytes durable; 0 if none yet.
     last_flush_ms: AtomicI64,
     allocator: Option<Allocator>,
-    /// Keeps the window ahead of the writer faulted in (mmap write mode with preallocation).
-    prefaulter: Option<Prefaulter>,
     write_mode: WriteMode,
 }
 
@@ -72,8 +42,6 @@ pub(crate) struct Appender {
     writer: Option<MappedWriter>,
     /// Start offset of the segment `writer` writes (or of the next one to create).
     start: u64,
-    /// End (in-segment position) of the prefault window last requested for `writer`'s file.
-    prefault_requested: usize,
 }
 
 impl CommitLog {
@@ -94,15 +62,9 @@ impl CommitLog {
             WriteMode::Auto => WriteMode::Mmap,
             mode => mode,
         };
-        let prefault = preallocate && write_mode == WriteMode::Mmap;
-        let head_prefault = if prefault {
-            PREFAULT_WINDOW_BYTES.min(size)
-        } else {
-            0
-        };
+        let prefault = write_mode == WriteMode::Mmap;
         let allocator =
-            preallocate.then(|| Allocator::start(vfs.clone(), dir.clone(), size, head_prefault));
-        let prefaulter = prefault.then(Prefaulter::start);
+            preallocate.then(|| Allocator::start(vfs.clone(), dir.clone(), size, prefault));
         CommitLog {
             vfs,
             segments: SegmentList::new(dir, size, segs),
@@ -111,7 +73,6 @@ impl CommitLog {
             flush_lock: Mutex::new(()),
             last_flush_ms: AtomicI64::new(0),
             allocator,
-            prefaulter,
             write_mode,
         }
     }
@@ -129,44 +90,20 @@ impl CommitLog {
                 if let Some(a) = &self.allocator {
                     a.request(last.start + size);
                 }
-                let mut app = Appender {
+                return Ok(Appender {
                     writer: Some(writer),
                     start: last.start,
-                    prefault_requested: 0,
-                };
-                self.extend_prefault_window(&mut app);
-                return Ok(app);
+                });
             }
             return Ok(Appender {
                 writer: None,
                 start: last.start + size,
-                prefault_requested: 0,
             });
         }
         Ok(Appender {
             writer: None,
             start: end - end % size,
-            prefault_requested: 0,
         })
-    }
-
-    /// Asks the prefaulter to fault `[position, position + PREFAULT_WINDOW_BYTES)` of the
-    /// active segment once the writer has used [`PREFAULT_STEP_BYTES`] of the last window.
-    /// A comparison per put; a lock and a wake-up once per step.
-    fn extend_prefault_window(&self, app: &mut Appender) {
-        let (Some(prefaulter), Some(writer)) = (&self.prefaulter, &app.writer) else {
-            return;
-        };
-        let wanted = writer
-            .position()
-            .saturating_add(PREFAULT_WINDOW_BYTES)
-            .min(writer.file().size());
-        if wanted >= app.prefault_requested.saturating_add(PREFAULT_STEP_BYTES)
-            || (wanted == writer.file().size() && wanted > app.prefault_requested)
-        {
-            prefaulter.request(writer.file(), app.prefault_requested, wanted);
-            app.prefault_requested = wanted;
-        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -227,7 +164,6 @@ impl CommitLog {
         debug_assert!(appended, "space was checked above");
         self.max_offset
             .store(first + total as u64, Ordering::Release);
-        self.extend_prefault_window(app);
         Ok(first)
     }
 
@@ -245,19 +181,15 @@ impl CommitLog {
             self.max_offset.store(app.start, Ordering::Release);
         }
         let start = app.start;
-        // A prepared segment comes with its head prefaulted; one created here has nothing.
-        let (file, head_prefaulted) = match &self.allocator {
+        let file = match &self.allocator {
             Some(a) => a.take(start)?,
-            None => (
-                create_segment(
-                    &*self.vfs,
-                    self.dir(),
-                    start,
-                    self.segments.segment_size(),
-                    0,
-                )?,
-                0,
-            ),
+            None => create_segment(
+                &*self.vfs,
+                self.dir(),
+                start,
+                self.segments.segment_size(),
+                false,
+            )?,
         };
         let file = Arc::new(file);
         let writer = file.writer().expect("fresh segment has no writer");
@@ -266,7 +198,6 @@ impl CommitLog {
             a.request(start + size);
         }
         app.writer = Some(writer);
-        app.prefault_requested = head_prefaulted;
         Ok(())
     }
 
@@ -401,11 +332,8 @@ impl CommitLog {
         Ok(deleted)
     }
 
-    /// Stops the prefaulter and the allocator and removes a prepared but unused segment.
+    /// Stops the allocator and removes a prepared but unused segment.
     pub fn shutdown(&self) -> Result<()> {
-        if let Some(p) = &self.prefaulter {
-            p.shutdown();
-        }
         if let Some(a) = &self.allocator {
             a.shutdown()?;
         }
@@ -413,20 +341,20 @@ impl CommitLog {
     }
 }
 
-/// Creates segment `start` in `dir`: allocated (never sparse), its first `prefault_bytes`
-/// write-prefaulted, and its directory entry made durable before anything is written into it.
+/// Creates segment `start` in `dir`: allocated (never sparse), optionally prefaulted, and its
+/// directory entry made durable before anything is written into it.
 fn create_segment(
     vfs: &dyn Vfs,
     dir: &Path,
     start: u64,
     size: usize,
-    prefault_bytes: usize,
+    prefault: bool,
 ) -> Result<MappedFile> {
     let path = dir.join(file_name(start));
     let file = MappedFile::create(vfs, &path, size).map_err(|e| Error::io(path.clone(), e))?;
-    if prefault_bytes > 0 {
+    if prefault {
         // Best effort: only speed depends on it.
-        let _ = file.prefault_range(0, prefault_bytes);
+        let _ = file.prefault();
     }
     // The file's length and allocation first, then its directory entry: after a crash the
     // segment is either absent or whole-length, never a short file recovery must reject.
@@ -460,19 +388,19 @@ struct AllocState {
 struct AllocShared {
     vfs: Arc<dyn Vfs>,
     dir: PathBuf,
-    /// Bytes at the head of a prepared segment to write-prefault (0 unless mmap write mode).
-    head_prefault: usize,
+    /// Write-prefault prepared segments (mmap write mode only).
+    prefault: bool,
     size: usize,
     state: Mutex<AllocState>,
     cv: Condvar,
 }
 
 impl Allocator {
-    fn start(vfs: Arc<dyn Vfs>, dir: PathBuf, size: usize, head_prefault: usize) -> Self {
+    fn start(vfs: Arc<dyn Vfs>, dir: PathBuf, size: usize, prefault: bool) -> Self {
         let shared = Arc::new(AllocShared {
             vfs,
             dir,
-            head_prefault,
+            prefault,
             size,
             state: Mutex::new(AllocState::default()),
             cv: Condvar::new(),
@@ -497,16 +425,16 @@ impl Allocator {
         }
     }
 
-    /// The prepared segment `start` and how many bytes at its head are prefaulted, waiting for
-    /// it if it is being prepared, creating it here (nothing prefaulted) if nobody asked for it.
-    fn take(&self, start: u64) -> Result<(MappedFile, usize)> {
+    /// The prepared segment `start`, waiting for it if it is being prepared, creating it here if
+    /// nobody asked for it.
+    fn take(&self, start: u64) -> Result<MappedFile> {
         let sh = &self.shared;
         let mut st = sh.state.lock();
         loop {
             if st.ready.as_ref().is_some_and(|(s, _)| *s == start) {
                 let (_, file) = st.ready.take().expect("checked");
                 sh.cv.notify_all();
-                return file.map(|f| (f, sh.head_prefault));
+                return file;
             }
             if st.busy == Some(start) || st.wanted == Some(start) {
                 sh.cv.wait(&mut st);
@@ -517,7 +445,7 @@ impl Allocator {
                 let _ = stale.delete(&*sh.vfs);
             }
             drop(st);
-            return create_segment(&*sh.vfs, &sh.dir, start, sh.size, 0).map(|f| (f, 0));
+            return create_segment(&*sh.vfs, &sh.dir, start, sh.size, false);
         }
     }
 
@@ -563,8 +491,7 @@ impl AllocShared {
             }
             st.busy = Some(start);
             drop(st);
-            let result =
-                create_segment(&*self.vfs, &self.dir, start, self.size, self.head_prefault);
+            let result = create_segment(&*self.vfs, &self.dir, start, self.size, self.prefault);
             st = self.state.lock();
             st.busy = None;
             st.ready = Some((start, result));
@@ -576,124 +503,5 @@ impl AllocShared {
 impl Drop for Allocator {
     fn drop(&mut self) {
         let _ = self.shutdown();
-    }
-}
-
-/// Background write prefault of the window ahead of the CommitLog writer (mmap write mode).
-///
-/// The writer posts the segment and the end of the window it wants; the thread faults the pages
-/// from wherever it got to (or from the writer's position, for a new segment) up to that end.
-/// `MADV_POPULATE_WRITE` changes no byte, so racing the writer on a page is harmless: whoever
-/// comes first takes the fault.
-#[derive(Debug)]
-struct Prefaulter {
-    shared: Arc<PrefaultShared>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-}
-
-#[derive(Debug, Default)]
-struct PrefaultState {
-    /// The latest window asked for: segment, where the previous window of that segment ended
-    /// (already asked for, or prefaulted with the segment), end position (exclusive).
-    wanted: Option<(Arc<MappedFile>, usize, usize)>,
-    shutdown: bool,
-}
-
-#[derive(Debug, Default)]
-struct PrefaultShared {
-    state: Mutex<PrefaultState>,
-    cv: Condvar,
-}
-
-impl Prefaulter {
-    fn start() -> Self {
-        let shared = Arc::new(PrefaultShared::default());
-        let s = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("rocketstore-prefault".into())
-            .spawn(move || s.run())
-            .expect("spawn prefault thread");
-        Prefaulter {
-            shared,
-            thread: Mutex::new(Some(thread)),
-        }
-    }
-
-    fn request(&self, file: &Arc<MappedFile>, from: usize, end: usize) {
-        let mut st = self.shared.state.lock();
-        if !st.shutdown {
-            // An unserved request of the same segment keeps its start.
-            let from = match &st.wanted {
-                Some((f, prev, _)) if Arc::ptr_eq(f, file) => from.min(*prev),
-                _ => from,
-            };
-            st.wanted = Some((Arc::clone(file), from, end));
-            self.shared.cv.notify_one();
-        }
-    }
-
-    fn shutdown(&self) {
-        {
-            let mut st = self.shared.state.lock();
-            st.shutdown = true;
-            st.wanted = None;
-            self.shared.cv.notify_all();
-        }
-        if let Some(t) = self.thread.lock().take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl PrefaultShared {
-    fn run(&self) {
-        // The segment being worked on and how far its pages are faulted.
-        let mut current: Option<(Arc<MappedFile>, usize)> = None;
-        let mut st = self.state.lock();
-        loop {
-            if st.shutdown {
-                return;
-            }
-            let Some((file, from, end)) = st.wanted.take() else {
-                self.cv.wait(&mut st);
-                continue;
-            };
-            drop(st);
-            // Holding the previous segment until the writer moves on is harmless: a deleted
-            // file's mapping stays valid, and the active segment is never deleted.
-            let done = match &current {
-                Some((f, done)) if Arc::ptr_eq(f, &file) => *done,
-                _ => from,
-            };
-            let mut pos = done;
-            loop {
-                // Pages below the writer's position were faulted by its own writes; the pages
-                // just after it are about to be.
-                let writer_at = file.write_position();
-                if pos < writer_at {
-                    pos = writer_at.saturating_add(PREFAULT_LEAD_BYTES);
-                }
-                if pos >= end {
-                    break;
-                }
-                let len = (end - pos).min(PREFAULT_CHUNK_BYTES);
-                // Best effort: only speed depends on it.
-                if file.prefault_range(pos, len).is_err() {
-                    break;
-                }
-                pos += len;
-                if self.state.lock().shutdown {
-                    return;
-                }
-            }
-            current = Some((file, pos.max(done)));
-            st = self.state.lock();
-        }
-    }
-}
-
-impl Drop for Prefaulter {
-    fn drop(&mut self) {
-        self.shutdown();
     }
 }
