@@ -153,8 +153,8 @@ unsafe impl MapRegion for FaultyRegion {
         self.faults.before_sync()?;
         self.inner.flush_range(offset, len)
     }
-    fn prefault_write(&self) -> io::Result<()> {
-        self.inner.prefault_write()
+    fn prefault_write_range(&self, offset: usize, len: usize) -> io::Result<()> {
+        self.inner.prefault_write_range(offset, len)
     }
     fn advise_sequential(&self) -> io::Result<()> {
         self.inner.advise_sequential()

@@ -580,8 +580,13 @@ impl IndexService {
     pub fn reserve(&self, vfs: &dyn Vfs, entries: u32) -> Result<()> {
         // A file holds max_entries - 1 entries (the count starts at 1, as in RocketMQ).
         let want = entries.min(self.max_entries - 1).max(1);
-        let last = self.files.read().last().cloned();
-        if last.is_some_and(|f| f.max_entries - f.index_count.load(Ordering::Acquire) >= want) {
+        // Checked under the read lock: no Arc clone and drop per put.
+        if self
+            .files
+            .read()
+            .last()
+            .is_some_and(|f| f.max_entries - f.index_count.load(Ordering::Acquire) >= want)
+        {
             return Ok(());
         }
         let mut standby = self.standby.lock();

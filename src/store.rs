@@ -37,7 +37,34 @@ pub const MAX_TOPIC_LEN: usize = 255;
 /// RocketMQ caps one index query at 64 results (`maxMsgsNumBatch`).
 pub const MAX_QUERY_RESULTS: usize = 64;
 
-type QueueTable = HashMap<String, HashMap<i32, Arc<ConsumeQueue>>>;
+type QueueTable = HashMap<String, HashMap<i32, Arc<ConsumeQueue>, QueueIdHash>>;
+
+/// Hashes a queue id with one multiply instead of SipHash: the queue table is looked up on
+/// every put, and the ids are small integers the store validated (`< max_queues_per_topic`), so
+/// keyed hashing buys nothing there. Topics keep the default (keyed) hasher.
+type QueueIdHash = std::hash::BuildHasherDefault<QueueIdHasher>;
+
+/// See [`QueueIdHash`].
+#[derive(Default)]
+struct QueueIdHasher(u64);
+
+impl std::hash::Hasher for QueueIdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_i32(&mut self, id: i32) {
+        // Fibonacci hashing: the high bits (hashbrown's tag) and the low bits (its bucket
+        // index) both vary with the id.
+        self.0 = (u64::from(id as u32) ^ self.0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// A message store on one root directory. `Send + Sync`: share it between threads by reference
 /// or in an `Arc`.
@@ -931,7 +958,7 @@ impl Inner {
                     }
                 })?;
             let end = first + buf.len() as u64;
-            if let Err(e) = self.dispatch_range(&queue, first, end) {
+            if let Err(e) = self.dispatch_range(&queue, &st.appender, first, end) {
                 // The records are in the CommitLog; recovery will dispatch them at the next open.
                 self.set_read_only(format!("dispatch failed: {e}"));
                 return Err(e);
@@ -955,11 +982,17 @@ impl Inner {
     }
 
     /// Dispatches the records just written in `[first, end)` (decoded from the mapping, the same
-    /// path recovery takes).
-    fn dispatch_range(&self, queue: &ConsumeQueue, first: u64, end: u64) -> Result<()> {
+    /// path recovery takes). They are in the appender's segment: no segment-list lookup.
+    fn dispatch_range(
+        &self,
+        queue: &ConsumeQueue,
+        app: &Appender,
+        first: u64,
+        end: u64,
+    ) -> Result<()> {
         let (file, pos) = self
             .commitlog
-            .locate(first, (end - first) as usize)
+            .locate_appended(app, first, (end - first) as usize)
             .ok_or_else(|| Error::Corruption {
                 path: self.commitlog.dir().to_path_buf(),
                 offset: first,

@@ -136,7 +136,28 @@ pub struct EncodedLayout {
     pub store_timestamp_pos: usize,
     /// The record ends with a `__CRC32#` property that [`finalize`] fills.
     pub has_crc_property: bool,
+    /// For a record with a CRC property and a body of at least [`COMBINE_CRC_MIN_BODY`] bytes:
+    /// where the body is and its (unmasked) CRC32, computed once for BODYCRC, so [`finalize`]
+    /// need not read the body a second time for the whole-record CRC.
+    pub body_crc: Option<BodyCrc>,
 }
+
+/// A record's body position, length and unmasked CRC32 (see [`EncodedLayout::body_crc`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BodyCrc {
+    /// Offset of the body in the record.
+    pub pos: usize,
+    /// Body length in bytes.
+    pub len: usize,
+    /// `crc32(body)` before masking.
+    pub crc: u32,
+}
+
+/// From this body size on, [`finalize`] computes the whole-record CRC from the CRCs of the bytes
+/// before and after the body and the body's own CRC (`crc32_combine`, a few hundred ns) instead
+/// of a second pass over the body (~0.12 ns per byte here): the combine is slower than hashing
+/// a body of 1 KiB and saves ~1.7 µs on one of 16 KiB.
+pub const COMBINE_CRC_MIN_BODY: usize = 4096;
 
 /// The properties dispatch reads from every record ([`RecordView::dispatch_properties`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -605,7 +626,8 @@ pub fn encode(
     buf.reserve(total);
     put_i32(buf, total as i32);
     put_u32(buf, if v2 { MAGIC_V2 } else { MAGIC_V1 });
-    put_u32(buf, masked_crc32(body));
+    let body_crc = crc32fast::hash(body);
+    put_u32(buf, body_crc & 0x7FFF_FFFF);
     put_i32(buf, fields.queue_id);
     put_i32(buf, fields.flag);
     put_i64(buf, 0);
@@ -618,6 +640,7 @@ pub fn encode(
     put_i32(buf, fields.reconsume_times);
     put_i64(buf, fields.prepared_transaction_offset);
     put_i32(buf, body.len() as i32);
+    let body_pos = buf.len();
     buf.extend_from_slice(body);
     if v2 {
         put_i16(buf, topic.len() as i16);
@@ -641,6 +664,13 @@ pub fn encode(
         total_size: total,
         store_timestamp_pos: POS_BORN_HOST + host_len(born_v6),
         has_crc_property: opts.append_crc_property,
+        body_crc: (opts.append_crc_property && body.len() >= COMBINE_CRC_MIN_BODY).then_some(
+            BodyCrc {
+                pos: body_pos,
+                len: body.len(),
+                crc: body_crc,
+            },
+        ),
     })
 }
 
@@ -668,7 +698,21 @@ pub fn finalize(
     BigEndian::write_i64(&mut record[layout.store_timestamp_pos..], store_timestamp);
     if layout.has_crc_property {
         let crc_pos = layout.total_size - CRC32_RESERVED_LEN;
-        let crc = masked_crc32(&record[..crc_pos]);
+        let crc = match layout.body_crc {
+            Some(body) => {
+                // crc(head ‖ body ‖ tail) without reading the body again.
+                let body_end = body.pos + body.len;
+                let mut hasher = crc32fast::Hasher::new();
+                hasher.update(&record[..body.pos]);
+                hasher.combine(&crc32fast::Hasher::new_with_initial_len(
+                    body.crc,
+                    body.len as u64,
+                ));
+                hasher.update(&record[body_end..crc_pos]);
+                hasher.finalize() & 0x7FFF_FFFF
+            }
+            None => masked_crc32(&record[..crc_pos]),
+        };
         properties::write_crc_property(&mut record[crc_pos..], crc);
     }
 }
@@ -1248,6 +1292,7 @@ mod tests {
                 total_size: 114,
                 store_timestamp_pos: 68,
                 has_crc_property: false,
+                body_crc: None,
             }
         );
         finalize(&mut buf, &layout, 0, 0, 2000);
@@ -1551,6 +1596,33 @@ mod tests {
             err.to_string(),
             "body is 11 bytes, more than the maximum of 10"
         );
+    }
+
+    #[test]
+    fn combined_record_crc_equals_a_second_pass_over_the_record() {
+        for body_len in [
+            COMBINE_CRC_MIN_BODY - 1,
+            COMBINE_CRC_MIN_BODY,
+            16 * 1024,
+            100_003,
+        ] {
+            let body: Vec<u8> = (0..body_len).map(|i| (i * 31 + 7) as u8).collect();
+            let fields = RecordFields {
+                body: &body,
+                ..foo_bar_fields()
+            };
+            let mut buf = Vec::new();
+            let layout = encode(&mut buf, &fields, &WITH_CRC).unwrap();
+            assert_eq!(
+                layout.body_crc.is_some(),
+                body_len >= COMBINE_CRC_MIN_BODY,
+                "{body_len}"
+            );
+            finalize(&mut buf, &layout, 5, 1 << 33, 1_700_000_000_000);
+            let crc_pos = buf.len() - CRC32_RESERVED_LEN;
+            let stored = properties::parse_crc_property(&buf[crc_pos - 1..]);
+            assert_eq!(stored, Some(masked_crc32(&buf[..crc_pos])), "{body_len}");
+        }
     }
 
     #[test]

@@ -291,11 +291,20 @@ unsafe impl MapRegion for OsMapRegion {
         self.raw.flush_range(offset, len)
     }
 
-    fn prefault_write(&self) -> io::Result<()> {
-        if !self.writable {
+    fn prefault_write_range(&self, offset: usize, len: usize) -> io::Result<()> {
+        if offset
+            .checked_add(len)
+            .is_none_or(|end| end > self.raw.len())
+        {
+            return Err(invalid_input(format!(
+                "prefault of [{offset}, +{len}) outside a mapping of {} bytes",
+                self.raw.len()
+            )));
+        }
+        if !self.writable || len == 0 {
             return Ok(());
         }
-        populate_write(&self.raw)
+        populate_write(&self.raw, offset, len)
     }
 
     fn advise_sequential(&self) -> io::Result<()> {
@@ -315,11 +324,14 @@ impl Drop for OsLockGuard {
     }
 }
 
-/// `MADV_POPULATE_WRITE` over the whole mapping; `Ok(())` when the kernel does not know the
-/// advice (`EINVAL`, before Linux 5.14).
+/// `MADV_POPULATE_WRITE` over the pages covering `[offset, offset + len)` (inside the mapping,
+/// checked by the caller); `Ok(())` when the kernel does not know the advice (`EINVAL`, before
+/// Linux 5.14). There is deliberately no fallback that touches a byte per page: the range may
+/// be written by the mapped file's writer at the same time, and a read-and-write-back of a
+/// byte could undo its store; without the advice the writer takes its own faults.
 #[cfg(target_os = "linux")]
-fn populate_write(raw: &MmapRaw) -> io::Result<()> {
-    match raw.advise(Advice::PopulateWrite) {
+fn populate_write(raw: &MmapRaw, offset: usize, len: usize) -> io::Result<()> {
+    match raw.advise_range(Advice::PopulateWrite, offset, len) {
         Err(err) if err.raw_os_error() == Some(libc::EINVAL) => Ok(()),
         result => result,
     }
@@ -327,7 +339,7 @@ fn populate_write(raw: &MmapRaw) -> io::Result<()> {
 
 /// No write prefault outside Linux: first writes take their page faults.
 #[cfg(not(target_os = "linux"))]
-fn populate_write(_raw: &MmapRaw) -> io::Result<()> {
+fn populate_write(_raw: &MmapRaw, _offset: usize, _len: usize) -> io::Result<()> {
     Ok(())
 }
 

@@ -1385,7 +1385,13 @@ unsafe impl MapRegion for SimMapRegion {
         Ok(())
     }
 
-    fn prefault_write(&self) -> io::Result<()> {
+    fn prefault_write_range(&self, offset: usize, len: usize) -> io::Result<()> {
+        if offset.checked_add(len).is_none_or(|end| end > self.len()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("prefault of [{offset}, +{len}) outside the mapping"),
+            ));
+        }
         Ok(())
     }
 

@@ -168,7 +168,7 @@ pub trait VfsFile: Send + Sync + Debug {
 /// * for a writable region, [`as_mut_ptr`](Self::as_mut_ptr) returns that same pointer, valid
 ///   for writes of `len` bytes; for a read-only region it returns null;
 /// * the memory is not freed, moved or remapped before the region drops, and no method of the
-///   region writes to it except as the file's own data changes (`flush_range`, `prefault_write`
+///   region writes to it except as the file's own data changes (`flush_range`, `prefault_write*`
 ///   and `advise_sequential` leave every byte's value unchanged);
 /// * the region is safe to use from several threads at once (`Send + Sync`).
 ///
@@ -195,10 +195,18 @@ pub unsafe trait MapRegion: Send + Sync + Debug {
     /// if the range is not inside the mapping.
     fn flush_range(&self, offset: usize, len: usize) -> io::Result<()>;
 
-    /// Pre-faults the mapping for writing (`MADV_POPULATE_WRITE`) so first writes do not take
-    /// page faults. `Ok(())` without doing anything where the kernel refuses with `EINVAL`
-    /// (kernel before 5.14) and for a read-only mapping.
-    fn prefault_write(&self) -> io::Result<()>;
+    /// Pre-faults the whole mapping for writing; see
+    /// [`prefault_write_range`](Self::prefault_write_range).
+    fn prefault_write(&self) -> io::Result<()> {
+        self.prefault_write_range(0, self.len())
+    }
+
+    /// Pre-faults the pages covering `[offset, offset + len)` for writing
+    /// (`MADV_POPULATE_WRITE`) so first writes there take no page faults; every byte keeps its
+    /// value, so this may run while a writer writes the same pages. `InvalidInput` if the range
+    /// is not inside the mapping. `Ok(())` without doing anything where the kernel refuses with
+    /// `EINVAL` (kernel before 5.14) and for a read-only mapping.
+    fn prefault_write_range(&self, offset: usize, len: usize) -> io::Result<()>;
 
     /// Hints sequential read access (`MADV_SEQUENTIAL`); best effort, callers may ignore the
     /// result.
