@@ -188,12 +188,6 @@ impl Drop for Appending<'_> {
     }
 }
 
-/// How long the only waiting put spins for its sync before it parks.
-const WAIT_SPIN: std::time::Duration = std::time::Duration::from_micros(200);
-
-/// How long the sync thread watches for the next append before it sleeps.
-const SYNC_SPIN: std::time::Duration = std::time::Duration::from_micros(20);
-
 /// How long the sync thread waits for puts still appending before it syncs.
 const GROUP_GATHER: std::time::Duration = std::time::Duration::from_micros(50);
 
@@ -1024,7 +1018,7 @@ impl Inner {
         }
         let deadline = Instant::now() + self.config.sync_flush_timeout;
         let gc = &self.group_commit;
-        let alone = {
+        {
             let mut st = gc.state.lock();
             st.waiters.push((end, std::thread::current()));
             if end > st.requested {
@@ -1032,16 +1026,6 @@ impl Inner {
                 if st.idle {
                     gc.work.notify_one();
                 }
-            }
-            st.waiters.len() == 1
-        };
-        if alone {
-            // The only waiter spins through one sync instead of parking: on this VM an idle
-            // vCPU takes tens of microseconds to wake, a large part of one fdatasync. Others
-            // park, so the spinning never competes with the producers for the CPUs.
-            let until = Instant::now() + WAIT_SPIN;
-            while self.commitlog.flushed_offset() < end && Instant::now() < until {
-                std::hint::spin_loop();
             }
         }
         loop {
@@ -1082,17 +1066,6 @@ impl Inner {
         let gc = &self.group_commit;
         let mut st = gc.state.lock();
         loop {
-            if st.requested <= st.served && !st.stop {
-                // A producer's next put usually follows within microseconds: watch for its
-                // append a moment before sleeping, so it need not wake this thread.
-                let served = st.served;
-                drop(st);
-                let until = Instant::now() + SYNC_SPIN;
-                while self.commitlog.max_offset() <= served && Instant::now() < until {
-                    std::hint::spin_loop();
-                }
-                st = gc.state.lock();
-            }
             while st.requested <= st.served && self.commitlog.max_offset() <= st.served && !st.stop
             {
                 st.idle = true;
