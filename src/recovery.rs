@@ -69,8 +69,9 @@ pub struct RecoveryReport {
     pub dispatched_from: u64,
     /// After an unclean shutdown with an intact checkpoint: why the derived data could not be
     /// kept up to the checkpoint (a check failed, or a re-dispatched record did not continue
-    /// its queue), so it was rebuilt from the whole CommitLog ([`derived_rebuilt`]
-    /// (Self::derived_rebuilt) is set). `None` when there was nothing to doubt.
+    /// its queue), so it was rebuilt from the whole CommitLog
+    /// ([`derived_rebuilt`](Self::derived_rebuilt) is set). `None` when there was nothing to
+    /// doubt.
     pub derived_fallback: Option<String>,
     /// Why the checkpoint was not believed (it claimed more durable data than the CommitLog
     /// holds, or its durable offset is not where the last record ends): recovery then scanned
