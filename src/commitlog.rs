@@ -45,6 +45,10 @@ pub(crate) struct Appender {
     writer: Option<MappedWriter>,
     /// Start offset of the segment `writer` writes (or of the next one to create).
     start: u64,
+    /// The allocator was asked for the segment after `start`. Not at open: a store opened to
+    /// read, or closed before it writes, should not create and prefault a whole segment (1 GiB
+    /// of zeros by default, written on the second core while recovery runs on the first).
+    next_requested: bool,
 }
 
 impl CommitLog {
@@ -90,22 +94,22 @@ impl CommitLog {
                     path: last.file.path().to_path_buf(),
                     source: std::io::Error::other("segment already has a writer"),
                 })?;
-                if let Some(a) = &self.allocator {
-                    a.request(last.start + size);
-                }
                 return Ok(Appender {
                     writer: Some(writer),
                     start: last.start,
+                    next_requested: false,
                 });
             }
             return Ok(Appender {
                 writer: None,
                 start: last.start + size,
+                next_requested: false,
             });
         }
         Ok(Appender {
             writer: None,
             start: end - end % size,
+            next_requested: false,
         })
     }
 
@@ -142,6 +146,11 @@ impl CommitLog {
         let fits = |w: &MappedWriter| w.remaining() >= total + END_FILE_MIN_BLANK_LENGTH;
         if !app.writer.as_ref().is_some_and(fits) {
             self.roll(app)?;
+        } else if !app.next_requested {
+            if let Some(a) = &self.allocator {
+                a.request(app.start + self.segments.segment_size() as u64);
+            }
+            app.next_requested = true;
         }
         let writer = app.writer.as_mut().expect("roll leaves a writer");
         let first = app.start + writer.position() as u64;
@@ -200,6 +209,7 @@ impl CommitLog {
         if let Some(a) = &self.allocator {
             a.request(start + size);
         }
+        app.next_requested = true;
         app.writer = Some(writer);
         Ok(())
     }
