@@ -547,13 +547,9 @@ impl IndexService {
                 return Ok(());
             }
         }
-        let topic = rec.topic();
         let ts = rec.store_timestamp();
-        if let Some(u) = props.uniq_key {
-            self.put(vfs, key_hash(topic, u), offset, ts)?;
-        }
-        for k in props.keys() {
-            self.put(vfs, key_hash(topic, k), offset, ts)?;
+        for hash in Self::hashes_of(rec, props) {
+            self.put(vfs, hash, offset, ts)?;
         }
         Ok(())
     }
@@ -565,13 +561,20 @@ impl IndexService {
         if rec.transaction_type() == TRANSACTION_ROLLBACK {
             return Vec::new();
         }
+        Self::hashes_of(rec, props).collect()
+    }
+
+    /// The key hashes of `rec`, unique key first (rolled-back transactions are the callers').
+    fn hashes_of<'a>(
+        rec: &'a RecordView<'_>,
+        props: &'a DispatchProperties<'_>,
+    ) -> impl Iterator<Item = i32> + 'a {
         let topic = rec.topic();
         props
             .uniq_key
             .into_iter()
             .chain(props.keys())
-            .map(|k| key_hash(topic, k))
-            .collect()
+            .map(move |k| key_hash(topic, k))
     }
 
     /// Creates the next file ahead (the standby) when the last one has fewer than `entries`

@@ -187,20 +187,8 @@ fn check_clean_end(
         .unit(q.max_offset() - 1)
         .ok_or_else(|| "newest ConsumeQueue unit unreadable".to_string())?;
     let (offset, len) = (unit.commitlog_offset as u64, unit.size as u64);
-    let bytes_at = |at: u64| -> Option<&[u8]> {
-        let idx = usize::try_from(at.checked_sub(first_start)? / size as u64).ok()?;
-        let (start, f) = files.get(idx)?;
-        f.readable().get(usize::try_from(at - start).ok()?..)
-    };
-    let opts = DecodeOptions {
-        verify_body_crc: config.check_crc_on_recover,
-        verify_record_crc: config.check_crc_on_recover && config.append_crc_property,
-        max_record_size: config.max_record_size(),
-    };
-    let record_ok = bytes_at(offset).is_some_and(|data| {
-        matches!(record::decode(data, &opts), Ok(Decoded::Record(r))
-            if r.physical_offset() as u64 == offset && r.total_size() as u64 == len)
-    });
+    let record_ok =
+        record_at(files, size, offset, config).is_some_and(|r| r.total_size() as u64 == len);
     if !record_ok {
         return Err(format!(
             "the newest ConsumeQueue unit ({}:{} at {}) does not point at its record at CommitLog offset {offset}",
@@ -217,8 +205,8 @@ fn check_clean_end(
     let blank_to_durable = durable.is_multiple_of(size as u64)
         && end < durable
         && durable - end < size as u64
-        && bytes_at(end).is_some_and(|data| {
-            matches!(record::decode(data, &opts), Ok(Decoded::Blank { total_size })
+        && bytes_at(files, size, end).is_some_and(|data| {
+            matches!(record::decode(data, &point_check_options(config)), Ok(Decoded::Blank { total_size })
                 if end + total_size as u64 == durable)
         });
     if blank_to_durable {
@@ -781,18 +769,27 @@ fn record_at<'a>(
     offset: u64,
     config: &StoreConfig,
 ) -> Option<RecordView<'a>> {
+    let data = bytes_at(files, size, offset)?;
+    match record::decode(data, &point_check_options(config)) {
+        Ok(Decoded::Record(r)) if r.physical_offset() as u64 == offset => Some(r),
+        _ => None,
+    }
+}
+
+/// The loaded CommitLog bytes from `offset` to the end of its segment.
+fn bytes_at(files: &[(u64, MappedFile)], size: usize, offset: u64) -> Option<&[u8]> {
     let first_start = files.first().map_or(0, |(s, _)| *s);
     let idx = usize::try_from(offset.checked_sub(first_start)? / size as u64).ok()?;
     let (start, f) = files.get(idx)?;
-    let data = f.readable().get(usize::try_from(offset - start).ok()?..)?;
-    let opts = DecodeOptions {
+    f.readable().get(usize::try_from(offset - start).ok()?..)
+}
+
+/// How recovery checks a single record that derived data points at.
+fn point_check_options(config: &StoreConfig) -> DecodeOptions {
+    DecodeOptions {
         verify_body_crc: config.check_crc_on_recover,
         verify_record_crc: config.check_crc_on_recover && config.append_crc_property,
         max_record_size: config.max_record_size(),
-    };
-    match record::decode(data, &opts) {
-        Ok(Decoded::Record(r)) if r.physical_offset() as u64 == offset => Some(r),
-        _ => None,
     }
 }
 

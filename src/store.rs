@@ -1232,8 +1232,7 @@ impl Inner {
                             // No record starts here: the unit may be what is damaged. Have the
                             // next open rebuild derived data (the rebuild's scan finds it if
                             // the CommitLog is what is damaged).
-                            let _ =
-                                self.cq_mismatch(&q, next - 1, off, "does not point at a record");
+                            self.note_cq_damage(&q, next - 1, "does not point at a record");
                         }
                         return Err(Error::CorruptRecord {
                             path: file.path().to_path_buf(),
@@ -1277,17 +1276,22 @@ impl Inner {
     }
 
     fn cq_mismatch(&self, q: &ConsumeQueue, n: u64, off: u64, what: &str) -> Error {
+        self.note_cq_damage(q, n, what);
+        Error::Corruption {
+            path: crate::consume_queue::queue_dir(&self.root, q.topic(), q.queue_id()),
+            offset: n,
+            reason: format!("unit {n} (commitlog offset {off}) {what}"),
+        }
+    }
+
+    /// Logs a damaged ConsumeQueue unit and has the next open rebuild derived data.
+    fn note_cq_damage(&self, q: &ConsumeQueue, n: u64, what: &str) {
         log::error!(
             "ConsumeQueue {}:{} unit {n} {what}; derived data will be rebuilt at the next open",
             q.topic(),
             q.queue_id()
         );
         self.derived_damaged.store(true, Ordering::Release);
-        Error::Corruption {
-            path: crate::consume_queue::queue_dir(&self.root, q.topic(), q.queue_id()),
-            offset: n,
-            reason: format!("unit {n} (commitlog offset {off}) {what}"),
-        }
     }
 
     fn read_at(&self, offset: u64, verify: bool) -> Result<StoredMessage> {

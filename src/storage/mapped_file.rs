@@ -284,16 +284,6 @@ impl MappedFile {
         self.map.prefault_write()
     }
 
-    /// Pre-faults the pages covering `[pos, pos + len)` for writing, clamped to the file (the
-    /// CommitLog keeps a window ahead of its writer faulted in this way). Changes no byte, so
-    /// it may run on another thread while the writer writes the same pages. A no-op for a
-    /// read-only mapping or an empty range.
-    pub fn prefault_range(&self, pos: usize, len: usize) -> io::Result<()> {
-        let start = pos.min(self.size);
-        let end = pos.saturating_add(len).min(self.size);
-        self.map.prefault_write_range(start, end - start)
-    }
-
     /// Hints that the file will be read sequentially (recovery scans); best effort.
     pub fn advise_sequential(&self) -> io::Result<()> {
         self.map.advise_sequential()
