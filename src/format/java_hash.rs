@@ -14,12 +14,20 @@ pub fn java_string_hash(s: &str) -> i32 {
 /// Java hash of the concatenation of `parts`, without building the string (the index hashes
 /// `topic#key` on the append path).
 pub fn java_hash_of_parts(parts: &[&str]) -> i32 {
-    parts
-        .iter()
-        .flat_map(|p| p.encode_utf16())
-        .fold(0i32, |h, unit| {
+    parts.iter().fold(0i32, |h, p| hash_continue(h, p))
+}
+
+/// Continues `h` over the UTF-16 code units of `s`. ASCII text (tags and keys, nearly always)
+/// is its own UTF-16: its bytes are hashed directly, without the UTF-16 encoder.
+fn hash_continue(h: i32, s: &str) -> i32 {
+    if s.is_ascii() {
+        s.bytes()
+            .fold(h, |h, b| h.wrapping_mul(31).wrapping_add(i32::from(b)))
+    } else {
+        s.encode_utf16().fold(h, |h, unit| {
             h.wrapping_mul(31).wrapping_add(i32::from(unit))
         })
+    }
 }
 
 /// RocketMQ's tags code (`MessageExtBrokerInner.tagsString2tagsCode`): 0 for empty tags, else
@@ -119,5 +127,19 @@ mod tests {
     #[test]
     fn index_key_hash_maps_int_min_to_zero() {
         assert_eq!(index_key_hash("polygenelubricants"), 0);
+    }
+
+    proptest::proptest! {
+        /// The ASCII fast path and the UTF-16 path agree with a plain fold over UTF-16 units,
+        /// whatever mix of ASCII and non-ASCII parts is hashed.
+        #[test]
+        fn parts_hash_like_their_utf16_concatenation(parts in proptest::collection::vec(".{0,12}", 0..4)) {
+            let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+            let expected = parts
+                .concat()
+                .encode_utf16()
+                .fold(0i32, |h, u| h.wrapping_mul(31).wrapping_add(i32::from(u)));
+            proptest::prop_assert_eq!(java_hash_of_parts(&refs), expected);
+        }
     }
 }

@@ -363,7 +363,36 @@ pub fn local_hour(ms: i64) -> u32 {
 }
 
 /// Milliseconds since the Unix epoch by the wall clock (negative before 1970).
+///
+/// Read on every put: `clock_gettime` straight into whole milliseconds, without `SystemTime`'s
+/// checked subtraction and 128-bit division (about half the cost of the read through std).
+#[cfg(unix)]
 pub fn now_ms() -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call; CLOCK_REALTIME
+    // always exists, so the call cannot fail with valid arguments.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    if rc != 0 {
+        return now_ms_std();
+    }
+    // tv_nsec is in [0, 1e9): flooring division, also before 1970. (`time_t` and `c_long` are
+    // i64 on 64-bit targets, i32 on some 32-bit ones.)
+    #[allow(clippy::useless_conversion)]
+    let (secs, nanos) = (i64::from(ts.tv_sec), i64::from(ts.tv_nsec));
+    secs.saturating_mul(1000).saturating_add(nanos / 1_000_000)
+}
+
+/// Milliseconds since the Unix epoch by the wall clock (negative before 1970).
+#[cfg(not(unix))]
+pub fn now_ms() -> i64 {
+    now_ms_std()
+}
+
+/// [`now_ms`] through `SystemTime`.
+fn now_ms_std() -> i64 {
     match SystemTime::now().duration_since(UNIX_EPOCH) {
         Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
         Err(err) => i64::try_from(err.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
@@ -952,5 +981,14 @@ mod tests {
     #[test]
     fn now_ms_is_after_2020() {
         assert!(now_ms() > 1_577_836_800_000);
+    }
+
+    #[test]
+    fn now_ms_agrees_with_system_time() {
+        let (before, fast, after) = (now_ms_std(), now_ms(), now_ms_std());
+        assert!(
+            before <= fast && fast <= after,
+            "{before} <= {fast} <= {after}"
+        );
     }
 }
