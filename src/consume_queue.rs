@@ -16,6 +16,12 @@ use crate::format::cq_unit::{CqUnit, CQ_UNIT_SIZE};
 use crate::segments::{self, file_name, Segment, SegmentList};
 use crate::storage::{FlushStrategy, MappedFile, MappedWriter, Vfs};
 
+/// Units are written into pages prefaulted this many bytes at a time, one chunk ahead of the
+/// writer. A first write into a sparse file's page costs a fault that reads (zeroes) the page
+/// in and then a `page_mkwrite`; for 20-byte units that was ~8% of a small put. Prefaulting
+/// the whole file instead would write back megabytes of zeros at the first flush.
+const PREFAULT_CHUNK: usize = 64 << 10;
+
 /// One queue's ConsumeQueue.
 #[derive(Debug)]
 pub(crate) struct ConsumeQueue {
@@ -231,6 +237,13 @@ impl ConsumeQueue {
                 reason: "consume queue unit does not fit its file".into(),
             });
         }
+        if want_pos / PREFAULT_CHUNK != w.position() / PREFAULT_CHUNK {
+            // Entered the next chunk: prefault the one after it (best effort).
+            let _ = w.file().prefault_range(
+                (w.position() / PREFAULT_CHUNK + 1) * PREFAULT_CHUNK,
+                PREFAULT_CHUNK,
+            );
+        }
         self.max_physical_end.store(
             unit.commitlog_offset as u64 + unit.size as u64,
             Ordering::Release,
@@ -319,6 +332,8 @@ impl ConsumeQueue {
             let _ = vfs.remove_file(&path);
             return Err(e);
         }
+        // The first two chunks; each unit that enters a chunk prefaults the one after it.
+        let _ = file.prefault_range(0, 2 * PREFAULT_CHUNK);
         let w = file.writer().expect("fresh file has no writer");
         self.files.push(Segment { start, file });
         Ok(w)

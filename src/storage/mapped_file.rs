@@ -284,6 +284,13 @@ impl MappedFile {
         self.map.prefault_write()
     }
 
+    /// Pre-faults `[pos, pos + len)` of the mapping for writing (clamped to the file). A no-op
+    /// for a read-only mapping.
+    pub fn prefault_range(&self, pos: usize, len: usize) -> io::Result<()> {
+        let pos = pos.min(self.size);
+        self.map.prefault_write_range(pos, len.min(self.size - pos))
+    }
+
     /// Hints that the file will be read sequentially (recovery scans); best effort.
     pub fn advise_sequential(&self) -> io::Result<()> {
         self.map.advise_sequential()
