@@ -222,20 +222,6 @@ impl CommitLog {
         Some((seg.file, pos))
     }
 
-    /// Like [`locate`](Self::locate) for bytes the appender just wrote: its segment and the
-    /// in-segment position of the `len` bytes at `offset`, if all published there.
-    pub fn locate_appended<'a>(
-        &self,
-        app: &'a Appender,
-        offset: u64,
-        len: usize,
-    ) -> Option<(&'a Arc<MappedFile>, usize)> {
-        let file = app.writer.as_ref()?.file();
-        let pos = usize::try_from(offset.checked_sub(app.start)?).ok()?;
-        file.read(pos, len)?;
-        Some((file, pos))
-    }
-
     /// Makes every byte appended so far durable (one sync per segment touched). Returns the new
     /// durable offset. A failed sync leaves the durable offset where it was, and every later
     /// flush fails too.

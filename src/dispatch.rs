@@ -1,13 +1,55 @@
 //! Dispatch: turning one CommitLog record into its derived entries (ConsumeQueue unit, index
 //! keys). The same function runs for every put and for every record recovery re-reads, so the
-//! derived data built live and the data rebuilt after a crash cannot differ.
+//! derived data built live and the data rebuilt after a crash cannot differ: recovery describes
+//! a record by [`DispatchEntry::of_record`] from its bytes, the put path by the same fields it
+//! just encoded (checked against `of_record` in debug builds).
 
 use crate::consume_queue::ConsumeQueue;
 use crate::error::Result;
 use crate::format::cq_unit::CqUnit;
-use crate::format::record::{RecordView, TRANSACTION_COMMIT, TRANSACTION_NOT_TYPE};
+use crate::format::record::{
+    DispatchProperties, RecordView, TRANSACTION_COMMIT, TRANSACTION_NOT_TYPE,
+};
 use crate::index::IndexService;
 use crate::storage::Vfs;
+
+/// What dispatch reads from one record: where it is, which queue slot it fills, and the
+/// properties the ConsumeQueue and the IndexFile are built from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DispatchEntry<'a> {
+    /// TOPIC.
+    pub topic: &'a str,
+    /// QUEUEID.
+    pub queue_id: i32,
+    /// QUEUEOFFSET.
+    pub queue_offset: u64,
+    /// PHYSICALOFFSET.
+    pub physical_offset: u64,
+    /// TOTALSIZE.
+    pub size: i32,
+    /// STORETIMESTAMP.
+    pub store_timestamp: i64,
+    /// The transaction type bits of SYSFLAG.
+    pub transaction_type: i32,
+    /// TAGS, KEYS and UNIQ_KEY.
+    pub props: DispatchProperties<'a>,
+}
+
+impl<'a> DispatchEntry<'a> {
+    /// The entry of a decoded record.
+    pub fn of_record(rec: &RecordView<'a>) -> Self {
+        DispatchEntry {
+            topic: rec.topic(),
+            queue_id: rec.queue_id(),
+            queue_offset: rec.queue_offset() as u64,
+            physical_offset: rec.physical_offset() as u64,
+            size: rec.total_size() as i32,
+            store_timestamp: rec.store_timestamp(),
+            transaction_type: rec.transaction_type(),
+            props: rec.dispatch_properties(),
+        }
+    }
+}
 
 /// Appends the record's ConsumeQueue unit to `queue` (the record's own queue) and its keys to
 /// the index. Idempotent: entries already present are skipped. `allow_late_start` lets an empty
@@ -16,24 +58,23 @@ pub(crate) fn dispatch(
     vfs: &dyn Vfs,
     queue: &ConsumeQueue,
     index: Option<&IndexService>,
-    rec: &RecordView<'_>,
+    entry: &DispatchEntry<'_>,
     allow_late_start: bool,
 ) -> Result<()> {
-    debug_assert_eq!(queue.topic(), rec.topic());
-    debug_assert_eq!(queue.queue_id(), rec.queue_id());
-    let tx = rec.transaction_type();
-    let props = rec.dispatch_properties();
+    debug_assert_eq!(queue.topic(), entry.topic);
+    debug_assert_eq!(queue.queue_id(), entry.queue_id);
+    let tx = entry.transaction_type;
     // Prepared and rolled-back transactional records are not consumable (spec §1.10).
     if tx == TRANSACTION_NOT_TYPE || tx == TRANSACTION_COMMIT {
         let unit = CqUnit {
-            commitlog_offset: rec.physical_offset(),
-            size: rec.total_size() as i32,
-            tags_code: props.tags_code(),
+            commitlog_offset: entry.physical_offset as i64,
+            size: entry.size,
+            tags_code: entry.props.tags_code(),
         };
-        queue.append(vfs, rec.queue_offset() as u64, unit, allow_late_start)?;
+        queue.append(vfs, entry.queue_offset, unit, allow_late_start)?;
     }
     if let Some(index) = index {
-        index.build(vfs, rec, &props)?;
+        index.build(vfs, entry)?;
     }
     Ok(())
 }

@@ -14,10 +14,11 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::dispatch::DispatchEntry;
 use crate::error::{Error, Result};
 use crate::format::index_layout::{self as layout, entry_pos, slot_pos, time_diff_secs};
 use crate::format::java_hash;
-use crate::format::record::{DispatchProperties, RecordView, TRANSACTION_ROLLBACK};
+use crate::format::record::TRANSACTION_ROLLBACK;
 use crate::storage::{self, FileKind, FlushStrategy, MappedWords, OpenError, Vfs};
 
 /// Java `String.hashCode` of `topic#key`, made non-negative as RocketMQ's `indexKeyHashMethod`.
@@ -532,44 +533,39 @@ impl IndexService {
     }
 
     /// Indexes the keys of one record (RocketMQ `buildIndex`, spec §4.4). Single writer.
-    pub fn build(
-        &self,
-        vfs: &dyn Vfs,
-        rec: &RecordView<'_>,
-        props: &DispatchProperties<'_>,
-    ) -> Result<()> {
-        if rec.transaction_type() == TRANSACTION_ROLLBACK {
+    pub(crate) fn build(&self, vfs: &dyn Vfs, entry: &DispatchEntry<'_>) -> Result<()> {
+        if entry.transaction_type == TRANSACTION_ROLLBACK
+            || (entry.props.uniq_key.is_none() && entry.props.keys.is_none())
+        {
+            // Nothing to index (a record without keys, the common case, stops here).
             return Ok(());
         }
-        let offset = rec.physical_offset() as u64;
+        let offset = entry.physical_offset;
         if let Some(last) = self.files.read().last() {
             if offset < last.end_phy_offset() && last.entry_count() > 0 {
                 return Ok(());
             }
         }
-        let ts = rec.store_timestamp();
-        for hash in Self::hashes_of(rec, props) {
+        let ts = entry.store_timestamp;
+        for hash in Self::hashes_of(entry) {
             self.put(vfs, hash, offset, ts)?;
         }
         Ok(())
     }
 
-    /// The hashes [`build`](Self::build) puts for `rec`, in the order it puts them (unique key
-    /// first, then each key); empty for a rolled-back transaction. Recovery compares them with
-    /// the entries a kept IndexFile ends with.
-    pub fn key_hashes(rec: &RecordView<'_>, props: &DispatchProperties<'_>) -> Vec<i32> {
-        if rec.transaction_type() == TRANSACTION_ROLLBACK {
+    /// The hashes [`build`](Self::build) puts for `entry`, in the order it puts them (unique
+    /// key first, then each key); empty for a rolled-back transaction. Recovery compares them
+    /// with the entries a kept IndexFile ends with.
+    pub(crate) fn key_hashes(entry: &DispatchEntry<'_>) -> Vec<i32> {
+        if entry.transaction_type == TRANSACTION_ROLLBACK {
             return Vec::new();
         }
-        Self::hashes_of(rec, props).collect()
+        Self::hashes_of(entry).collect()
     }
 
-    /// The key hashes of `rec`, unique key first (rolled-back transactions are the callers').
-    fn hashes_of<'a>(
-        rec: &'a RecordView<'_>,
-        props: &'a DispatchProperties<'_>,
-    ) -> impl Iterator<Item = i32> + 'a {
-        let topic = rec.topic();
+    /// The key hashes of `entry`, unique key first (rolled-back transactions are the callers').
+    fn hashes_of<'a>(entry: &DispatchEntry<'a>) -> impl Iterator<Item = i32> + 'a {
+        let (topic, props) = (entry.topic, entry.props);
         props
             .uniq_key
             .into_iter()

@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
+use std::ops::Range;
 
 use crate::format::properties;
 use crate::format::record::RecordView;
@@ -131,25 +132,44 @@ impl<'a> Message<'a> {
         &self.body
     }
 
-    /// Appends the encoded property text (TAGS, KEYS, then user properties) to `buf`.
-    pub(crate) fn encode_properties(&self, buf: &mut Vec<u8>) {
-        if let Some(t) = self.tags.as_deref().filter(|t| !t.is_empty()) {
+    /// Appends the encoded property text (TAGS, KEYS, then user properties) to `buf`. Returns
+    /// where in `buf` the KEYS value (the keys joined by spaces) went, if there are keys.
+    pub(crate) fn encode_properties(&self, buf: &mut Vec<u8>) -> Option<Range<usize>> {
+        if let Some(t) = self.stored_tags() {
             properties::append_property(buf, properties::TAGS, t);
         }
+        let mut keys = None;
         if !self.keys.is_empty() {
             buf.extend_from_slice(properties::KEYS.as_bytes());
             buf.push(properties::NAME_VALUE_SEPARATOR);
+            let start = buf.len();
             for (i, k) in self.keys.iter().enumerate() {
                 if i > 0 {
                     buf.push(b' ');
                 }
                 buf.extend_from_slice(k.as_bytes());
             }
+            keys = Some(start..buf.len());
             buf.push(properties::PROPERTY_SEPARATOR);
         }
         for (n, v) in &self.properties {
             properties::append_property(buf, n, v);
         }
+        keys
+    }
+
+    /// The TAGS value [`encode_properties`](Self::encode_properties) stores (none when empty).
+    pub(crate) fn stored_tags(&self) -> Option<&str> {
+        self.tags.as_deref().filter(|t| !t.is_empty())
+    }
+
+    /// The UNIQ_KEY value a reader of the stored record finds: the last such user property.
+    pub(crate) fn stored_uniq_key(&self) -> Option<&str> {
+        self.properties
+            .iter()
+            .rev()
+            .find(|(n, _)| n == properties::UNIQ_KEY)
+            .map(|(_, v)| v.as_ref())
     }
 }
 

@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use crate::config::StoreConfig;
 use crate::consume_queue::ConsumeQueue;
-use crate::dispatch::dispatch;
+use crate::dispatch::{dispatch, DispatchEntry};
 use crate::error::{Error, Result};
 use crate::format::checkpoint_layout::{Checkpoint, DerivedSummary, Trailer};
 use crate::format::record::{
@@ -682,7 +682,13 @@ fn walk(
                                 config.consume_queue_file_size(),
                             )
                         });
-                    if let Err(e) = dispatch(vfs, q, index, &rec, allow_late_start) {
+                    if let Err(e) = dispatch(
+                        vfs,
+                        q,
+                        index,
+                        &DispatchEntry::of_record(&rec),
+                        allow_late_start,
+                    ) {
                         match e {
                             // Kept derived data and this record disagree: the derived data is
                             // suspect, not the log.
@@ -714,7 +720,7 @@ fn walk(
                 } else if offset >= plan.index_from && index.is_some() {
                     // Between the end of the kept IndexFile and `Dd`: the checkpoint vouches for
                     // the index entries of these records, so there may be none.
-                    if !IndexService::key_hashes(&rec, &rec.dispatch_properties()).is_empty() {
+                    if !IndexService::key_hashes(&DispatchEntry::of_record(&rec)).is_empty() {
                         return Ok(Walked::Abandoned(format!(
                             "the record at {offset}, below the derived-durable offset {}, has index keys the kept IndexFile lacks",
                             plan.cq_from
@@ -910,7 +916,7 @@ fn prepare_incremental(
                 Some(r) => EntryRecord::Found {
                     store_timestamp: r.store_timestamp(),
                     end: offset + r.total_size() as u64,
-                    hashes: IndexService::key_hashes(&r, &r.dispatch_properties()),
+                    hashes: IndexService::key_hashes(&DispatchEntry::of_record(&r)),
                 },
                 None => EntryRecord::Missing,
             }

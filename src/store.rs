@@ -2,6 +2,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -14,12 +15,13 @@ use crate::checkpoint;
 use crate::commitlog::{Appender, CommitLog};
 use crate::config::{FlushMode, StoreConfig};
 use crate::consume_queue::ConsumeQueue;
-use crate::dispatch::dispatch;
+use crate::dispatch::{dispatch, DispatchEntry};
 use crate::error::{Error, Result};
 use crate::format::checkpoint_layout::{Checkpoint, Trailer};
 use crate::format::properties;
 use crate::format::record::{
-    self, DecodeOptions, Decoded, EncodeError, EncodeOptions, EncodedLayout, RecordFields,
+    self, DecodeOptions, Decoded, DispatchProperties, EncodeError, EncodeOptions, EncodedLayout,
+    RecordFields,
 };
 use crate::format::FormatError;
 use crate::index::IndexService;
@@ -127,6 +129,50 @@ struct Inner {
 struct AppendState {
     appender: Appender,
     last_store_timestamp: i64,
+    queues: PutQueues,
+}
+
+/// The put path's own handles on the queue table (which only ever grows), kept under the
+/// append lock: a put finds its queue without the table's read lock, an `Arc` clone and a
+/// keyed hash of its topic. The topic of the previous put is checked first; queue ids index a
+/// vector (they are validated below `max_queues_per_topic`).
+#[derive(Default)]
+struct PutQueues {
+    topics: Vec<(String, Vec<Option<Arc<ConsumeQueue>>>)>,
+    by_name: HashMap<String, usize>,
+    recent: usize,
+}
+
+impl PutQueues {
+    /// The queue `(topic, queue_id)`, taken from `table` the first time.
+    fn get(
+        &mut self,
+        topic: &str,
+        queue_id: i32,
+        table: impl FnOnce() -> Arc<ConsumeQueue>,
+    ) -> &ConsumeQueue {
+        let t = match self.topics.get(self.recent) {
+            Some((name, _)) if name == topic => self.recent,
+            _ => {
+                let t = match self.by_name.get(topic) {
+                    Some(&t) => t,
+                    None => {
+                        self.topics.push((topic.to_owned(), Vec::new()));
+                        self.by_name.insert(topic.to_owned(), self.topics.len() - 1);
+                        self.topics.len() - 1
+                    }
+                };
+                self.recent = t;
+                t
+            }
+        };
+        let slots = &mut self.topics[t].1;
+        let i = usize::try_from(queue_id).expect("queue ids are validated non-negative");
+        if slots.len() <= i {
+            slots.resize(i + 1, None);
+        }
+        slots[i].get_or_insert_with(table)
+    }
 }
 
 /// Group commit (RocketMQ's GroupCommitService): a put that needs durability records how far
@@ -170,6 +216,18 @@ struct EncodeBuffers {
     /// The run of records appended as one.
     run: Vec<u8>,
     layouts: Vec<EncodedLayout>,
+    /// Per record: where its KEYS value is, relative to its property text.
+    keys: Vec<Option<Range<usize>>>,
+}
+
+/// One put's encoded run of records: its (topic, queue), the messages, and per record its
+/// layout and KEYS position (see [`EncodeBuffers`]).
+struct Run<'r, 'm> {
+    topic: &'r str,
+    queue_id: i32,
+    msgs: &'r [Message<'m>],
+    layouts: &'r [EncodedLayout],
+    keys: &'r [Option<Range<usize>>],
 }
 
 /// Counts a put as appending until dropped (see `Inner::appending`).
@@ -309,6 +367,7 @@ impl Store {
             append: Mutex::new(AppendState {
                 appender,
                 last_store_timestamp: rec.last_store_timestamp,
+                queues: PutQueues::default(),
             }),
             closed: AtomicBool::new(false),
             read_only: Mutex::new(None),
@@ -411,9 +470,11 @@ impl Store {
                 scratch,
                 run: buf,
                 layouts,
+                keys,
             } = &mut *b.borrow_mut();
             buf.clear();
             layouts.clear();
+            keys.clear();
             let opts = EncodeOptions {
                 append_crc_property: inner.config.append_crc_property,
                 max_body_size: inner.config.max_message_size,
@@ -421,7 +482,7 @@ impl Store {
             let now = storage::now_ms();
             for m in msgs {
                 props.clear();
-                m.encode_properties(props);
+                keys.push(m.encode_properties(props));
                 let fields = RecordFields {
                     topic,
                     queue_id,
@@ -445,7 +506,14 @@ impl Store {
                 };
                 layouts.push(layout.map_err(|e| encode_error(e, m))?);
             }
-            inner.append(topic, queue_id, buf, layouts, now, appending)
+            let run = Run {
+                topic,
+                queue_id,
+                msgs,
+                layouts,
+                keys,
+            };
+            inner.append(&run, buf, now, appending)
         })
     }
 
@@ -907,16 +975,15 @@ impl Inner {
     /// The append critical section, then the durability wait.
     fn append(
         &self,
-        topic: &str,
-        queue_id: i32,
+        run: &Run<'_, '_>,
         buf: &mut [u8],
-        layouts: &[EncodedLayout],
         now_ms: i64,
         appending: Option<Appending<'_>>,
     ) -> Result<PutResult> {
-        let queue = self.queue_or_create(topic, queue_id);
+        let layouts = run.layouts;
         let (first, end, queue_offset, ts) = {
-            let mut st = self.append.lock();
+            let mut guard = self.append.lock();
+            let st = &mut *guard;
             // Re-check under the lock: a failed sync may have happened while we encoded.
             self.check_writable()?;
             // The clock read once per put (for the born time) also stamps the store time; the
@@ -932,6 +999,9 @@ impl Inner {
                     });
                 }
             }
+            let queue = st.queues.get(run.topic, run.queue_id, || {
+                self.queue_or_create(run.topic, run.queue_id)
+            });
             // Files the dispatch will need exist before the record is in the CommitLog, so a
             // full disk fails the put cleanly instead of leaving a queue behind its log.
             queue.reserve(&*self.vfs)?;
@@ -952,7 +1022,7 @@ impl Inner {
                     }
                 })?;
             let end = first + buf.len() as u64;
-            if let Err(e) = self.dispatch_range(&queue, &st.appender, first, end) {
+            if let Err(e) = self.dispatch_run(queue, run, buf, first, queue_offset, ts) {
                 // The records are in the CommitLog; recovery will dispatch them at the next open.
                 self.set_read_only(format!("dispatch failed: {e}"));
                 return Err(e);
@@ -975,39 +1045,64 @@ impl Inner {
         })
     }
 
-    /// Dispatches the records just written in `[first, end)` (decoded from the mapping, the same
-    /// path recovery takes). They are in the appender's segment: no segment-list lookup.
-    fn dispatch_range(
+    /// Dispatches the records of `run` just written at `first` (their bytes are `buf`), from
+    /// the fields the put encoded rather than by decoding them again. Debug builds decode each
+    /// record from the mapping (recovery's path) and check that it describes the same entry.
+    fn dispatch_run(
         &self,
         queue: &ConsumeQueue,
-        app: &Appender,
+        run: &Run<'_, '_>,
+        buf: &[u8],
         first: u64,
-        end: u64,
+        first_queue_offset: u64,
+        store_timestamp: i64,
     ) -> Result<()> {
-        let (file, pos) = self
-            .commitlog
-            .locate_appended(app, first, (end - first) as usize)
-            .ok_or_else(|| Error::Corruption {
-                path: self.commitlog.dir().to_path_buf(),
-                offset: first,
-                reason: "just-appended records not readable".into(),
-            })?;
-        let opts = DecodeOptions::structure_only(usize::MAX);
-        let mut p = pos;
-        let stop = pos + (end - first) as usize;
-        while p < stop {
-            let bytes = file.read(p, stop - p).expect("located above");
-            let Ok(Decoded::Record(rec)) = record::decode(bytes, &opts) else {
-                return Err(Error::Corruption {
-                    path: file.path().to_path_buf(),
-                    offset: first,
-                    reason: "just-appended record does not decode".into(),
-                });
+        let mut pos = 0usize;
+        for (i, (layout, m)) in run.layouts.iter().zip(run.msgs).enumerate() {
+            let rec = &buf[pos..pos + layout.total_size];
+            let keys = run.keys[i].as_ref().and_then(|r| {
+                let props = &rec[layout.properties_pos..];
+                std::str::from_utf8(&props[r.start..r.end]).ok()
+            });
+            let entry = DispatchEntry {
+                topic: run.topic,
+                queue_id: run.queue_id,
+                queue_offset: first_queue_offset + i as u64,
+                physical_offset: first + pos as u64,
+                size: layout.total_size as i32,
+                store_timestamp,
+                transaction_type: record::TRANSACTION_NOT_TYPE,
+                props: DispatchProperties {
+                    tags: m.stored_tags(),
+                    keys,
+                    uniq_key: m.stored_uniq_key(),
+                },
             };
-            dispatch(&*self.vfs, queue, self.index.as_ref(), &rec, false)?;
-            p += rec.total_size();
+            #[cfg(debug_assertions)]
+            self.check_dispatch_entry(&entry);
+            dispatch(&*self.vfs, queue, self.index.as_ref(), &entry, false)?;
+            pos += layout.total_size;
         }
         Ok(())
+    }
+
+    /// Debug builds: the record at `entry.physical_offset`, decoded from the mapping the way
+    /// recovery reads it, describes exactly `entry`.
+    #[cfg(debug_assertions)]
+    fn check_dispatch_entry(&self, entry: &DispatchEntry<'_>) {
+        let (file, pos) = self
+            .commitlog
+            .locate(entry.physical_offset, entry.size as usize)
+            .expect("just-appended record is readable");
+        let bytes = file.read(pos, entry.size as usize).expect("located above");
+        let opts = DecodeOptions::structure_only(usize::MAX);
+        let Ok(Decoded::Record(rec)) = record::decode(bytes, &opts) else {
+            panic!(
+                "just-appended record at {} does not decode",
+                entry.physical_offset
+            );
+        };
+        assert_eq!(DispatchEntry::of_record(&rec), *entry);
     }
 
     /// Waits until every CommitLog byte below `end` is durable (see [`GroupCommit`]), at most
