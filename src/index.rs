@@ -307,6 +307,22 @@ pub(crate) enum EntryRecord {
     },
 }
 
+/// Entry `i` read straight from the file's words (`words` from [`MappedWords::words`]): what
+/// [`IndexFile::entry`] reads, without a mapping lookup and bounds assertion per word, for the
+/// recovery loops over every entry. `None` if the entry lies outside `words`.
+fn entry_in(words: &[AtomicU32], slots: u32, i: u32) -> Option<Entry> {
+    let first = entry_pos(slots, i) / 4;
+    let e = words.get(first..first + layout::ENTRY_SIZE / 4)?;
+    let word = |pos: usize| u32::from_be(e[pos / 4].load(Ordering::Relaxed));
+    Some(Entry {
+        hash: word(layout::ENTRY_KEY_HASH) as i32,
+        offset: (u64::from(word(layout::ENTRY_COMMITLOG_OFFSET)) << 32)
+            | u64::from(word(layout::ENTRY_COMMITLOG_OFFSET + 4)),
+        diff: word(layout::ENTRY_TIME_DIFF) as i32,
+        prev: word(layout::ENTRY_PREV_INDEX) as i32,
+    })
+}
+
 impl IndexFile {
     fn entry(&self, i: u32) -> Entry {
         let e = entry_pos(self.slots, i);
@@ -393,10 +409,14 @@ impl IndexFile {
             .index_count
             .load(Ordering::Relaxed)
             .min(self.max_entries);
+        let words = self.words.words();
         let mut last = prev_end;
         let mut kept = 0;
         for i in 1..count {
-            let e = self.entry(i);
+            let e = match words.and_then(|w| entry_in(w, self.slots, i)) {
+                Some(e) => e,
+                None => self.entry(i),
+            };
             if e.offset >= dd || e.offset < last || e.diff < 0 || e.prev < 0 || e.prev as u32 >= i {
                 break;
             }
@@ -413,20 +433,37 @@ impl IndexFile {
     /// the next recovery salvages the same way.
     fn keep_entries(&mut self, kept: u32, end_timestamp: i64) -> Result<()> {
         debug_assert!(kept >= 1 && kept < self.max_entries);
-        let mut heads = vec![0u32; self.slots as usize];
+        let path = self.path().to_path_buf();
+        let slots = self.slots as usize;
+        // The words of the slot table and of entries `1..=kept`, taken once: these loops touch
+        // millions of words.
+        let first_slot = slot_pos(0) / 4;
+        let words = self
+            .words
+            .words()
+            .filter(|w| w.len() >= entry_pos(self.slots, kept + 1) / 4)
+            .ok_or_else(|| Error::Io {
+                path: path.clone(),
+                source: std::io::Error::other(
+                    "index file not writable or shorter than its entries",
+                ),
+            })?;
+        let mut heads = vec![0u32; slots];
         for i in 1..=kept {
-            heads[(self.entry(i).hash as u32 % self.slots) as usize] = i;
+            let hash = u32::from_be(
+                words[entry_pos(self.slots, i) / 4 + layout::ENTRY_KEY_HASH / 4]
+                    .load(Ordering::Relaxed),
+            );
+            heads[(hash % self.slots) as usize] = i;
         }
         let mut used = 0;
-        for (slot, &head) in heads.iter().enumerate() {
+        for (word, &head) in words[first_slot..first_slot + slots].iter().zip(&heads) {
             used += u32::from(head != 0);
-            let pos = slot_pos(slot as u32);
             // Unchanged words are not rewritten: a second recovery changes no byte.
-            if self.words.load_be(pos, Ordering::Relaxed) != head {
-                self.words.store_be(pos, head, Ordering::Relaxed);
+            if u32::from_be(word.load(Ordering::Relaxed)) != head {
+                word.store(head.to_be(), Ordering::Relaxed);
             }
         }
-        let path = self.path().to_path_buf();
         self.words
             .zero_tail(entry_pos(self.slots, kept + 1))
             .map_err(|e| Error::io(&path, e))?;
