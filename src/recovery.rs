@@ -672,9 +672,13 @@ fn walk(
                         cut = Some(offset);
                         break;
                     }
+                    // Look the topic up by `&str`: an owned key only for a topic's first record.
+                    if !queues.contains_key(rec.topic()) {
+                        queues.insert(rec.topic().to_owned(), HashMap::new());
+                    }
                     let q = queues
-                        .entry(rec.topic().to_owned())
-                        .or_default()
+                        .get_mut(rec.topic())
+                        .expect("inserted above")
                         .entry(rec.queue_id())
                         .or_insert_with(|| {
                             ConsumeQueue::new_empty(
