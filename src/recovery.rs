@@ -567,32 +567,40 @@ fn walk(
     let mut last_store_timestamp = 0i64;
     let mut cut: Option<u64> = None;
     let mut kept_units = KeptUnits::default();
+    // The segment the last record was in and its bytes (nothing writes the CommitLog during
+    // the walk), looked up again only when the walk leaves it.
+    let mut current: Option<(usize, u64, &MappedFile, &[u8])> = None;
     while !files.is_empty() {
-        let idx = ((offset - first_start) / size as u64) as usize;
-        let Some((seg_start, file)) = files.get(idx) else {
-            cut = Some(offset);
-            break;
+        let (idx, seg_start, file, bytes) = match current {
+            Some(c) if offset.wrapping_sub(c.1) < size as u64 => c,
+            _ => {
+                let idx = ((offset - first_start) / size as u64) as usize;
+                let Some((seg_start, file)) = files.get(idx) else {
+                    cut = Some(offset);
+                    break;
+                };
+                let c = (idx, *seg_start, file, file.readable());
+                current = Some(c);
+                c
+            }
         };
         let pos = (offset - seg_start) as usize;
-        let data = &file.readable()[pos..];
+        let data = &bytes[pos..];
         let required = match crc_required {
-            Some((s, r)) if s == *seg_start => r,
+            Some((s, r)) if s == seg_start => r,
             _ => {
                 // The first record tells how the segment was written: only a well-formed
                 // record without the property (RocketMQ 4.x) exempts the segment. A torn or
                 // unreadable first record, or a segment this store created after its
                 // checkpoint, follows this store's own setting.
                 let ours = trailer.is_some_and(|t| {
-                    *seg_start
+                    seg_start
                         > t.durable_commitlog_offset - t.durable_commitlog_offset % size as u64
                 });
                 let foreign = !ours
-                    && record::is_record_without_crc_property(
-                        file.readable(),
-                        config.max_record_size(),
-                    );
+                    && record::is_record_without_crc_property(bytes, config.max_record_size());
                 let r = check && config.append_crc_property && !foreign;
-                crc_required = Some((*seg_start, r));
+                crc_required = Some((seg_start, r));
                 r
             }
         };
