@@ -816,6 +816,9 @@ struct KeptUnits {
     others: HashMap<String, Vec<Option<KeptRun>>>,
 }
 
+/// Queue ids from here on are not given a run by [`KeptUnits::keep`].
+const MAX_KEPT_QUEUE_ID: usize = 4096;
+
 /// A run of a queue's units: units `first..end` are `run.unit(n - first)`.
 struct KeptRun {
     first: u64,
@@ -839,7 +842,12 @@ impl KeptUnits {
     /// Remembers `run`, which starts at unit `n` of `topic:queue_id` (whose max offset is
     /// `max`).
     fn keep(&mut self, topic: &str, queue_id: i32, n: u64, max: u64, run: UnitRun) {
-        let Ok(i) = usize::try_from(queue_id) else {
+        // Runs are indexed by queue id: a (configurable) huge id is looked up every time
+        // instead of sizing a table for it.
+        let Some(i) = usize::try_from(queue_id)
+            .ok()
+            .filter(|&i| i < MAX_KEPT_QUEUE_ID)
+        else {
             return;
         };
         if topic != self.topic {
