@@ -308,6 +308,22 @@ pub(crate) enum EntryRecord {
     },
 }
 
+/// Entry `i` read straight from the file's words (`words` from [`MappedWords::words`]): what
+/// [`IndexFile::entry`] reads, without a mapping lookup and bounds assertion per word, for the
+/// recovery loops over every entry. `None` if the entry lies outside `words`.
+fn entry_in(words: &[AtomicU32], slots: u32, i: u32) -> Option<Entry> {
+    let first = entry_pos(slots, i) / 4;
+    let e = words.get(first..first + layout::ENTRY_SIZE / 4)?;
+    let word = |pos: usize| u32::from_be(e[pos / 4].load(Ordering::Relaxed));
+    Some(Entry {
+        hash: word(layout::ENTRY_KEY_HASH) as i32,
+        offset: (u64::from(word(layout::ENTRY_COMMITLOG_OFFSET)) << 32)
+            | u64::from(word(layout::ENTRY_COMMITLOG_OFFSET + 4)),
+        diff: word(layout::ENTRY_TIME_DIFF) as i32,
+        prev: word(layout::ENTRY_PREV_INDEX) as i32,
+    })
+}
+
 impl IndexFile {
     fn entry(&self, i: u32) -> Entry {
         let e = entry_pos(self.slots, i);
@@ -394,10 +410,14 @@ impl IndexFile {
             .index_count
             .load(Ordering::Relaxed)
             .min(self.max_entries);
+        let words = self.words.words();
         let mut last = prev_end;
         let mut kept = 0;
         for i in 1..count {
-            let e = self.entry(i);
+            let e = match words.and_then(|w| entry_in(w, self.slots, i)) {
+                Some(e) => e,
+                None => self.entry(i),
+            };
             if e.offset >= dd || e.offset < last || e.diff < 0 || e.prev < 0 || e.prev as u32 >= i {
                 break;
             }
@@ -414,20 +434,37 @@ impl IndexFile {
     /// the next recovery salvages the same way.
     fn keep_entries(&mut self, kept: u32, end_timestamp: i64) -> Result<()> {
         debug_assert!(kept >= 1 && kept < self.max_entries);
-        let mut heads = vec![0u32; self.slots as usize];
+        let path = self.path().to_path_buf();
+        let slots = self.slots as usize;
+        // The words of the slot table and of entries `1..=kept`, taken once: these loops touch
+        // millions of words.
+        let first_slot = slot_pos(0) / 4;
+        let words = self
+            .words
+            .words()
+            .filter(|w| w.len() >= entry_pos(self.slots, kept + 1) / 4)
+            .ok_or_else(|| Error::Io {
+                path: path.clone(),
+                source: std::io::Error::other(
+                    "index file not writable or shorter than its entries",
+                ),
+            })?;
+        let mut heads = vec![0u32; slots];
         for i in 1..=kept {
-            heads[(self.entry(i).hash as u32 % self.slots) as usize] = i;
+            let hash = u32::from_be(
+                words[entry_pos(self.slots, i) / 4 + layout::ENTRY_KEY_HASH / 4]
+                    .load(Ordering::Relaxed),
+            );
+            heads[(hash % self.slots) as usize] = i;
         }
         let mut used = 0;
-        for (slot, &head) in heads.iter().enumerate() {
+        for (word, &head) in words[first_slot..first_slot + slots].iter().zip(&heads) {
             used += u32::from(head != 0);
-            let pos = slot_pos(slot as u32);
             // Unchanged words are not rewritten: a second recovery changes no byte.
-            if self.words.load_be(pos, Ordering::Relaxed) != head {
-                self.words.store_be(pos, head, Ordering::Relaxed);
+            if u32::from_be(word.load(Ordering::Relaxed)) != head {
+                word.store(head.to_be(), Ordering::Relaxed);
             }
         }
-        let path = self.path().to_path_buf();
         self.words
             .zero_tail(entry_pos(self.slots, kept + 1))
             .map_err(|e| Error::io(&path, e))?;
@@ -907,6 +944,65 @@ impl IndexService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `keep_entries` leaves the slot table exactly as rebuilding it from entries `1..=kept`
+    /// in order does (a slot holds the last of them that hashes to it, or 0), whatever the
+    /// slots held before, rewrites no slot that already had its value, and zeroes the entries
+    /// after `kept`.
+    #[test]
+    fn keep_entries_rebuilds_the_slot_table_from_the_kept_entries() {
+        use crate::storage::OsVfs;
+        let dir = tempfile::tempdir().unwrap();
+        // 200 slots and 1000 entries: most slots have chains.
+        let (slots, max_entries) = (200u32, 1200u32);
+        let path = dir.path().join("idx");
+        let mut f = IndexFile::create(&OsVfs, &path, slots, max_entries, 1_000, 0).unwrap();
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for n in 0..1000u64 {
+            // Hashes over a range of 150 slots only, so some slots stay empty.
+            let hash = (next() % 150) as i32 + 50 * i32::from(n % 7 == 0);
+            assert!(f.put(hash, n * 100, 1_000 + n as i64));
+        }
+        // Garbage in some slots, as a crash can leave them.
+        for slot in (0..slots).step_by(3) {
+            f.words
+                .store_be(slot_pos(slot), next() as u32 % 5000, Ordering::Relaxed);
+        }
+        let kept = 600;
+        let mut want = vec![0u32; slots as usize];
+        for i in 1..=kept {
+            want[(f.entry(i).hash as u32 % slots) as usize] = i;
+        }
+        f.keep_entries(kept, 1_000 + kept as i64).unwrap();
+        let got: Vec<u32> = (0..slots)
+            .map(|s| f.words.load_be(slot_pos(s), Ordering::Relaxed))
+            .collect();
+        assert_eq!(got, want);
+        assert!(want.contains(&0), "the test should leave some slots empty");
+        assert_eq!(
+            f.hash_slot_count.load(Ordering::Relaxed),
+            want.iter().filter(|&&h| h != 0).count() as u32
+        );
+        assert_eq!(f.entry_count(), kept);
+        for i in kept + 1..max_entries {
+            let e = f.entry(i);
+            assert_eq!(
+                (e.hash, e.offset, e.diff, e.prev),
+                (0, 0, 0, 0),
+                "entry {i}"
+            );
+        }
+        // Again: nothing changes.
+        let before = std::fs::read(&path).unwrap();
+        f.keep_entries(kept, 1_000 + kept as i64).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
 
     #[test]
     fn key_hash_is_java_hash_of_topic_hash_key() {

@@ -28,10 +28,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::StoreConfig;
-use crate::consume_queue::ConsumeQueue;
+use crate::consume_queue::{ConsumeQueue, UnitRun};
 use crate::dispatch::{dispatch, DispatchEntry};
 use crate::error::{Error, Result};
 use crate::format::checkpoint_layout::{Checkpoint, DerivedSummary, Trailer};
+use crate::format::cq_unit::CqUnit;
 use crate::format::record::{
     self, DecodeOptions, Decoded, RecordView, TRANSACTION_COMMIT, TRANSACTION_NOT_TYPE,
 };
@@ -565,32 +566,41 @@ fn walk(
     let mut offset = walk_from;
     let mut last_store_timestamp = 0i64;
     let mut cut: Option<u64> = None;
+    let mut kept_units = KeptUnits::default();
+    // The segment the last record was in and its bytes (nothing writes the CommitLog during
+    // the walk), looked up again only when the walk leaves it.
+    let mut current: Option<(usize, u64, &MappedFile, &[u8])> = None;
     while !files.is_empty() {
-        let idx = ((offset - first_start) / size as u64) as usize;
-        let Some((seg_start, file)) = files.get(idx) else {
-            cut = Some(offset);
-            break;
+        let (idx, seg_start, file, bytes) = match current {
+            Some(c) if offset.wrapping_sub(c.1) < size as u64 => c,
+            _ => {
+                let idx = ((offset - first_start) / size as u64) as usize;
+                let Some((seg_start, file)) = files.get(idx) else {
+                    cut = Some(offset);
+                    break;
+                };
+                let c = (idx, *seg_start, file, file.readable());
+                current = Some(c);
+                c
+            }
         };
         let pos = (offset - seg_start) as usize;
-        let data = &file.readable()[pos..];
+        let data = &bytes[pos..];
         let required = match crc_required {
-            Some((s, r)) if s == *seg_start => r,
+            Some((s, r)) if s == seg_start => r,
             _ => {
                 // The first record tells how the segment was written: only a well-formed
                 // record without the property (RocketMQ 4.x) exempts the segment. A torn or
                 // unreadable first record, or a segment this store created after its
                 // checkpoint, follows this store's own setting.
                 let ours = trailer.is_some_and(|t| {
-                    *seg_start
+                    seg_start
                         > t.durable_commitlog_offset - t.durable_commitlog_offset % size as u64
                 });
                 let foreign = !ours
-                    && record::is_record_without_crc_property(
-                        file.readable(),
-                        config.max_record_size(),
-                    );
+                    && record::is_record_without_crc_property(bytes, config.max_record_size());
                 let r = check && config.append_crc_property && !foreign;
-                crc_required = Some((*seg_start, r));
+                crc_required = Some((seg_start, r));
                 r
             }
         };
@@ -670,9 +680,13 @@ fn walk(
                         cut = Some(offset);
                         break;
                     }
+                    // Look the topic up by `&str`: an owned key only for a topic's first record.
+                    if !queues.contains_key(rec.topic()) {
+                        queues.insert(rec.topic().to_owned(), HashMap::new());
+                    }
                     let q = queues
-                        .entry(rec.topic().to_owned())
-                        .or_default()
+                        .get_mut(rec.topic())
+                        .expect("inserted above")
                         .entry(rec.queue_id())
                         .or_insert_with(|| {
                             ConsumeQueue::new_empty(
@@ -706,7 +720,7 @@ fn walk(
                         }
                     }
                     report.records_dispatched += 1;
-                } else if plan.incremental && !unit_agrees(queues, &rec) {
+                } else if plan.incremental && !unit_agrees(queues, &mut kept_units, &rec) {
                     // Below `Dd` the kept ConsumeQueue already has this record: it must be
                     // the unit at its queue offset (this also checks the queue offset as a
                     // re-dispatch would). If not, the kept data or the record is wrong: a
@@ -753,19 +767,130 @@ fn walk(
 
 /// Whether the kept ConsumeQueue has `rec` (below `Dd`) as the unit at its queue offset.
 /// Records that get no unit (prepared or rolled-back transactions) pass.
-fn unit_agrees(queues: &HashMap<String, HashMap<i32, ConsumeQueue>>, rec: &RecordView<'_>) -> bool {
+///
+/// `cursors` remembers, per queue, the run of published units of the file the last check read
+/// (see [`KeptUnits`]), so a record whose unit lies in that run costs no map lookup, lock or
+/// `Arc` clone; the answer is the same as reading `queues` directly.
+fn unit_agrees(
+    queues: &HashMap<String, HashMap<i32, ConsumeQueue>>,
+    cursors: &mut KeptUnits,
+    rec: &RecordView<'_>,
+) -> bool {
     let tx = rec.transaction_type();
     if tx != TRANSACTION_NOT_TYPE && tx != TRANSACTION_COMMIT {
         return true;
     }
-    let Some(q) = queues.get(rec.topic()).and_then(|m| m.get(&rec.queue_id())) else {
-        return false;
-    };
     let n = rec.queue_offset() as u64;
-    n < q.max_offset()
-        && q.unit(n).is_some_and(|u| {
-            u.commitlog_offset == rec.physical_offset() && u.size as usize == rec.total_size()
-        })
+    let unit = match cursors.run(rec.topic(), rec.queue_id(), n) {
+        Some(run) => run.unit(n),
+        None => {
+            let Some(q) = queues.get(rec.topic()).and_then(|m| m.get(&rec.queue_id())) else {
+                return false;
+            };
+            let max = q.max_offset();
+            if n >= max {
+                return false;
+            }
+            match q.units_from(n, usize::MAX) {
+                Some(run) => {
+                    let unit = run.unit(0);
+                    cursors.keep(rec.topic(), rec.queue_id(), n, max, run);
+                    unit
+                }
+                None => q.unit(n),
+            }
+        }
+    };
+    unit.is_some_and(|u| {
+        u.commitlog_offset == rec.physical_offset() && u.size as usize == rec.total_size()
+    })
+}
+
+/// The kept ConsumeQueue units the below-`Dd` check of [`unit_agrees`] read last: per topic,
+/// per queue id, a run of consecutive published units (all below the queue's max offset when
+/// it was taken) of the file holding the last unit checked. Records of a queue come in queue
+/// offset order, so nearly every check finds its unit in the run of its queue. Units below
+/// `Dd` do not change during the walk (only units from `Dd` on are appended), so a run stays
+/// valid for the whole walk.
+#[derive(Default)]
+struct KeptUnits {
+    /// The topic `current` belongs to.
+    topic: String,
+    /// Runs of `topic`, indexed by queue id.
+    current: Vec<Option<KeptRun>>,
+    /// Runs of the other topics met so far.
+    others: HashMap<String, Vec<Option<KeptRun>>>,
+}
+
+/// Queue ids from here on are not given a run by [`KeptUnits::keep`].
+const MAX_KEPT_QUEUE_ID: usize = 4096;
+
+/// A run of a queue's units: units `first..end` are `run.unit(n - first)`.
+struct KeptRun {
+    first: u64,
+    end: u64,
+    run: UnitRun,
+}
+
+impl KeptUnits {
+    /// The run holding unit `n` of `topic:queue_id`, if one was kept.
+    fn run(&mut self, topic: &str, queue_id: i32, n: u64) -> Option<KeptUnitAt<'_>> {
+        if topic != self.topic && !self.switch_to(topic, false) {
+            return None;
+        }
+        let r = self
+            .current
+            .get(usize::try_from(queue_id).ok()?)?
+            .as_ref()?;
+        (r.first..r.end).contains(&n).then_some(KeptUnitAt(r))
+    }
+
+    /// Remembers `run`, which starts at unit `n` of `topic:queue_id` (whose max offset is
+    /// `max`).
+    fn keep(&mut self, topic: &str, queue_id: i32, n: u64, max: u64, run: UnitRun) {
+        // Runs are indexed by queue id: a (configurable) huge id is looked up every time
+        // instead of sizing a table for it.
+        let Some(i) = usize::try_from(queue_id)
+            .ok()
+            .filter(|&i| i < MAX_KEPT_QUEUE_ID)
+        else {
+            return;
+        };
+        if topic != self.topic {
+            self.switch_to(topic, true);
+        }
+        if self.current.len() <= i {
+            self.current.resize_with(i + 1, || None);
+        }
+        let end = n.saturating_add(run.count as u64).min(max);
+        self.current[i] = Some(KeptRun { first: n, end, run });
+    }
+
+    /// Makes `topic` current, parking the current topic's runs. Without `create`, returns
+    /// whether `topic` had runs.
+    fn switch_to(&mut self, topic: &str, create: bool) -> bool {
+        let (name, runs) = match self.others.remove_entry(topic) {
+            Some(found) => found,
+            None if create => (topic.to_owned(), Vec::new()),
+            None => return false,
+        };
+        let old_name = std::mem::replace(&mut self.topic, name);
+        let old_runs = std::mem::replace(&mut self.current, runs);
+        if !old_runs.is_empty() {
+            self.others.insert(old_name, old_runs);
+        }
+        true
+    }
+}
+
+/// A kept run known to hold the unit asked for.
+struct KeptUnitAt<'a>(&'a KeptRun);
+
+impl KeptUnitAt<'_> {
+    fn unit(&self, n: u64) -> Option<CqUnit> {
+        let i = usize::try_from(n - self.0.first).ok()?;
+        self.0.run.unit(i)
+    }
 }
 
 /// Reads the record starting at CommitLog `offset` (checked by the recovery decode options).

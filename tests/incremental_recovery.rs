@@ -240,6 +240,43 @@ fn a_damaged_kept_unit_is_detected_and_everything_rebuilt() {
     assert_same_image(&want, &got, "after a damaged unit");
 }
 
+#[test]
+fn a_damaged_kept_unit_inside_a_queue_is_detected_by_the_walk() {
+    // Units before the last kept one, of both topics, checked record by record by the walk
+    // (which reads them through a per-queue run of the file it last read).
+    for (topic, queue, back) in [("orders", 1, 2u64), ("audit", 2, 3), ("orders", 0, 4)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, _) = crashed_root(dir.path());
+        let keys = all_keys(BEFORE + AFTER);
+        let want = rebuilt_reference(&root, &keys);
+        let below: u64 = (0..BEFORE)
+            .filter(|&n| {
+                let (t, q, _, _) = message(n);
+                t == topic && q == queue
+            })
+            .count() as u64;
+        // Point unit `below - back` at the record of the unit before it.
+        let n = below - back;
+        let (path, pos) = unit_pos(&root, topic, queue, n);
+        let (prev_path, prev_pos) = unit_pos(&root, topic, queue, n - 1);
+        let prev =
+            fs::read(&prev_path).unwrap()[prev_pos as usize..prev_pos as usize + 12].to_vec();
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[pos as usize..pos as usize + 12].copy_from_slice(&prev);
+        fs::write(&path, bytes).unwrap();
+
+        let (report, got) = open_image(&root, &keys);
+        assert!(report.derived_rebuilt, "{topic}:{queue}: {report:?}");
+        let why = report.derived_fallback.clone().expect("fallback reason");
+        assert!(
+            why.contains(&format!("{topic}:{queue} offset {n}"))
+                && why.contains("is not where the kept ConsumeQueue points"),
+            "{why}"
+        );
+        assert_same_image(&want, &got, "after a damaged unit inside a queue");
+    }
+}
+
 /// The index files, oldest first.
 fn index_files(root: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = fs::read_dir(root.join("index"))
