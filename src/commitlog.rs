@@ -363,10 +363,6 @@ fn create_segment(
 ) -> Result<MappedFile> {
     let path = dir.join(file_name(start));
     let file = MappedFile::create(vfs, &path, size).map_err(|e| Error::io(path.clone(), e))?;
-    if prefault {
-        // Best effort: only speed depends on it.
-        let _ = file.prefault();
-    }
     // The file's length and allocation first, then its directory entry: after a crash the
     // segment is either absent or whole-length, never a short file recovery must reject.
     if let Err(e) = file.sync_data().and_then(|()| vfs.sync_dir(dir)) {
@@ -374,6 +370,13 @@ fn create_segment(
         // can create it again.
         let _ = file.delete(vfs);
         return Err(Error::io(dir, e));
+    }
+    // Prefault after the sync: prefaulting dirties every page (zeros), and a sync after it
+    // wrote the whole segment of zeros to disk and left the pages clean and write-protected,
+    // so the writer still took a fault on every page.
+    if prefault {
+        // Best effort: only speed depends on it.
+        let _ = file.prefault();
     }
     Ok(file)
 }
