@@ -134,14 +134,25 @@ struct AppendState {
 
 /// The put path's own handles on the queue table (which only ever grows), kept under the
 /// append lock: a put finds its queue without the table's read lock, an `Arc` clone and a
-/// keyed hash of its topic. The topic of the previous put is checked first; queue ids index a
-/// vector (they are validated below `max_queues_per_topic`).
+/// keyed hash of its topic. The topic of the previous put is checked first; queue ids below
+/// [`DENSE_QUEUE_IDS`] index a vector, larger ones (`max_queues_per_topic` may be up to
+/// `i32::MAX`) a map.
 #[derive(Default)]
 struct PutQueues {
-    topics: Vec<(String, Vec<Option<Arc<ConsumeQueue>>>)>,
+    topics: Vec<(String, TopicQueues)>,
     by_name: HashMap<String, usize>,
     recent: usize,
 }
+
+/// One topic's queues in [`PutQueues`].
+#[derive(Default)]
+struct TopicQueues {
+    dense: Vec<Option<Arc<ConsumeQueue>>>,
+    sparse: HashMap<i32, Arc<ConsumeQueue>, QueueIdHash>,
+}
+
+/// Queue ids below this are looked up by index in [`PutQueues`].
+const DENSE_QUEUE_IDS: usize = 4096;
 
 impl PutQueues {
     /// The queue `(topic, queue_id)`, taken from `table` the first time.
@@ -157,7 +168,7 @@ impl PutQueues {
                 let t = match self.by_name.get(topic) {
                     Some(&t) => t,
                     None => {
-                        self.topics.push((topic.to_owned(), Vec::new()));
+                        self.topics.push((topic.to_owned(), TopicQueues::default()));
                         self.by_name.insert(topic.to_owned(), self.topics.len() - 1);
                         self.topics.len() - 1
                     }
@@ -166,12 +177,16 @@ impl PutQueues {
                 t
             }
         };
-        let slots = &mut self.topics[t].1;
-        let i = usize::try_from(queue_id).expect("queue ids are validated non-negative");
-        if slots.len() <= i {
-            slots.resize(i + 1, None);
+        let queues = &mut self.topics[t].1;
+        match usize::try_from(queue_id) {
+            Ok(i) if i < DENSE_QUEUE_IDS => {
+                if queues.dense.len() <= i {
+                    queues.dense.resize(i + 1, None);
+                }
+                queues.dense[i].get_or_insert_with(table)
+            }
+            _ => queues.sparse.entry(queue_id).or_insert_with(table),
         }
-        slots[i].get_or_insert_with(table)
     }
 }
 
@@ -1184,9 +1199,11 @@ impl Inner {
             // A failed sync poisons the CommitLog: every later flush fails too, so nothing
             // waiting is ever acknowledged by a retry.
             let failed = self.commitlog.flush().err();
-            if let Some(e) = &failed {
-                self.set_read_only(format!("CommitLog sync failed: {e}"));
-            }
+            // The store turns read-only only once the failure is recorded below: a waiter that
+            // wakes in between must see `FlushFailed` (its sync failed), not `ReadOnly`.
+            let read_only_reason = failed
+                .as_ref()
+                .map(|e| format!("CommitLog sync failed: {e}"));
             let durable = self.commitlog.flushed_offset();
             st = gc.state.lock();
             st.served = st.served.max(target);
@@ -1212,6 +1229,9 @@ impl Inner {
                 (wake, st.waiters) = (covered, rest);
             }
             drop(st);
+            if let Some(reason) = read_only_reason {
+                self.set_read_only(reason);
+            }
             wake.iter().for_each(|(_, t)| t.unpark());
             st = gc.state.lock();
         }

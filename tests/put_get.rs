@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use common::*;
-use rocketstore::{Error, GetOptions, GetStatus, PutStatus, Store, StoreConfig, TagFilter};
+use rocketstore::{
+    Error, GetOptions, GetStatus, Message, PutStatus, Store, StoreConfig, TagFilter,
+};
 
 /// One put as the test remembers it.
 #[derive(Clone, Debug)]
@@ -925,4 +927,35 @@ fn verify_crc_detects_a_flipped_body_byte_that_plain_gets_return() {
     assert_eq!(v.body()[1..], victim.spec.body[1..]);
     // Neighbours are unaffected.
     assert_eq!(verified(victim.queue_offset + 1).unwrap().len(), 1);
+}
+
+/// `max_queues_per_topic` may be as large as `i32::MAX`: puts to huge and to small queue ids of
+/// one topic each find their own queue (the put path indexes small ids and maps large ones; a
+/// vector sized by the id would need gigabytes).
+#[test]
+fn puts_to_huge_queue_ids_find_their_queues() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        max_queues_per_topic: i32::MAX as u32,
+        ..StoreConfig::small()
+    };
+    let store = Store::open(dir.path(), config).unwrap();
+    let ids = [0, 4095, 4096, 1_000_000_000, i32::MAX - 1, 7];
+    for round in 0..3u64 {
+        for &q in &ids {
+            let body = format!("{q}/{round}");
+            let r = store
+                .put(&Message::new("huge", q, body.as_bytes()))
+                .unwrap();
+            assert_eq!(r.queue_offset, round, "queue {q}");
+        }
+    }
+    for &q in &ids {
+        assert_eq!(store.max_offset("huge", q).unwrap(), 3, "queue {q}");
+        let got = store.get("huge", q, 0, 8).unwrap();
+        let bodies: Vec<Vec<u8>> = got.messages().map(|m| m.body().to_vec()).collect();
+        let want: Vec<Vec<u8>> = (0..3).map(|r| format!("{q}/{r}").into_bytes()).collect();
+        assert_eq!(bodies, want, "queue {q}");
+    }
+    store.close().unwrap();
 }
