@@ -649,12 +649,12 @@ pub fn encode(
     let body_pos = buf.len();
     buf.extend_from_slice(body);
     if v2 {
-        put_i16(buf, topic.len() as i16);
+        buf.extend_from_slice(&(topic.len() as i16).to_be_bytes());
     } else {
         buf.push(topic.len() as u8);
     }
     buf.extend_from_slice(topic);
-    put_i16(buf, props_len as i16);
+    buf.extend_from_slice(&(props_len as i16).to_be_bytes());
     let properties_pos = buf.len();
     buf.extend_from_slice(props);
     if add_separator {
@@ -987,12 +987,6 @@ impl Header {
     fn bytes(&self) -> &[u8] {
         &self.bytes[..self.len]
     }
-}
-
-fn put_i16(buf: &mut Vec<u8>, value: i16) {
-    let mut bytes = [0u8; 2];
-    BigEndian::write_i16(&mut bytes, value);
-    buf.extend_from_slice(&bytes);
 }
 
 #[cfg(test)]
