@@ -21,6 +21,11 @@ fn config() -> StoreConfig {
         cleaner_enabled: false,
         // Segments are created inline, so an ENOSPC shows up in the put that rolls.
         preallocate_next_segment: false,
+        // The simulated disk's fill is what these tests are about: RocketMQ's ratios, not the
+        // relaxed ones `tiny` uses to keep the host's disk out of other tests.
+        disk_max_used_space_ratio: StoreConfig::default().disk_max_used_space_ratio,
+        disk_space_clean_forcibly_ratio: StoreConfig::default().disk_space_clean_forcibly_ratio,
+        disk_space_warning_level_ratio: StoreConfig::default().disk_space_warning_level_ratio,
         ..tiny()
     }
 }
