@@ -40,6 +40,7 @@ mod format;
 /// Fuzz entry points shared by the cargo-fuzz targets in `fuzz/` and the corpus replay tests.
 #[cfg(feature = "internals")]
 pub mod fuzz_targets;
+mod group_commit;
 mod index;
 #[cfg(feature = "internals")]
 pub mod internals;

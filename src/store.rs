@@ -24,6 +24,7 @@ use crate::format::record::{
     RecordFields,
 };
 use crate::format::FormatError;
+use crate::group_commit::{GroupCommit, Trouble};
 use crate::index::IndexService;
 use crate::message::Message;
 use crate::recovery::{self, RecoveryReport};
@@ -188,37 +189,6 @@ impl PutQueues {
             _ => queues.sparse.entry(queue_id).or_insert_with(table),
         }
     }
-}
-
-/// Group commit (RocketMQ's GroupCommitService): a put that needs durability records how far
-/// the log must be synced and parks; one sync thread syncs everything appended so far and
-/// unparks the puts that sync covered. Puts never sync themselves, so each one honours
-/// `sync_flush_timeout` even while a sync hangs in the kernel.
-///
-/// Waiters park on their own thread handle, not on a shared condvar: a condvar's `notify_all`
-/// hands its mutex from one woken waiter to the next, and on 2 vCPUs with 64 producers that
-/// convoy of context switches, not the disk, set the pace.
-#[derive(Default)]
-struct GroupCommit {
-    state: Mutex<GroupState>,
-    /// The sync thread sleeps here until a put asks for more than it has served.
-    work: Condvar,
-}
-
-#[derive(Default)]
-struct GroupState {
-    /// The highest record end a put is waiting for.
-    requested: u64,
-    /// The CommitLog end the last finished sync covered (or failed to).
-    served: u64,
-    /// Parked puts: the end of their records, and who to unpark.
-    waiters: Vec<(u64, std::thread::Thread)>,
-    /// The sync thread sleeps on `work`.
-    idle: bool,
-    /// Set by `close` once everything is flushed: the sync thread exits.
-    stop: bool,
-    /// The sync that failed (file and error), reported to every put it leaves unacknowledged.
-    failure: Option<(PathBuf, std::io::ErrorKind, String)>,
 }
 
 /// Per-thread encode buffers, reused so a put allocates nothing once a thread has seen its
@@ -1128,18 +1098,10 @@ impl Inner {
         }
         let deadline = Instant::now() + self.config.sync_flush_timeout;
         let gc = &self.group_commit;
-        {
-            let mut st = gc.state.lock();
-            st.waiters.push((end, std::thread::current()));
-            if end > st.requested {
-                st.requested = end;
-                if st.idle {
-                    gc.work.notify_one();
-                }
-            }
-        }
+        let mut ticket = gc.register(end);
         loop {
-            // Checked after registering: an unpark that raced ahead makes `park` return at once.
+            // Checked after taking the ticket: a sync that finished since then moved it on, and
+            // `sleep` returns at once.
             if self.commitlog.flushed_offset() >= end {
                 return Ok(PutStatus::Ok);
             }
@@ -1148,47 +1110,44 @@ impl Inner {
             }
             let now = Instant::now();
             if now >= deadline {
-                // Our entry stays until the sync that covers it (or the next failure) drops it.
                 return Ok(PutStatus::FlushDiskTimeout);
             }
-            std::thread::park_timeout(deadline - now);
+            if ticket.finished() {
+                // Our generation finished without reaching `end` (it stopped at a segment
+                // end, or we raced its start): wait for the next one.
+                ticket = gc.register(end);
+                continue;
+            }
+            ticket.sleep(deadline - now);
         }
     }
 
-    /// For a put not yet durable: the error of a failed sync, or `FlushDiskTimeout` after the
-    /// sync thread stopped (`close` flushed everything it could before stopping it).
+    /// For a put not yet durable: the error of a failed sync, `ReadOnly`, or `FlushDiskTimeout`
+    /// after the sync thread stopped (`close` flushed everything it could before stopping it).
     fn sync_outcome(&self) -> Result<Option<PutStatus>> {
-        let st = self.group_commit.state.lock();
-        if let Some((path, kind, msg)) = &st.failure {
-            return Err(Error::FlushFailed {
-                path: path.clone(),
-                source: std::io::Error::new(*kind, msg.clone()),
-            });
+        match self.group_commit.trouble() {
+            Some(Trouble::Failed((path, kind, msg))) => {
+                return Err(Error::FlushFailed {
+                    path,
+                    source: std::io::Error::new(kind, msg),
+                })
+            }
+            Some(Trouble::Stopped) => return Ok(Some(PutStatus::FlushDiskTimeout)),
+            None => {}
         }
-        if let Some(reason) = self.read_only.lock().clone() {
-            return Err(Error::ReadOnly { reason });
+        if self.refusing.load(Ordering::Acquire) {
+            if let Some(reason) = self.read_only.lock().clone() {
+                return Err(Error::ReadOnly { reason });
+            }
         }
-        Ok(st.stop.then_some(PutStatus::FlushDiskTimeout))
+        Ok(None)
     }
 
     /// The sync thread of Sync flush mode (see [`GroupCommit`]).
     fn run_sync(&self) {
         let gc = &self.group_commit;
-        let mut st = gc.state.lock();
-        loop {
-            while st.requested <= st.served && self.commitlog.max_offset() <= st.served && !st.stop
-            {
-                st.idle = true;
-                gc.work.wait(&mut st);
-                st.idle = false;
-            }
-            if st.stop {
-                let waiters = std::mem::take(&mut st.waiters);
-                drop(st);
-                waiters.iter().for_each(|(_, t)| t.unpark());
-                return;
-            }
-            drop(st);
+        let mut served = self.commitlog.flushed_offset();
+        while gc.wait_for_work(served, || self.commitlog.max_offset() > served) {
             // Let puts that are encoding or appending right now join this sync (bounded, so a
             // lone producer never waits): on 2 vCPUs this doubles records per sync.
             let gather_until = Instant::now() + GROUP_GATHER;
@@ -1196,23 +1155,17 @@ impl Inner {
                 std::thread::yield_now();
             }
             let target = self.commitlog.max_offset();
+            gc.begin(target);
             // A failed sync poisons the CommitLog: every later flush fails too, so nothing
             // waiting is ever acknowledged by a retry.
-            let failed = self.commitlog.flush().err();
-            // The store turns read-only only once the failure is recorded below: a waiter that
-            // wakes in between must see `FlushFailed` (its sync failed), not `ReadOnly`.
-            let read_only_reason = failed
-                .as_ref()
-                .map(|e| format!("CommitLog sync failed: {e}"));
-            let durable = self.commitlog.flushed_offset();
-            st = gc.state.lock();
-            st.served = st.served.max(target);
-            let mut wake = std::mem::take(&mut st.waiters);
-            if let Some(e) = failed {
-                // Everyone waiting fails now, not at their timeout.
-                st.served = st.requested.max(st.served);
-                if st.failure.is_none() {
-                    st.failure = Some(match e {
+            match self.commitlog.flush() {
+                Ok(_) => {
+                    served = served.max(target);
+                    gc.finish();
+                }
+                Err(e) => {
+                    let reason = format!("CommitLog sync failed: {e}");
+                    let failure = match e {
                         Error::FlushFailed { path, source } => {
                             (path, source.kind(), source.to_string())
                         }
@@ -1221,29 +1174,22 @@ impl Inner {
                             std::io::ErrorKind::Other,
                             other.to_string(),
                         ),
-                    });
+                    };
+                    // The store turns read-only only once the failure is recorded: a waiter
+                    // that wakes in between must see `FlushFailed` (its sync failed), not
+                    // `ReadOnly`. Everyone waiting fails now, not at their timeout.
+                    let requested = gc.fail(failure, || self.set_read_only(reason));
+                    served = served.max(target).max(requested);
                 }
-            } else {
-                // Those not covered yet wait for the next sync.
-                let (covered, rest) = wake.into_iter().partition(|(end, _)| *end <= durable);
-                (wake, st.waiters) = (covered, rest);
             }
-            drop(st);
-            if let Some(reason) = read_only_reason {
-                self.set_read_only(reason);
-            }
-            wake.iter().for_each(|(_, t)| t.unpark());
-            st = gc.state.lock();
         }
+        gc.wake_everyone();
     }
 
     /// Stops the sync thread (after `close` flushed): waiters still asleep are woken and see
     /// what is durable.
     fn stop_sync(&self) {
-        let mut st = self.group_commit.state.lock();
-        st.stop = true;
-        self.group_commit.work.notify_one();
-        drop(st);
+        self.group_commit.stop();
         if let Some(h) = self.syncer.lock().take() {
             let _ = h.join();
         }

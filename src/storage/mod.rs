@@ -20,6 +20,7 @@ pub mod os;
 #[cfg(any(test, feature = "internals"))]
 pub mod sim;
 pub mod vfs;
+pub mod wake_word;
 
 #[allow(unused_imports)]
 pub use mapped_file::{FlushStrategy, MappedFile, MappedWriter, OpenError};
@@ -29,3 +30,5 @@ pub use mapped_words::MappedWords;
 pub use os::{format_local_time_ms, local_hour, now_ms, OsVfs};
 #[allow(unused_imports)]
 pub use vfs::{DirEntry, DiskUsage, FileKind, LockGuard, MapRegion, OpenMode, Vfs, VfsFile};
+#[allow(unused_imports)]
+pub use wake_word::WakeWord;
