@@ -19,6 +19,14 @@ use crate::format::record::{self, EncodedLayout, END_FILE_MIN_BLANK_LENGTH};
 use crate::segments::{file_name, Segment, SegmentList};
 use crate::storage::{FlushStrategy, MappedFile, MappedWriter, Vfs};
 
+/// With Sync flush in WriteBuffer mode, zeros are written this far ahead of the records (see
+/// [`MappedWriter::write_zeros_ahead`]), topped up when half of the window is used. Measured
+/// with 1 KiB Sync puts (`cargo bench --bench append`): 256 KiB took 16 producers from 41.9 k to
+/// 64.0 k puts/s and one producer's p50 from 114 to 89 µs with p99 unchanged; 1 MiB and 4 MiB
+/// windows gave about the same throughput but put their zero write into the p99 (1.8-2.4 ms at
+/// 16 producers), as the sync that writes a window out carries all of it.
+const ZERO_AHEAD: usize = 256 << 10;
+
 /// The CommitLog.
 #[derive(Debug)]
 pub(crate) struct CommitLog {
@@ -37,6 +45,8 @@ pub(crate) struct CommitLog {
     last_flush_ms: AtomicI64,
     allocator: Option<Allocator>,
     write_mode: WriteMode,
+    /// Bytes of zeros kept written ahead of the records (0: none); see [`ZERO_AHEAD`].
+    zero_ahead: usize,
 }
 
 /// Append-side state, owned by whoever holds the store's append lock.
@@ -81,7 +91,17 @@ impl CommitLog {
             last_flush_ms: AtomicI64::new(0),
             allocator,
             write_mode,
+            zero_ahead: 0,
         }
+    }
+
+    /// Keeps zeros written ahead of the records (WriteBuffer mode only), for Sync flush: each
+    /// group commit then overwrites blocks instead of converting unwritten extents.
+    pub fn with_zeros_ahead(mut self) -> Self {
+        if self.write_mode == WriteMode::WriteBuffer {
+            self.zero_ahead = ZERO_AHEAD;
+        }
+        self
     }
 
     /// The appender positioned at the end of the log.
@@ -169,9 +189,16 @@ impl CommitLog {
         debug_assert_eq!(pos, total);
         let appended = match self.write_mode {
             WriteMode::Mmap | WriteMode::Auto => writer.append(buf),
-            WriteMode::WriteBuffer => writer
-                .append_via_file(buf)
-                .map_err(|e| Error::io(writer.file().path(), e))?,
+            WriteMode::WriteBuffer => {
+                let end = writer.position() + total;
+                if self.zero_ahead > 0 && end + self.zero_ahead / 2 > writer.zeroed_until() {
+                    // Best effort: only the speed of later syncs depends on it.
+                    let _ = writer.write_zeros_ahead(end + self.zero_ahead);
+                }
+                writer
+                    .append_via_file(buf)
+                    .map_err(|e| Error::io(writer.file().path(), e))?
+            }
         };
         debug_assert!(appended, "space was checked above");
         self.max_offset

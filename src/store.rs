@@ -325,6 +325,10 @@ impl Store {
             config.preallocate_next_segment,
             config.effective_write_mode(),
         );
+        let commitlog = match config.flush_mode {
+            FlushMode::Sync => commitlog.with_zeros_ahead(),
+            FlushMode::Async => commitlog,
+        };
         let appender = commitlog.appender()?;
         let queues: QueueTable = rec
             .queues
