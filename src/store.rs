@@ -1150,7 +1150,10 @@ impl Inner {
     /// The sync thread of Sync flush mode (see [`GroupCommit`]).
     fn run_sync(&self) {
         let gc = &self.group_commit;
-        let mut served = self.commitlog.flushed_offset();
+        // Not the durable offset: a put may already wait for a record another flush made
+        // durable (the flusher's `flush_all` also syncs the CommitLog), and only a generation
+        // run after its registration wakes it. The first sync finds little to do.
+        let mut served = 0;
         while gc.wait_for_work(served, || self.commitlog.max_offset() > served) {
             // Let puts that are encoding or appending right now join this sync (bounded, so a
             // lone producer never waits): on 2 vCPUs this doubles records per sync.
@@ -1164,6 +1167,9 @@ impl Inner {
             // waiting is ever acknowledged by a retry.
             match self.commitlog.flush() {
                 Ok(_) => {
+                    // The target announced in `begin`, even if the flush reached further: a put
+                    // that registered during this sync, past its target, sleeps on the next
+                    // generation, and only `requested > served` makes that one run.
                     served = served.max(target);
                     gc.finish();
                 }
