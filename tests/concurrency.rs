@@ -285,6 +285,58 @@ fn sync_flush_puts_from_many_threads_are_durable_when_they_return() {
     assert_eq!(store.durable_offset(), store.commitlog_max_offset());
 }
 
+/// Sync puts while another thread keeps calling `Store::flush`, which syncs the CommitLog
+/// outside the group commit. A put that registered while a sync was in flight with a target
+/// short of its record sleeps on the next generation; if a flush made the record durable
+/// meanwhile and the sync thread counted that as served, no next generation would run and the
+/// put would sleep out its whole `sync_flush_timeout` (and then return `Ok`, the record being
+/// durable). So the check is that no put takes anywhere near that long: a liveness bound (the
+/// puts take well under a millisecond each), not a performance target. Fails when the sync
+/// thread records the flushed offset instead of its announced target as served.
+#[test]
+fn sync_puts_are_woken_when_an_explicit_flush_made_them_durable_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        flush_mode: FlushMode::Sync,
+        sync_flush_timeout: std::time::Duration::from_secs(20),
+        ..tiny()
+    };
+    for round in 0..20u32 {
+        let store = Store::open(dir.path(), config.clone()).unwrap();
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let (store, stop, config) = (&store, &stop, &config);
+            s.spawn(move || {
+                while !stop.load(Ordering::Acquire) {
+                    store.flush().unwrap();
+                }
+            });
+            let putters: Vec<_> = (0..4u32)
+                .map(|t| {
+                    s.spawn(move || {
+                        for seq in 0..25u32 {
+                            let b = body(t, round * 100 + seq);
+                            let t0 = std::time::Instant::now();
+                            let r = store.put(&Message::new("sync", t as i32, &b)).unwrap();
+                            assert_eq!(r.status, PutStatus::Ok, "round {round} thread {t}");
+                            assert!(
+                                t0.elapsed() < config.sync_flush_timeout / 2,
+                                "round {round} thread {t}: put slept {:?}, not woken by a sync",
+                                t0.elapsed()
+                            );
+                        }
+                    })
+                })
+                .collect();
+            for p in putters {
+                p.join().unwrap();
+            }
+            stop.store(true, Ordering::Release);
+        });
+        store.close().unwrap();
+    }
+}
+
 /// `close` while Sync puts are waiting for the group commit: every put returns (none hangs on
 /// the stopped sync thread), and every put acknowledged `Ok` is in the store after reopening.
 /// A waiter the stopped sync thread forgot to wake would sleep until its minute-long timeout:
