@@ -149,9 +149,16 @@ impl GroupCommit {
     /// Sync thread: the generation in flight finished (the durable offset is already
     /// published); its sleepers wake and the next generation becomes current.
     pub fn finish(&self) {
+        let finished = self.next_generation();
+        self.done[finished].advance();
+    }
+
+    /// Ends the current generation (sync thread only): the next one becomes current, not in
+    /// flight. Returns the parity of the one that ended.
+    fn next_generation(&self) -> usize {
         let parity = self.phase.load(Ordering::Relaxed) & PARITY;
         self.phase.store(parity ^ 1, Ordering::SeqCst);
-        self.done[parity as usize].advance();
+        parity as usize
     }
 
     /// Sync thread: the generation in flight failed. Records `failure` (the first one stays) so
@@ -161,8 +168,7 @@ impl GroupCommit {
         self.failure.lock().get_or_insert(failure);
         self.trouble.store(true, Ordering::Release);
         then();
-        let parity = self.phase.load(Ordering::Relaxed) & PARITY;
-        self.phase.store(parity ^ 1, Ordering::SeqCst);
+        self.next_generation();
         self.wake_everyone();
         self.requested.load(Ordering::SeqCst)
     }
@@ -210,14 +216,19 @@ mod tests {
             let gc = gc.clone();
             std::thread::spawn(move || gc.wait_for_work(0, || false))
         };
-        std::thread::sleep(Duration::from_millis(20));
+        // Register only once the worker sleeps, so this exercises the wake of an idle thread.
+        while !gc.idle.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
         gc.register(5);
         assert!(worker.join().unwrap(), "woken to work, not told to stop");
         let worker = {
             let gc = gc.clone();
             std::thread::spawn(move || gc.wait_for_work(5, || false))
         };
-        std::thread::sleep(Duration::from_millis(20));
+        while !gc.idle.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
         gc.stop();
         assert!(!worker.join().unwrap(), "told to stop");
     }
