@@ -497,6 +497,23 @@ impl ConsumeQueue {
         (self.files.len(), self.files.segment_size())
     }
 
+    /// The files holding units not yet flushed, for [`MappedFile::flush`] from another thread
+    /// (recovery writes back a rebuild's units while it goes on dispatching).
+    pub fn unflushed_files(&self) -> Vec<Arc<MappedFile>> {
+        self.files
+            .snapshot()
+            .into_iter()
+            .filter(|s| s.file.flushed_position() < s.file.write_position())
+            .map(|s| s.file)
+            .collect()
+    }
+
+    /// Bytes of the first file known to be synced (0 without files).
+    #[cfg(test)]
+    pub fn first_file_flushed(&self) -> usize {
+        self.files.first().map_or(0, |s| s.file.flushed_position())
+    }
+
     /// Syncs every file with unflushed units.
     pub fn flush(&self) -> Result<()> {
         for s in self.files.snapshot() {

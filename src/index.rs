@@ -39,6 +39,8 @@ pub(crate) struct IndexFile {
     hash_slot_count: AtomicU32,
     /// Next entry number; entries `1..index_count` are published.
     index_count: AtomicU32,
+    /// Entries below this number were synced by [`flush_entries`](Self::flush_entries).
+    entries_synced: AtomicU32,
 }
 
 impl IndexFile {
@@ -85,6 +87,7 @@ impl IndexFile {
             end_phy_offset: AtomicU64::new(0),
             hash_slot_count: AtomicU32::new(0),
             index_count: AtomicU32::new(1),
+            entries_synced: AtomicU32::new(1),
         }
     }
 
@@ -278,6 +281,23 @@ impl IndexFile {
 
     fn path(&self) -> &Path {
         self.words.path()
+    }
+
+    /// Syncs the entries written since the last call: not the header or the hash slots, which
+    /// later entries keep changing (each sync would make their next write fault again).
+    fn flush_entries(&self) -> Result<()> {
+        let synced = &self.entries_synced;
+        let count = self.index_count.load(Ordering::Acquire);
+        let from = synced.load(Ordering::Relaxed).max(1);
+        if count <= from {
+            return Ok(());
+        }
+        let (start, end) = (entry_pos(self.slots, from), entry_pos(self.slots, count));
+        self.words
+            .flush_range(start, end - start)
+            .map_err(|e| Error::io(self.words.path(), e))?;
+        synced.store(count, Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -930,6 +950,17 @@ impl IndexService {
             files.len() as u64,
             files.iter().map(|f| f.entry_count() as u64).sum(),
         )
+    }
+
+    /// Syncs the entries the last file got since the last call, but not its header or hash
+    /// slots (recovery writes a rebuild's entries back while it goes on; [`flush`](Self::flush)
+    /// syncs the rest). Files before the last were synced when the next one took over.
+    pub fn flush_entries(&self) -> Result<()> {
+        let last = self.files.read().last().cloned();
+        match last {
+            Some(f) => f.flush_entries(),
+            None => Ok(()),
+        }
     }
 
     /// Syncs every index file.

@@ -38,7 +38,7 @@ use crate::format::record::{
 };
 use crate::index::{EntryRecord, IndexService};
 use crate::segments::{self, Segment};
-use crate::storage::{FileKind, MappedFile, Vfs};
+use crate::storage::{FileKind, FlushStrategy, MappedFile, Vfs};
 
 /// What recovery found and did at open.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -256,6 +256,19 @@ pub(crate) fn recover(
     abort_present: bool,
     cp: &Checkpoint,
 ) -> Result<Recovered> {
+    recover_writing_back(vfs, root, config, abort_present, cp, WRITE_BACK_EVERY)
+}
+
+/// [`recover`], writing a rebuild's derived data back every `write_back_every` bytes of
+/// dispatched log (see [`walk`]).
+fn recover_writing_back(
+    vfs: &dyn Vfs,
+    root: &Path,
+    config: &StoreConfig,
+    abort_present: bool,
+    cp: &Checkpoint,
+    write_back_every: u64,
+) -> Result<Recovered> {
     let size = config.commitlog_segment_size;
     let dir = root.join("commitlog");
     let mut files = segments::load_dir(vfs, &dir, size, true)?;
@@ -366,6 +379,7 @@ pub(crate) fn recover(
         first_start,
         trailer,
         durable,
+        write_back_every,
     };
     let (queues, index, walked) = loop {
         if derived.is_none() {
@@ -518,6 +532,8 @@ struct WalkCtx<'a> {
     first_start: u64,
     trailer: Option<Trailer>,
     durable: u64,
+    /// Dispatched log bytes between two background write-backs of a rebuild.
+    write_back_every: u64,
 }
 
 /// How the walk ended.
@@ -529,8 +545,20 @@ enum Walked {
     Abandoned(String),
 }
 
+/// CommitLog bytes a rebuild dispatches between two background write-backs of its derived data
+/// (see [`walk`]); a walk over less than twice this writes nothing back early (nor starts a
+/// thread).
+const WRITE_BACK_EVERY: u64 = 128 << 20;
+
 /// Validates records from `walk_from` and dispatches them as `plan` says, until the first
 /// invalid one (which is where the log ends).
+///
+/// A rebuild of a long log writes ConsumeQueue and IndexFile back while it dispatches: every
+/// [`WRITE_BACK_EVERY`] bytes of dispatched log, a helper thread syncs the units and index
+/// entries written so far (not the hash slots, which later entries keep changing), so the disk works during the walk instead of all of it waiting for
+/// the sync the store does when recovery is over (which then finds little left to write).
+/// Syncing derived data early weakens nothing: the rebuild's derived data counts for nothing
+/// until the checkpoint written after that final sync names it.
 fn walk(
     ctx: &WalkCtx<'_>,
     walk_from: u64,
@@ -538,6 +566,54 @@ fn walk(
     queues: &mut HashMap<String, HashMap<i32, ConsumeQueue>>,
     index: Option<&IndexService>,
     report: &mut RecoveryReport,
+) -> Result<Walked> {
+    let log_end = ctx.files.last().map_or(0, |(s, _)| s + ctx.size as u64);
+    if log_end.saturating_sub(plan.cq_from) < ctx.write_back_every.saturating_mul(2) {
+        return walk_dispatching(ctx, walk_from, plan, queues, index, report, &mut |_| {});
+    }
+    std::thread::scope(|scope| {
+        // One request in flight: when the helper is still busy the walk does not wait, the
+        // next request takes the units written since.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Arc<MappedFile>>>(1);
+        let helper = std::thread::Builder::new()
+            .name("rocketstore-recovery-write-back".into())
+            .spawn_scoped(scope, move || -> Result<()> {
+                for files in rx {
+                    for f in files {
+                        f.flush(FlushStrategy::Msync)
+                            .map_err(|e| Error::io(f.path(), e))?;
+                    }
+                    if let Some(i) = index {
+                        i.flush_entries()?;
+                    }
+                }
+                Ok(())
+            })
+            .map_err(|e| Error::io(ctx.root, e))?;
+        let walked = walk_dispatching(ctx, walk_from, plan, queues, index, report, &mut |files| {
+            let _ = tx.try_send(files);
+        });
+        drop(tx);
+        let written_back = helper
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let walked = walked?;
+        written_back?;
+        Ok(walked)
+    })
+}
+
+/// [`walk`] itself; calls `write_back` with the ConsumeQueue files holding unsynced units every
+/// `ctx.write_back_every` bytes of dispatched log.
+#[allow(clippy::too_many_arguments)]
+fn walk_dispatching(
+    ctx: &WalkCtx<'_>,
+    walk_from: u64,
+    plan: &Plan,
+    queues: &mut HashMap<String, HashMap<i32, ConsumeQueue>>,
+    index: Option<&IndexService>,
+    report: &mut RecoveryReport,
+    write_back: &mut dyn FnMut(Vec<Arc<MappedFile>>),
 ) -> Result<Walked> {
     let WalkCtx {
         vfs,
@@ -548,6 +624,7 @@ fn walk(
         first_start,
         trailer,
         durable,
+        write_back_every,
     } = *ctx;
     // In a segment whose first record carries the CRC property every record must (a torn tail
     // whose last bytes never reached the disk fails here); in a segment written without it
@@ -567,6 +644,7 @@ fn walk(
     let mut last_store_timestamp = 0i64;
     let mut cut: Option<u64> = None;
     let mut kept_units = KeptUnits::default();
+    let mut next_write_back = walk_from.max(plan.cq_from).saturating_add(write_back_every);
     // The segment the last record was in and its bytes (nothing writes the CommitLog during
     // the walk), looked up again only when the walk leaves it.
     let mut current: Option<(usize, u64, &MappedFile, &[u8])> = None;
@@ -720,6 +798,16 @@ fn walk(
                         }
                     }
                     report.records_dispatched += 1;
+                    if offset >= next_write_back {
+                        next_write_back = offset.saturating_add(write_back_every);
+                        write_back(
+                            queues
+                                .values()
+                                .flat_map(|m| m.values())
+                                .flat_map(ConsumeQueue::unflushed_files)
+                                .collect(),
+                        );
+                    }
                 } else if plan.incremental && !unit_agrees(queues, &mut kept_units, &rec) {
                     // Below `Dd` the kept ConsumeQueue already has this record: it must be
                     // the unit at its queue offset (this also checks the queue offset as a
@@ -1090,4 +1178,84 @@ fn index_load(vfs: &dyn Vfs, root: &Path, config: &StoreConfig) -> Result<Option
         return Ok(None);
     }
     IndexService::load(vfs, root, config.index_hash_slots, config.index_max_entries).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::OsVfs;
+    use crate::{Message, Store};
+    use std::path::PathBuf;
+
+    /// Every file under `dir`, by path relative to it, with its bytes.
+    fn files_under(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    todo.push(p);
+                } else {
+                    out.insert(
+                        p.strip_prefix(dir).unwrap().to_path_buf(),
+                        std::fs::read(&p).unwrap(),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// A rebuild that writes its derived data back during the walk (here every 64 KiB of log)
+    /// syncs ConsumeQueue units before the walk ends, and leaves the same bytes as one that
+    /// writes nothing back early.
+    #[test]
+    fn rebuild_writing_back_during_the_walk_builds_the_same_derived_data() {
+        let config = StoreConfig::small();
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let store = Store::open(&a, config.clone()).unwrap();
+        let body = vec![7u8; 300];
+        for n in 0..8_000 {
+            let key = format!("K{n}");
+            store
+                .put(
+                    &Message::new("t", n % 3, &body)
+                        .with_tags("TagA")
+                        .with_keys([key.as_str()]),
+                )
+                .unwrap();
+        }
+        store.close().unwrap();
+        let b = dir.path().join("b");
+        std::fs::create_dir(&b).unwrap();
+        for (rel, bytes) in files_under(&a) {
+            std::fs::create_dir_all(b.join(&rel).parent().unwrap()).unwrap();
+            std::fs::write(b.join(&rel), bytes).unwrap();
+        }
+        let mut derived = Vec::new();
+        for (root, every) in [(&a, 64 << 10), (&b, u64::MAX)] {
+            std::fs::remove_dir_all(root.join("consumequeue")).unwrap();
+            let cp = crate::checkpoint::read(&OsVfs, root).unwrap();
+            let rec = recover_writing_back(&OsVfs, root, &config, false, &cp, every).unwrap();
+            assert!(rec.report.derived_rebuilt);
+            assert_eq!(rec.report.records_dispatched, 8_000);
+            let written_back = rec
+                .queues
+                .values()
+                .flat_map(|m| m.values())
+                .any(|q| q.first_file_flushed() > 0);
+            assert_eq!(written_back, every != u64::MAX);
+            drop(rec);
+            derived.push((
+                files_under(&root.join("consumequeue")),
+                files_under(&root.join("index"))
+                    .into_values()
+                    .collect::<Vec<_>>(),
+            ));
+        }
+        assert!(!derived[0].0.is_empty() && !derived[0].1.is_empty());
+        assert!(derived[0] == derived[1], "derived data differs");
+    }
 }

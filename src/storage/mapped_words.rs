@@ -192,6 +192,12 @@ impl MappedWords {
         }
     }
 
+    /// Forces the bytes `[byte_pos, byte_pos + len)` to disk (`msync(MS_SYNC)` of the pages
+    /// covering them). `InvalidInput` if the range is not inside the file.
+    pub fn flush_range(&self, byte_pos: usize, len: usize) -> io::Result<()> {
+        self.map.flush_range(byte_pos, len)
+    }
+
     /// Zeroes the bytes from `byte_pos` to the end through the file (no page of the range is
     /// read or faulted in, so this is cheap for a large, mostly empty file) and syncs the file.
     /// Takes `&mut self`: no load or store through the mapping can be in flight, and the
