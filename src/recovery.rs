@@ -567,6 +567,28 @@ fn walk(
     index: Option<&IndexService>,
     report: &mut RecoveryReport,
 ) -> Result<Walked> {
+    // A rebuild is the index's only writer and nothing reads it yet: headers are written once
+    // at the end (and at rolls), not for every key.
+    let defer = index.filter(|_| !plan.incremental);
+    if let Some(i) = defer {
+        i.defer_headers(true);
+    }
+    let walked = walk_writing_back(ctx, walk_from, plan, queues, index, report);
+    if let Some(i) = defer {
+        i.defer_headers(false);
+    }
+    walked
+}
+
+/// [`walk`] with the background write-back of a long rebuild.
+fn walk_writing_back(
+    ctx: &WalkCtx<'_>,
+    walk_from: u64,
+    plan: &Plan,
+    queues: &mut HashMap<String, HashMap<i32, ConsumeQueue>>,
+    index: Option<&IndexService>,
+    report: &mut RecoveryReport,
+) -> Result<Walked> {
     let log_end = ctx.files.last().map_or(0, |(s, _)| s + ctx.size as u64);
     if log_end.saturating_sub(plan.cq_from) < ctx.write_back_every.saturating_mul(2) {
         return walk_dispatching(ctx, walk_from, plan, queues, index, report, &mut |_| {});
