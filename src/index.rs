@@ -606,13 +606,27 @@ impl IndexService {
             return Ok(());
         }
         let offset = entry.physical_offset;
-        if let Some(last) = self.files.read().last() {
-            if offset < last.end_phy_offset() && last.entry_count() > 0 {
-                return Ok(());
+        let ts = entry.store_timestamp;
+        let header = !self.headers_deferred.load(Ordering::Relaxed);
+        let mut hashes = Self::hashes_of(entry);
+        {
+            // The common case, every key into the last file, under one read lock.
+            let files = self.files.read();
+            if let Some(last) = files.last() {
+                if offset < last.end_phy_offset() && last.entry_count() > 0 {
+                    return Ok(());
+                }
+                for hash in hashes.by_ref() {
+                    if !last.put(hash, offset, ts, header) {
+                        // Full: this key goes through `put`, which rolls.
+                        drop(files);
+                        self.put(vfs, hash, offset, ts)?;
+                        break;
+                    }
+                }
             }
         }
-        let ts = entry.store_timestamp;
-        for hash in Self::hashes_of(entry) {
+        for hash in hashes {
             self.put(vfs, hash, offset, ts)?;
         }
         Ok(())

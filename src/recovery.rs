@@ -666,6 +666,8 @@ fn walk_dispatching(
     let mut last_store_timestamp = 0i64;
     let mut cut: Option<u64> = None;
     let mut kept_units = KeptUnits::default();
+    // A topic `queues` is known to have.
+    let mut present_topic: &str = "";
     let mut next_write_back = walk_from.max(plan.cq_from).saturating_add(write_back_every);
     // The segment the last record was in and its bytes (nothing writes the CommitLog during
     // the walk), looked up again only when the walk leaves it.
@@ -780,10 +782,13 @@ fn walk_dispatching(
                         cut = Some(offset);
                         break;
                     }
-                    // Look the topic up by `&str`: an owned key only for a topic's first record.
-                    if !queues.contains_key(rec.topic()) {
+                    // Look the topic up by `&str`: an owned key only for a topic's first record;
+                    // none at all while records keep to the topic of the last one (topics are
+                    // never removed during the walk).
+                    if rec.topic() != present_topic && !queues.contains_key(rec.topic()) {
                         queues.insert(rec.topic().to_owned(), HashMap::new());
                     }
+                    present_topic = rec.topic();
                     let q = queues
                         .get_mut(rec.topic())
                         .expect("inserted above")
