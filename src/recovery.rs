@@ -580,7 +580,11 @@ fn walk(
     walked
 }
 
-/// [`walk`] with the background write-back of a long rebuild.
+/// [`walk`] with the background write-back of a long walk and, for a long rebuild, dispatch on
+/// a thread of its own: the walk validates records (decode, CRCs) and hands them over in
+/// batches, in CommitLog order, so validation and dispatch (ConsumeQueue units, index keys,
+/// first touches of their pages) use both cores. Where dispatch refuses a record (a gap in its
+/// queue), the log ends there, exactly as when both run on one thread.
 fn walk_writing_back(
     ctx: &WalkCtx<'_>,
     walk_from: u64,
@@ -590,8 +594,10 @@ fn walk_writing_back(
     report: &mut RecoveryReport,
 ) -> Result<Walked> {
     let log_end = ctx.files.last().map_or(0, |(s, _)| s + ctx.size as u64);
+    let dispatcher = Dispatcher::new(ctx, walk_from, plan, queues, index);
     if log_end.saturating_sub(plan.cq_from) < ctx.write_back_every.saturating_mul(2) {
-        return walk_dispatching(ctx, walk_from, plan, queues, index, report, &mut |_| {});
+        let mut sink = Sink::Inline(dispatcher, &mut |_| {});
+        return walk_dispatching(ctx, walk_from, plan, &mut sink, report);
     }
     std::thread::scope(|scope| {
         // One request in flight: when the helper is still busy the walk does not wait, the
@@ -612,9 +618,15 @@ fn walk_writing_back(
                 Ok(())
             })
             .map_err(|e| Error::io(ctx.root, e))?;
-        let walked = walk_dispatching(ctx, walk_from, plan, queues, index, report, &mut |files| {
-            let _ = tx.try_send(files);
-        });
+        let walked = if plan.incremental {
+            let mut write_back = |files| {
+                let _ = tx.try_send(files);
+            };
+            let mut sink = Sink::Inline(dispatcher, &mut write_back);
+            walk_dispatching(ctx, walk_from, plan, &mut sink, report)
+        } else {
+            walk_pipelined(ctx, walk_from, plan, dispatcher, tx.clone(), report, scope)
+        };
         drop(tx);
         let written_back = helper
             .join()
@@ -625,28 +637,288 @@ fn walk_writing_back(
     })
 }
 
-/// [`walk`] itself; calls `write_back` with the ConsumeQueue files holding unsynced units every
-/// `ctx.write_back_every` bytes of dispatched log.
-#[allow(clippy::too_many_arguments)]
-fn walk_dispatching(
-    ctx: &WalkCtx<'_>,
+/// Records handed from the walk to the dispatching thread at a time.
+const PIPE_BATCH: usize = 256;
+
+/// A batch of validated records, described for dispatch by the walk (which has their bytes in
+/// its cache; the dispatching thread then reads little of them).
+type RecordBatch<'a> = Vec<DispatchEntry<'a>>;
+
+/// The rebuild's walk with dispatch on a thread of its own (see [`walk_writing_back`]).
+fn walk_pipelined<'a, 'scope>(
+    ctx: &'a WalkCtx<'a>,
     walk_from: u64,
     plan: &Plan,
-    queues: &mut HashMap<String, HashMap<i32, ConsumeQueue>>,
-    index: Option<&IndexService>,
+    mut dispatcher: Dispatcher<'a, 'scope>,
+    write_back: std::sync::mpsc::SyncSender<Vec<Arc<MappedFile>>>,
     report: &mut RecoveryReport,
-    write_back: &mut dyn FnMut(Vec<Arc<MappedFile>>),
+    scope: &'scope std::thread::Scope<'scope, '_>,
+) -> Result<Walked>
+where
+    'a: 'scope,
+{
+    let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch<'a>>(8);
+    let dispatcher_index = dispatcher.index;
+    let worker = std::thread::Builder::new()
+        .name("rocketstore-recovery-dispatch".into())
+        .spawn_scoped(scope, move || {
+            let mut write_back = |files| {
+                let _ = write_back.try_send(files);
+            };
+            for batch in rx {
+                for entry in batch {
+                    match dispatcher.dispatch(&entry, &mut write_back) {
+                        Ok(Dispatched::Done) => {}
+                        Ok(stop) => {
+                            return (dispatcher.done(), Ok(Some((entry.physical_offset, stop))))
+                        }
+                        Err(e) => return (dispatcher.done(), Err(e)),
+                    }
+                }
+            }
+            (dispatcher.done(), Ok(None))
+        })
+        .map_err(|e| Error::io(ctx.root, e))?;
+    let mut sink = Sink::Pipe(Vec::with_capacity(PIPE_BATCH), tx, dispatcher_index);
+    let walked = walk_dispatching(ctx, walk_from, plan, &mut sink, report);
+    // Hands over the last batch, closes the channel.
+    sink.finish();
+    drop(sink);
+    let ((records, dispatched_timestamp), stopped) = worker
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    report.records_dispatched = records;
+    match stopped? {
+        None => walked,
+        Some((_, Dispatched::Abandoned(reason))) => Ok(Walked::Abandoned(reason)),
+        Some((offset, Dispatched::Invalid(reason))) => {
+            // The log ends at the refused record: whatever the walk found after it does not
+            // count (the ConsumeQueue units dispatched after it are cut by `recover`).
+            report.salvaged = None;
+            invalid_at(ctx, report, offset, reason)?;
+            report.scanned_bytes = offset - walk_from;
+            Ok(Walked::End {
+                end: offset,
+                last_store_timestamp: dispatched_timestamp,
+            })
+        }
+        Some((_, Dispatched::Done)) => unreachable!("the dispatcher stops only on a refusal"),
+    }
+}
+
+/// Where the walk sends the records it validated (from the dispatch start on).
+enum Sink<'a, 'q, 'w> {
+    /// Dispatch each record right away, calling the write-back every so often.
+    Inline(Dispatcher<'a, 'q>, &'w mut dyn FnMut(Vec<Arc<MappedFile>>)),
+    /// Batches for the dispatching thread (which dispatches to this index).
+    Pipe(
+        RecordBatch<'a>,
+        std::sync::mpsc::SyncSender<RecordBatch<'a>>,
+        Option<&'a IndexService>,
+    ),
+}
+
+impl Sink<'_, '_, '_> {
+    /// The queues of an inline sink (an incremental walk checks kept units against them);
+    /// a pipe, used only by rebuilds, has none to show.
+    fn queues(&self) -> &HashMap<String, HashMap<i32, ConsumeQueue>> {
+        match self {
+            Sink::Inline(d, _) => d.queues,
+            Sink::Pipe(..) => unreachable!("only a walk that is not incremental pipes its records"),
+        }
+    }
+
+    /// The index records are dispatched to.
+    fn index(&self) -> Option<&IndexService> {
+        match self {
+            Sink::Inline(d, _) => d.index,
+            Sink::Pipe(_, _, index) => *index,
+        }
+    }
+
+    /// Sends what the pipe holds.
+    fn finish(&mut self) {
+        if let Sink::Pipe(batch, tx, _) = self {
+            if !batch.is_empty() {
+                let _ = tx.send(std::mem::take(batch));
+            }
+        }
+    }
+}
+
+/// What dispatching one record came to.
+enum Dispatched {
+    /// Its units and keys are in.
+    Done,
+    /// Dispatch refused it (it does not continue its queue): the log ends there.
+    Invalid(String),
+    /// An incremental walk met a record its kept data disagrees with: rebuild everything.
+    Abandoned(String),
+}
+
+/// Dispatches the walk's records, in CommitLog order.
+struct Dispatcher<'a, 'q> {
+    vfs: &'a dyn Vfs,
+    root: &'a Path,
+    config: &'a StoreConfig,
+    incremental: bool,
+    allow_late_start: bool,
+    queues: &'q mut HashMap<String, HashMap<i32, ConsumeQueue>>,
+    index: Option<&'a IndexService>,
+    /// A topic `queues` is known to have.
+    present_topic: &'a str,
+    next_write_back: u64,
+    write_back_every: u64,
+    records: u64,
+    last_store_timestamp: i64,
+}
+
+impl<'a, 'q> Dispatcher<'a, 'q> {
+    fn new(
+        ctx: &WalkCtx<'a>,
+        walk_from: u64,
+        plan: &Plan,
+        queues: &'q mut HashMap<String, HashMap<i32, ConsumeQueue>>,
+        index: Option<&'a IndexService>,
+    ) -> Self {
+        Dispatcher {
+            vfs: ctx.vfs,
+            root: ctx.root,
+            config: ctx.config,
+            incremental: plan.incremental,
+            // A queue may start late only in a full rebuild of a log whose head was deleted;
+            // kept derived data already has every queue that had records below the kept point.
+            allow_late_start: ctx.first_start > 0 && !plan.incremental,
+            queues,
+            index,
+            present_topic: "",
+            next_write_back: walk_from
+                .max(plan.cq_from)
+                .saturating_add(ctx.write_back_every),
+            write_back_every: ctx.write_back_every,
+            records: 0,
+            last_store_timestamp: 0,
+        }
+    }
+
+    /// Records dispatched, and the newest store timestamp among them.
+    fn done(&self) -> (u64, i64) {
+        (self.records, self.last_store_timestamp)
+    }
+
+    /// Dispatches the record `entry` describes (the walk checked that its physical offset is
+    /// where it lies); calls `write_back` with the ConsumeQueue files holding unsynced units
+    /// every `write_back_every` bytes of log.
+    fn dispatch(
+        &mut self,
+        entry: &DispatchEntry<'a>,
+        write_back: &mut dyn FnMut(Vec<Arc<MappedFile>>),
+    ) -> Result<Dispatched> {
+        let offset = entry.physical_offset;
+        let queues = &mut *self.queues;
+        // Look the topic up by `&str`: an owned key only for a topic's first record; none at
+        // all while records keep to the topic of the last one (topics are never removed
+        // during the walk).
+        if entry.topic != self.present_topic && !queues.contains_key(entry.topic) {
+            queues.insert(entry.topic.to_owned(), HashMap::new());
+        }
+        self.present_topic = entry.topic;
+        let (root, config) = (self.root, self.config);
+        let q = queues
+            .get_mut(entry.topic)
+            .expect("inserted above")
+            .entry(entry.queue_id)
+            .or_insert_with(|| {
+                ConsumeQueue::new_empty(
+                    root,
+                    entry.topic,
+                    entry.queue_id,
+                    config.consume_queue_file_size(),
+                )
+            });
+        if let Err(e) = dispatch(self.vfs, q, self.index, entry, self.allow_late_start) {
+            return match e {
+                // Kept derived data and this record disagree: the derived data is suspect,
+                // not the log.
+                Error::Corruption { reason, .. } if self.incremental => Ok(Dispatched::Abandoned(
+                    format!("record at {offset}: {reason}"),
+                )),
+                Error::Corruption { reason, .. } => Ok(Dispatched::Invalid(reason)),
+                other => Err(other),
+            };
+        }
+        self.records += 1;
+        self.last_store_timestamp = self.last_store_timestamp.max(entry.store_timestamp);
+        if offset >= self.next_write_back {
+            self.next_write_back = offset.saturating_add(self.write_back_every);
+            write_back(
+                queues
+                    .values()
+                    .flat_map(|m| m.values())
+                    .flat_map(ConsumeQueue::unflushed_files)
+                    .collect(),
+            );
+        }
+        Ok(Dispatched::Done)
+    }
+}
+
+/// The log ends at `offset` for `reason`: an error below the durable offset (unless salvaging,
+/// which `report` records), a warning above it.
+fn invalid_at(
+    ctx: &WalkCtx<'_>,
+    report: &mut RecoveryReport,
+    offset: u64,
+    reason: String,
+) -> Result<()> {
+    let (durable, config) = (ctx.durable, ctx.config);
+    if offset < durable {
+        let path = usize::try_from((offset - ctx.first_start) / ctx.size as u64)
+            .ok()
+            .and_then(|i| ctx.files.get(i))
+            .map_or_else(
+                || ctx.root.join("commitlog"),
+                |(_, f)| f.path().to_path_buf(),
+            );
+        if !config.salvage_corrupt_log {
+            return Err(Error::Corruption {
+                path,
+                offset,
+                reason: format!("invalid record below the durable offset {durable}: {reason}"),
+            });
+        }
+        log::error!(
+            "recovery (salvage): invalid record at {offset} in {}, below the durable offset {durable}: {reason}; cutting the log there and giving up {} acknowledged bytes",
+            path.display(),
+            durable - offset
+        );
+        report.salvaged = Some(Salvage {
+            path,
+            offset,
+            durable_offset: durable,
+            reason,
+        });
+        return Ok(());
+    }
+    log::warn!("recovery: CommitLog ends at {offset}: {reason}");
+    Ok(())
+}
+
+/// [`walk`] itself: validates records and hands those from the dispatch start on to `sink`.
+fn walk_dispatching<'a>(
+    ctx: &WalkCtx<'a>,
+    walk_from: u64,
+    plan: &Plan,
+    sink: &mut Sink<'a, '_, '_>,
+    report: &mut RecoveryReport,
 ) -> Result<Walked> {
     let WalkCtx {
-        vfs,
-        root,
         config,
         files,
         size,
         first_start,
         trailer,
-        durable,
-        write_back_every,
+        ..
     } = *ctx;
     // In a segment whose first record carries the CRC property every record must (a torn tail
     // whose last bytes never reached the disk fails here); in a segment written without it
@@ -658,22 +930,16 @@ fn walk_dispatching(
         verify_record_crc: check,
         max_record_size: config.max_record_size(),
     };
-    // A queue may start late only in a full rebuild of a log whose head was deleted; kept
-    // derived data already has every queue that had records below the kept point.
-    let allow_late_start = first_start > 0 && !plan.incremental;
     let mut crc_required: Option<(u64, bool)> = None;
     let mut offset = walk_from;
     let mut last_store_timestamp = 0i64;
     let mut cut: Option<u64> = None;
     let mut kept_units = KeptUnits::default();
-    // A topic `queues` is known to have.
-    let mut present_topic: &str = "";
-    let mut next_write_back = walk_from.max(plan.cq_from).saturating_add(write_back_every);
     // The segment the last record was in and its bytes (nothing writes the CommitLog during
     // the walk), looked up again only when the walk leaves it.
     let mut current: Option<(usize, u64, &MappedFile, &[u8])> = None;
     while !files.is_empty() {
-        let (idx, seg_start, file, bytes) = match current {
+        let (idx, seg_start, _, bytes) = match current {
             Some(c) if offset.wrapping_sub(c.1) < size as u64 => c,
             _ => {
                 let idx = ((offset - first_start) / size as u64) as usize;
@@ -711,33 +977,7 @@ fn walk_dispatching(
         } else {
             record::decode_crc_if_present(data, &opts)
         };
-        let mut invalid = |reason: String| -> Result<()> {
-            if offset < durable {
-                if !config.salvage_corrupt_log {
-                    return Err(Error::Corruption {
-                        path: file.path().to_path_buf(),
-                        offset,
-                        reason: format!(
-                            "invalid record below the durable offset {durable}: {reason}"
-                        ),
-                    });
-                }
-                log::error!(
-                    "recovery (salvage): invalid record at {offset} in {}, below the durable offset {durable}: {reason}; cutting the log there and giving up {} acknowledged bytes",
-                    file.path().display(),
-                    durable - offset
-                );
-                report.salvaged = Some(Salvage {
-                    path: file.path().to_path_buf(),
-                    offset,
-                    durable_offset: durable,
-                    reason,
-                });
-                return Ok(());
-            }
-            log::warn!("recovery: CommitLog ends at {offset}: {reason}");
-            Ok(())
-        };
+        let mut invalid = |reason: String| invalid_at(ctx, report, offset, reason);
         match decoded {
             Ok(Decoded::Blank { total_size }) => {
                 if total_size as usize != data.len() {
@@ -782,60 +1022,35 @@ fn walk_dispatching(
                         cut = Some(offset);
                         break;
                     }
-                    // Look the topic up by `&str`: an owned key only for a topic's first record;
-                    // none at all while records keep to the topic of the last one (topics are
-                    // never removed during the walk).
-                    if rec.topic() != present_topic && !queues.contains_key(rec.topic()) {
-                        queues.insert(rec.topic().to_owned(), HashMap::new());
-                    }
-                    present_topic = rec.topic();
-                    let q = queues
-                        .get_mut(rec.topic())
-                        .expect("inserted above")
-                        .entry(rec.queue_id())
-                        .or_insert_with(|| {
-                            ConsumeQueue::new_empty(
-                                root,
-                                rec.topic(),
-                                rec.queue_id(),
-                                config.consume_queue_file_size(),
-                            )
-                        });
-                    if let Err(e) = dispatch(
-                        vfs,
-                        q,
-                        index,
-                        &DispatchEntry::of_record(&rec),
-                        allow_late_start,
-                    ) {
-                        match e {
-                            // Kept derived data and this record disagree: the derived data is
-                            // suspect, not the log.
-                            Error::Corruption { reason, .. } if plan.incremental => {
-                                return Ok(Walked::Abandoned(format!(
-                                    "record at {offset}: {reason}"
-                                )));
+                    match sink {
+                        Sink::Inline(dispatcher, write_back) => {
+                            match dispatcher
+                                .dispatch(&DispatchEntry::of_record(&rec), *write_back)?
+                            {
+                                Dispatched::Done => {}
+                                Dispatched::Invalid(reason) => {
+                                    invalid(reason)?;
+                                    cut = Some(offset);
+                                    break;
+                                }
+                                Dispatched::Abandoned(reason) => {
+                                    return Ok(Walked::Abandoned(reason));
+                                }
                             }
-                            Error::Corruption { reason, .. } => {
-                                invalid(reason)?;
+                            report.records_dispatched = dispatcher.records;
+                        }
+                        Sink::Pipe(batch, tx, _) => {
+                            batch.push(DispatchEntry::of_record(&rec));
+                            if batch.len() >= PIPE_BATCH && tx.send(std::mem::take(batch)).is_err()
+                            {
+                                // The dispatcher refused a record: the log ends there (see
+                                // `walk_pipelined`).
                                 cut = Some(offset);
                                 break;
                             }
-                            other => return Err(other),
                         }
                     }
-                    report.records_dispatched += 1;
-                    if offset >= next_write_back {
-                        next_write_back = offset.saturating_add(write_back_every);
-                        write_back(
-                            queues
-                                .values()
-                                .flat_map(|m| m.values())
-                                .flat_map(ConsumeQueue::unflushed_files)
-                                .collect(),
-                        );
-                    }
-                } else if plan.incremental && !unit_agrees(queues, &mut kept_units, &rec) {
+                } else if plan.incremental && !unit_agrees(sink.queues(), &mut kept_units, &rec) {
                     // Below `Dd` the kept ConsumeQueue already has this record: it must be
                     // the unit at its queue offset (this also checks the queue offset as a
                     // re-dispatch would). If not, the kept data or the record is wrong: a
@@ -846,7 +1061,7 @@ fn walk_dispatching(
                         rec.queue_id(),
                         rec.queue_offset()
                     )));
-                } else if offset >= plan.index_from && index.is_some() {
+                } else if offset >= plan.index_from && sink.index().is_some() {
                     // Between the end of the kept IndexFile and `Dd`: the checkpoint vouches for
                     // the index entries of these records, so there may be none.
                     if !IndexService::key_hashes(&DispatchEntry::of_record(&rec)).is_empty() {
@@ -1234,55 +1449,124 @@ mod tests {
         out
     }
 
-    /// A rebuild that writes its derived data back during the walk (here every 64 KiB of log)
-    /// syncs ConsumeQueue units before the walk ends, and leaves the same bytes as one that
-    /// writes nothing back early.
-    #[test]
-    fn rebuild_writing_back_during_the_walk_builds_the_same_derived_data() {
-        let config = StoreConfig::small();
-        let dir = tempfile::tempdir().unwrap();
-        let a = dir.path().join("a");
-        let store = Store::open(&a, config.clone()).unwrap();
+    /// Puts 8,000 keyed messages over 3 queues into a fresh store at `root` with `config`,
+    /// closes it, copies it to `copy`, and returns the CommitLog offset of message 5,000.
+    fn build_pair(root: &Path, copy: &Path, config: &StoreConfig) -> u64 {
+        let store = Store::open(root, config.clone()).unwrap();
         let body = vec![7u8; 300];
+        let mut middle = 0;
         for n in 0..8_000 {
             let key = format!("K{n}");
-            store
+            let put = store
                 .put(
                     &Message::new("t", n % 3, &body)
                         .with_tags("TagA")
                         .with_keys([key.as_str()]),
                 )
                 .unwrap();
+            if n == 5_000 {
+                middle = put.commitlog_offset;
+            }
         }
         store.close().unwrap();
-        let b = dir.path().join("b");
-        std::fs::create_dir(&b).unwrap();
-        for (rel, bytes) in files_under(&a) {
-            std::fs::create_dir_all(b.join(&rel).parent().unwrap()).unwrap();
-            std::fs::write(b.join(&rel), bytes).unwrap();
+        std::fs::create_dir(copy).unwrap();
+        for (rel, bytes) in files_under(root) {
+            std::fs::create_dir_all(copy.join(&rel).parent().unwrap()).unwrap();
+            std::fs::write(copy.join(&rel), bytes).unwrap();
         }
-        let mut derived = Vec::new();
-        for (root, every) in [(&a, 64 << 10), (&b, u64::MAX)] {
-            std::fs::remove_dir_all(root.join("consumequeue")).unwrap();
-            let cp = crate::checkpoint::read(&OsVfs, root).unwrap();
-            let rec = recover_writing_back(&OsVfs, root, &config, false, &cp, every).unwrap();
-            assert!(rec.report.derived_rebuilt);
-            assert_eq!(rec.report.records_dispatched, 8_000);
-            let written_back = rec
-                .queues
-                .values()
-                .flat_map(|m| m.values())
-                .any(|q| q.first_file_flushed() > 0);
-            assert_eq!(written_back, every != u64::MAX);
-            drop(rec);
-            derived.push((
-                files_under(&root.join("consumequeue")),
-                files_under(&root.join("index"))
-                    .into_values()
-                    .collect::<Vec<_>>(),
-            ));
+        middle
+    }
+
+    /// Deletes `consumequeue/` under `root` and recovers it, writing back (and dispatching on
+    /// a thread of its own) every `every` bytes. Returns the report, whether any ConsumeQueue
+    /// unit was synced during the walk, and the derived files' bytes.
+    #[allow(clippy::type_complexity)]
+    fn rebuild(
+        root: &Path,
+        config: &StoreConfig,
+        every: u64,
+    ) -> (
+        RecoveryReport,
+        bool,
+        std::collections::BTreeMap<PathBuf, Vec<u8>>,
+        Vec<Vec<u8>>,
+    ) {
+        std::fs::remove_dir_all(root.join("consumequeue")).unwrap();
+        let cp = crate::checkpoint::read(&OsVfs, root).unwrap();
+        let rec = recover_writing_back(&OsVfs, root, config, false, &cp, every).unwrap();
+        assert!(rec.report.derived_rebuilt);
+        let written_back = rec
+            .queues
+            .values()
+            .flat_map(|m| m.values())
+            .any(|q| q.first_file_flushed() > 0);
+        let report = rec.report.clone();
+        drop(rec);
+        (
+            report,
+            written_back,
+            files_under(&root.join("consumequeue")),
+            files_under(&root.join("index")).into_values().collect(),
+        )
+    }
+
+    /// A rebuild that writes its derived data back and dispatches on a thread of its own
+    /// (here every 64 KiB of log) syncs ConsumeQueue units before the walk ends, and leaves the
+    /// same bytes and report as one that does neither.
+    #[test]
+    fn rebuild_writing_back_during_the_walk_builds_the_same_derived_data() {
+        let config = StoreConfig::small();
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        build_pair(&a, &b, &config);
+        let (report_a, written_a, cq_a, index_a) = rebuild(&a, &config, 64 << 10);
+        let (report_b, written_b, cq_b, index_b) = rebuild(&b, &config, u64::MAX);
+        assert!(written_a && !written_b);
+        assert_eq!(report_a.records_dispatched, 8_000);
+        assert_eq!(report_a, report_b);
+        assert!(!cq_a.is_empty() && !index_a.is_empty());
+        assert!(cq_a == cq_b, "ConsumeQueue differs");
+        assert!(index_a == index_b, "IndexFile differs");
+    }
+
+    /// When dispatch refuses a record (its queue offset leaves a gap), the log ends there
+    /// whether dispatch runs on the walk's thread or on its own (which the walk has run ahead
+    /// of): same end, report and derived data.
+    #[test]
+    fn a_record_dispatch_refuses_ends_the_log_there_when_dispatch_runs_on_its_own_thread() {
+        let config = StoreConfig {
+            // The queue offset is changed in place below, without fixing the record's CRC.
+            check_crc_on_recover: false,
+            salvage_corrupt_log: true,
+            ..StoreConfig::small()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let bad = build_pair(&a, &b, &config);
+        for root in [&a, &b] {
+            let seg_size = config.commitlog_segment_size as u64;
+            let seg = root
+                .join("commitlog")
+                .join(crate::segments::file_name(bad - bad % seg_size));
+            let mut bytes = std::fs::read(&seg).unwrap();
+            let pos = (bad % seg_size) as usize + crate::format::record::POS_QUEUE_OFFSET;
+            bytes[pos + 7] ^= 0x40;
+            std::fs::write(&seg, bytes).unwrap();
         }
-        assert!(!derived[0].0.is_empty() && !derived[0].1.is_empty());
-        assert!(derived[0] == derived[1], "derived data differs");
+        let (mut report_a, _, cq_a, index_a) = rebuild(&a, &config, 64 << 10);
+        let (mut report_b, _, cq_b, index_b) = rebuild(&b, &config, u64::MAX);
+        for (report, root) in [(&mut report_a, &a), (&mut report_b, &b)] {
+            let salvage = report
+                .salvaged
+                .as_mut()
+                .expect("cut below the durable offset");
+            salvage.path = salvage.path.strip_prefix(root).unwrap().to_path_buf();
+        }
+        assert_eq!(report_a.end_offset, bad);
+        assert_eq!(report_a.records_dispatched, 5_000);
+        assert_eq!(report_a.salvaged.as_ref().map(|s| s.offset), Some(bad));
+        assert_eq!(report_a, report_b);
+        assert!(cq_a == cq_b, "ConsumeQueue differs");
+        assert!(index_a == index_b, "IndexFile differs");
     }
 }
