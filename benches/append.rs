@@ -11,11 +11,18 @@
 //! * `ceiling_mmap_copy/<size>`: copying the same record bytes (the length a put reports) into a
 //!   preallocated, prefaulted 256 MiB shared file mapping, cyclically — one stream, because the
 //!   CommitLog is one stream whatever the number of producers.
+//! * `ceiling_mmap_copy_crc/<size>`: the same copy plus a CRC32 pass over the body and one over
+//!   the copied record: the least a RocketMQ record with BODYCRC and the whole-record CRC property
+//!   (`append_crc_property`, the default) costs.
 //! * `append_sync/1KiB/<n>p`: Sync flush (group commit), `n` producers; every put's latency is
 //!   recorded for p50/p99.
 //! * `ceiling_group_commit/1KiB/<n>p`: the ideal group commit — one `pwrite` of `n` records plus
 //!   one `fdatasync` per iteration, into a pre-written (not growing) file on the same disk. Store
 //!   and ceiling cases alternate per producer count, so each ratio compares neighbours in time.
+//! * `ceiling_threaded_commit/{staged,pwrite_each}/<n>p` (4, 16, 64 producers): a minimal group
+//!   commit with one blocked thread per put and none of the engine (see [`threaded_commit`]):
+//!   what any design of that shape reaches on this machine, to tell the engine's cost from the
+//!   cost of one thread per put.
 //!
 //! Run: `cargo bench --bench append` (`ROCKETSTORE_BENCH_QUICK=1` for a smoke run).
 
@@ -253,6 +260,34 @@ fn bench_async_ceiling(c: &mut Criterion, timing: &Timing) {
         });
     }
     g.finish();
+
+    // The least a RocketMQ record with the whole-record CRC property costs: the copy plus a
+    // CRC32 pass over the body (BODYCRC) and one over the record (the CRC property).
+    const CRC_GROUP: &str = "ceiling_mmap_copy_crc";
+    let mut g = c.benchmark_group(CRC_GROUP);
+    timing.apply(&mut g);
+    g.throughput(Throughput::Elements(1));
+    for size in SIZES {
+        let rec = vec![0x5Au8; record_len(size)];
+        let mut pos = 0usize;
+        bench_custom(&mut g, CRC_GROUP, &size_name(size), |iters| {
+            let t0 = Instant::now();
+            let mut acc = 0u32;
+            for _ in 0..iters {
+                if pos + rec.len() > RING_BYTES {
+                    pos = 0;
+                }
+                acc ^= crc32fast::hash(&rec[rec.len() - size..]);
+                map[pos..pos + rec.len()].copy_from_slice(&rec);
+                acc ^= crc32fast::hash(&map[pos..pos + rec.len()]);
+                pos += rec.len();
+            }
+            let t = t0.elapsed();
+            std::hint::black_box((map.as_ptr(), acc));
+            (t, Vec::new())
+        });
+    }
+    g.finish();
 }
 
 /// Sync puts and their ceiling, interleaved per producer count (store case, then ceiling case)
@@ -261,6 +296,7 @@ fn bench_async_ceiling(c: &mut Criterion, timing: &Timing) {
 fn bench_sync(c: &mut Criterion, timing: &Timing) {
     const GROUP: &str = "append_sync";
     const CEILING: &str = "ceiling_group_commit";
+    const THREADED: &str = "ceiling_threaded_commit";
     const FILE_BYTES: u64 = 64 << 20;
     let dir = tempdir();
     let config = StoreConfig {
@@ -318,8 +354,304 @@ fn bench_sync(c: &mut Criterion, timing: &Timing) {
             (t0.elapsed(), lat)
         });
         g.finish();
+
+        if threads < 4 {
+            continue;
+        }
+        let rec = vec![0x5Au8; rec_len];
+        for (shape, label) in [
+            (threaded_commit::Shape::Staged, "staged"),
+            (threaded_commit::Shape::PwriteEach, "pwrite_each"),
+        ] {
+            let mut g = c.benchmark_group(THREADED);
+            timing.apply(&mut g);
+            g.throughput(Throughput::Elements(1));
+            let path = dir.path().join(format!("threaded-{label}"));
+            let mut reference = threaded_commit::RefCommit::new(&path, shape);
+            bench_custom(&mut g, THREADED, &format!("{label}/{threads}p"), |iters| {
+                if !reference.has_room(iters * rec_len as u64) {
+                    reference = threaded_commit::RefCommit::new(&path, shape);
+                }
+                reference.run(threads, iters, &rec)
+            });
+            g.finish();
+        }
     }
     store.close().unwrap();
+}
+
+/// The bound of thread-per-put group commit on this machine: a minimal one, none of the
+/// engine (no encoding, no ConsumeQueue, no index, no flusher), so that `append_sync` can be
+/// compared with what any design that blocks one thread per put reaches here.
+///
+/// `n` producers each append one record under a mutex and sleep on a futex until a sync thread
+/// has made it durable; the sync thread syncs whatever was appended and wakes every sleeper
+/// with one `FUTEX_WAKE` (what the store does). Two shapes:
+///
+/// * [`Shape::Staged`]: producers copy into a shared buffer; the sync thread writes the whole
+///   batch with one `pwrite` then `fdatasync`s, into a pre-written file. The best shape found
+///   (the ideal group commit plus the threads).
+/// * [`Shape::PwriteEach`]: every producer `pwrite`s its own record (the store's WriteBuffer
+///   mode) into a fresh `fallocate`d file, keeping 256 KiB of written zeros ahead of the records
+///   like the store (`ZERO_AHEAD` in `src/commitlog.rs`): the store's own I/O pattern.
+mod threaded_commit {
+    use std::fs::File;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileExt;
+    use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::SeqCst};
+    use std::time::{Duration, Instant};
+
+    use parking_lot::Mutex;
+
+    /// See the module docs.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub enum Shape {
+        Staged,
+        PwriteEach,
+    }
+
+    const FILE_BYTES: u64 = 1 << 30;
+    const ZERO_AHEAD: u64 = 256 << 10;
+
+    /// A futex word: sleepers wait while it holds what they saw; `advance` wakes all of them.
+    #[derive(Default)]
+    struct Word(AtomicU32);
+
+    impl Word {
+        fn current(&self) -> u32 {
+            self.0.load(SeqCst)
+        }
+
+        fn wait(&self, seen: u32) {
+            let ts = libc::timespec {
+                tv_sec: 1,
+                tv_nsec: 0,
+            };
+            // SAFETY: the word is a live, aligned 32-bit atomic borrowed for the call; `ts` is a
+            // valid relative timeout that outlives it. FUTEX_WAIT ignores the last two
+            // arguments; any error is a return the caller's loop handles.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_futex,
+                    self.0.as_ptr(),
+                    libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                    seen,
+                    &ts as *const libc::timespec,
+                    std::ptr::null::<u32>(),
+                    0u32,
+                );
+            }
+        }
+
+        fn advance(&self) {
+            self.0.fetch_add(1, SeqCst);
+            // SAFETY: as in `wait`; FUTEX_WAKE uses only the word's address and the count.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_futex,
+                    self.0.as_ptr(),
+                    libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                    i32::MAX,
+                    std::ptr::null::<libc::timespec>(),
+                    std::ptr::null::<u32>(),
+                    0u32,
+                );
+            }
+        }
+    }
+
+    /// The log: its end, the batch not yet written (Staged) and the zeroed frontier
+    /// (PwriteEach).
+    struct Log {
+        end: u64,
+        staged: Vec<u8>,
+        zeroed: u64,
+    }
+
+    /// One file and its group commit; reused across a case's iterations.
+    pub struct RefCommit {
+        file: File,
+        shape: Shape,
+        log: Mutex<Log>,
+        /// Where the file position of `log.end` starts (the file is reused cyclically).
+        written_to_file: Mutex<u64>,
+        requested: AtomicU64,
+        durable: AtomicU64,
+        idle: AtomicBool,
+        work: Word,
+        done: Word,
+        stop: AtomicBool,
+    }
+
+    fn fresh_file(path: &std::path::Path, shape: Shape) -> File {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .unwrap();
+        match shape {
+            Shape::Staged => {
+                let chunk = vec![0u8; 1 << 20];
+                for i in 0..(64 << 20) >> 20 {
+                    f.write_all_at(&chunk, i << 20).unwrap();
+                }
+            }
+            Shape::PwriteEach => {
+                // SAFETY: fallocate on an open descriptor we own; no memory is passed.
+                let rc = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, FILE_BYTES as i64) };
+                assert_eq!(rc, 0, "fallocate: {}", std::io::Error::last_os_error());
+            }
+        }
+        f.sync_all().unwrap();
+        f
+    }
+
+    impl RefCommit {
+        pub fn new(path: &std::path::Path, shape: Shape) -> RefCommit {
+            RefCommit {
+                file: fresh_file(path, shape),
+                shape,
+                log: Mutex::new(Log {
+                    end: 0,
+                    staged: Vec::with_capacity(1 << 20),
+                    zeroed: 0,
+                }),
+                written_to_file: Mutex::new(0),
+                requested: AtomicU64::new(0),
+                durable: AtomicU64::new(0),
+                idle: AtomicBool::new(false),
+                work: Word::default(),
+                done: Word::default(),
+                stop: AtomicBool::new(false),
+            }
+        }
+
+        /// Where log offset `at` lies in the file (Staged wraps in a 64 MiB pre-written file;
+        /// PwriteEach never wraps within a case: `run` starts each case on a fresh file).
+        fn file_pos(&self, at: u64) -> u64 {
+            match self.shape {
+                Shape::Staged => at % (64 << 20),
+                Shape::PwriteEach => at,
+            }
+        }
+
+        /// One put: append `rec`, wait until it is durable.
+        fn put(&self, rec: &[u8], zeros: &[u8]) {
+            let end = {
+                let mut log = self.log.lock();
+                let at = log.end;
+                match self.shape {
+                    Shape::Staged => log.staged.extend_from_slice(rec),
+                    Shape::PwriteEach => {
+                        let end = at + rec.len() as u64;
+                        if end + ZERO_AHEAD / 2 > log.zeroed && end + ZERO_AHEAD <= FILE_BYTES {
+                            let len = (at + ZERO_AHEAD - end) as usize;
+                            self.file.write_all_at(&zeros[..len], end).unwrap();
+                            log.zeroed = at + ZERO_AHEAD;
+                        }
+                        self.file.write_all_at(rec, self.file_pos(at)).unwrap();
+                    }
+                }
+                log.end = at + rec.len() as u64;
+                log.end
+            };
+            self.requested.fetch_max(end, SeqCst);
+            if self.idle.load(SeqCst) {
+                self.work.advance();
+            }
+            loop {
+                let seen = self.done.current();
+                if self.durable.load(SeqCst) >= end {
+                    return;
+                }
+                self.done.wait(seen);
+            }
+        }
+
+        /// The sync thread, until `stop`.
+        fn run_sync(&self) {
+            loop {
+                let seen = self.work.current();
+                self.idle.store(true, SeqCst);
+                if self.stop.load(SeqCst) {
+                    return;
+                }
+                if self.requested.load(SeqCst) <= self.durable.load(SeqCst) {
+                    self.work.wait(seen);
+                    continue;
+                }
+                self.idle.store(false, SeqCst);
+                let target = match self.shape {
+                    Shape::Staged => {
+                        let (target, batch) = {
+                            let mut log = self.log.lock();
+                            let batch =
+                                std::mem::replace(&mut log.staged, Vec::with_capacity(1 << 20));
+                            (log.end, batch)
+                        };
+                        let mut at = self.written_to_file.lock();
+                        // A batch never straddles the wrap: it restarts at the file's start.
+                        let mut pos = self.file_pos(*at);
+                        if pos + batch.len() as u64 > 64 << 20 {
+                            pos = 0;
+                        }
+                        self.file.write_all_at(&batch, pos).unwrap();
+                        *at = target;
+                        target
+                    }
+                    Shape::PwriteEach => self.log.lock().end,
+                };
+                self.file.sync_data().unwrap();
+                self.durable.fetch_max(target, SeqCst);
+                self.done.advance();
+            }
+        }
+
+        /// `iters` puts of `rec` over `threads` producers; the wall time and each put's latency.
+        /// Panics if the case would outgrow a PwriteEach file.
+        pub fn run(&self, threads: usize, iters: u64, rec: &[u8]) -> (Duration, Vec<u64>) {
+            let zeros = vec![0u8; ZERO_AHEAD as usize];
+            self.stop.store(false, SeqCst);
+            let parts = super::split(iters, threads);
+            let barrier = std::sync::Barrier::new(threads + 1);
+            std::thread::scope(|s| {
+                s.spawn(|| self.run_sync());
+                let handles: Vec<_> = parts
+                    .iter()
+                    .map(|&n| {
+                        let (barrier, zeros) = (&barrier, &zeros);
+                        s.spawn(move || {
+                            let mut lat = Vec::with_capacity(n as usize);
+                            barrier.wait();
+                            for _ in 0..n {
+                                let t = Instant::now();
+                                self.put(rec, zeros);
+                                lat.push(t.elapsed().as_nanos() as u64);
+                            }
+                            lat
+                        })
+                    })
+                    .collect();
+                barrier.wait();
+                let t0 = Instant::now();
+                let lat: Vec<u64> = handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap())
+                    .collect();
+                let elapsed = t0.elapsed();
+                self.stop.store(true, SeqCst);
+                self.work.advance();
+                (elapsed, lat)
+            })
+        }
+
+        /// Whether `more` bytes still fit before a PwriteEach file would have to wrap.
+        pub fn has_room(&self, more: u64) -> bool {
+            self.shape == Shape::Staged || self.log.lock().end + more + ZERO_AHEAD <= FILE_BYTES
+        }
+    }
 }
 
 /// RssAnon (KiB) before and after 1M and 4M puts into one store: the engine's own memory must
@@ -418,6 +750,23 @@ fn summary(n_async: usize, n_sync: usize, mem: Option<MemoryProbe>) {
             );
         }
     }
+    for size in SIZES {
+        let (Some(s), Some(c)) = (
+            stats(&format!("append_async/{}/1p", size_name(size)), n),
+            stats(&format!("ceiling_mmap_copy_crc/{}", size_name(size)), n),
+        ) else {
+            continue;
+        };
+        rows.push(
+            Row::new(format!(
+                "async put {}, 1 producer: vs copy + BODYCRC + record CRC",
+                size_name(size)
+            ))
+            .store(fmt_rate(s.per_s()))
+            .ceiling(format!("{} copy + 2 CRC32 passes", fmt_rate(c.per_s())))
+            .ratio(Some(s.per_s() / c.per_s())),
+        );
+    }
     if let Some(s) = stats("append_async/1KiB/1p_first_segment", n) {
         let ceiling = stats("ceiling_mmap_copy/1KiB", n);
         rows.push(
@@ -455,6 +804,31 @@ fn summary(n_async: usize, n_sync: usize, mem: Option<MemoryProbe>) {
                 .ratio(ratio)
                 .target(target, met),
         );
+        for (label, what) in [
+            (
+                "staged",
+                "1 pwrite of the batch + fdatasync, pre-written file",
+            ),
+            (
+                "pwrite_each",
+                "pwrite per put, fallocated + 256 KiB zeros ahead",
+            ),
+        ] {
+            let Some(t) = stats(
+                &format!("ceiling_threaded_commit/{label}/{threads}p"),
+                n_sync,
+            ) else {
+                continue;
+            };
+            rows.push(
+                Row::new(format!(
+                    "sync put 1KiB, {threads} producers: vs thread-per-put bound ({label})"
+                ))
+                .store(rate.map_or("-".into(), fmt_rate))
+                .ceiling(format!("{} ({what})", fmt_rate(t.per_s())))
+                .ratio(rate.map(|r| r / t.per_s())),
+            );
+        }
         let pct = |s: &Option<common::Stats>| {
             s.as_ref()
                 .and_then(|s| Some((s.pct_ns(50.0)?, s.pct_ns(99.0)?)))
