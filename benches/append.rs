@@ -88,24 +88,40 @@ fn produce(
     body: &[u8],
     latencies: bool,
 ) -> (Duration, Vec<u64>) {
-    let one_put = |q: usize, lat: &mut Vec<u64>| {
-        if latencies {
-            let t0 = Instant::now();
-            let r = store.put(&message(q, body)).unwrap();
-            lat.push(t0.elapsed().as_nanos() as u64);
-            if r.status != PutStatus::Ok {
-                SYNC_TIMEOUTS.fetch_add(1, Ordering::Relaxed);
-            }
-        } else {
-            std::hint::black_box(store.put(&message(q, body)).unwrap());
+    timed_producers(threads, iters, latencies, &|q| {
+        let r = store.put(&message(q, body)).unwrap();
+        if latencies && r.status != PutStatus::Ok {
+            SYNC_TIMEOUTS.fetch_add(1, Ordering::Relaxed);
         }
+        std::hint::black_box(r);
+    })
+}
+
+/// Runs `iters` calls of `one_put(i)` spread over `threads` threads (`i` counts each thread's
+/// calls, offset by its number), all started together behind a barrier (one producer runs on
+/// the caller's thread). Returns the wall time and, if `latencies`, every call's latency.
+fn timed_producers(
+    threads: usize,
+    iters: u64,
+    latencies: bool,
+    one_put: &(dyn Fn(usize) + Sync),
+) -> (Duration, Vec<u64>) {
+    let run = |first: usize, n: u64| {
+        let mut lat = Vec::with_capacity(if latencies { n as usize } else { 0 });
+        for i in 0..n as usize {
+            if latencies {
+                let t0 = Instant::now();
+                one_put(first + i);
+                lat.push(t0.elapsed().as_nanos() as u64);
+            } else {
+                one_put(first + i);
+            }
+        }
+        lat
     };
     if threads == 1 {
-        let mut lat = Vec::with_capacity(if latencies { iters as usize } else { 0 });
         let t0 = Instant::now();
-        for i in 0..iters {
-            one_put(i as usize, &mut lat);
-        }
+        let lat = run(0, iters);
         return (t0.elapsed(), lat);
     }
     let parts = split(iters, threads);
@@ -115,14 +131,10 @@ fn produce(
             .iter()
             .enumerate()
             .map(|(t, &n)| {
-                let (barrier, one_put) = (&barrier, &one_put);
+                let (barrier, run) = (&barrier, &run);
                 s.spawn(move || {
-                    let mut lat = Vec::with_capacity(if latencies { n as usize } else { 0 });
                     barrier.wait();
-                    for i in 0..n {
-                        one_put(i as usize + t, &mut lat);
-                    }
-                    lat
+                    run(t, n)
                 })
             })
             .collect();
@@ -399,7 +411,7 @@ mod threaded_commit {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::FileExt;
     use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::SeqCst};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use parking_lot::Mutex;
 
@@ -610,40 +622,18 @@ mod threaded_commit {
         }
 
         /// `iters` puts of `rec` over `threads` producers; the wall time and each put's latency.
-        /// Panics if the case would outgrow a PwriteEach file.
+        /// The caller checks [`has_room`](Self::has_room) first.
         pub fn run(&self, threads: usize, iters: u64, rec: &[u8]) -> (Duration, Vec<u64>) {
             let zeros = vec![0u8; ZERO_AHEAD as usize];
             self.stop.store(false, SeqCst);
-            let parts = super::split(iters, threads);
-            let barrier = std::sync::Barrier::new(threads + 1);
             std::thread::scope(|s| {
                 s.spawn(|| self.run_sync());
-                let handles: Vec<_> = parts
-                    .iter()
-                    .map(|&n| {
-                        let (barrier, zeros) = (&barrier, &zeros);
-                        s.spawn(move || {
-                            let mut lat = Vec::with_capacity(n as usize);
-                            barrier.wait();
-                            for _ in 0..n {
-                                let t = Instant::now();
-                                self.put(rec, zeros);
-                                lat.push(t.elapsed().as_nanos() as u64);
-                            }
-                            lat
-                        })
-                    })
-                    .collect();
-                barrier.wait();
-                let t0 = Instant::now();
-                let lat: Vec<u64> = handles
-                    .into_iter()
-                    .flat_map(|h| h.join().unwrap())
-                    .collect();
-                let elapsed = t0.elapsed();
+                let timed = super::timed_producers(threads, iters, true, &|_| {
+                    self.put(rec, &zeros);
+                });
                 self.stop.store(true, SeqCst);
                 self.work.advance();
-                (elapsed, lat)
+                timed
             })
         }
 

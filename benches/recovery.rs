@@ -53,6 +53,21 @@ fn timed_open(root: &Path) -> (Duration, RecoveryReport) {
     (t, report)
 }
 
+/// The ceiling's work: reads the first `len` bytes of `segment` in `buf`-sized chunks and runs
+/// CRC32 over them.
+fn read_crc(segment: &Path, len: u64, buf: &mut [u8]) {
+    let mut f = std::fs::File::open(segment).unwrap();
+    let mut h = crc32fast::Hasher::new();
+    let mut left = len as usize;
+    while left > 0 {
+        let want = left.min(buf.len());
+        f.read_exact(&mut buf[..want]).unwrap();
+        h.update(&buf[..want]);
+        left -= want;
+    }
+    std::hint::black_box(h.finalize());
+}
+
 /// Appends about `bytes` of the fixture's messages (keys continuing after the existing ones) and
 /// closes cleanly; returns the number of records added.
 fn extend_store(root: &Path, bytes: u64) -> u64 {
@@ -163,16 +178,7 @@ fn main() {
         bench_custom(&mut g, GROUP, "seq", |iters| {
             let t0 = Instant::now();
             for _ in 0..iters {
-                let mut f = std::fs::File::open(&segment).unwrap();
-                let mut h = crc32fast::Hasher::new();
-                let mut left = end as usize;
-                while left > 0 {
-                    let want = left.min(buf.len());
-                    f.read_exact(&mut buf[..want]).unwrap();
-                    h.update(&buf[..want]);
-                    left -= want;
-                }
-                std::hint::black_box(h.finalize());
+                read_crc(&segment, end, &mut buf);
             }
             (t0.elapsed(), Vec::new())
         });
@@ -200,16 +206,7 @@ fn main() {
                 };
                 assert_eq!(rc, 0, "fallocate: {}", std::io::Error::last_os_error());
                 let t0 = Instant::now();
-                let mut f = std::fs::File::open(&segment).unwrap();
-                let mut h = crc32fast::Hasher::new();
-                let mut left = end as usize;
-                while left > 0 {
-                    let want = left.min(buf.len());
-                    f.read_exact(&mut buf[..want]).unwrap();
-                    h.update(&buf[..want]);
-                    left -= want;
-                }
-                std::hint::black_box(h.finalize());
+                read_crc(&segment, end, &mut buf);
                 std::os::unix::fs::FileExt::write_all_at(&out, &derived, 0).unwrap();
                 out.sync_data().unwrap();
                 total += t0.elapsed();
