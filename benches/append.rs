@@ -398,7 +398,7 @@ fn bench_sync(c: &mut Criterion, timing: &Timing) {
 ///
 /// `n` producers each append one record under a mutex and sleep on a futex until a sync thread
 /// has made it durable; the sync thread syncs whatever was appended and wakes every sleeper
-/// with one `FUTEX_WAKE` (what the store does). Two shapes:
+/// with one `FUTEX_WAKE` (the store's `WakeWord`, as in its group commit). Two shapes:
 ///
 /// * [`Shape::Staged`]: producers copy into a shared buffer; the sync thread writes the whole
 ///   batch with one `pwrite` then `fdatasync`s, into a pre-written file. The best shape found
@@ -407,13 +407,13 @@ fn bench_sync(c: &mut Criterion, timing: &Timing) {
 ///   mode) into a fresh `fallocate`d file, keeping 256 KiB of written zeros ahead of the records
 ///   like the store (`ZERO_AHEAD` in `src/commitlog.rs`): the store's own I/O pattern.
 mod threaded_commit {
-    use std::fs::File;
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::FileExt;
-    use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::SeqCst};
+    use std::path::Path;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
     use std::time::Duration;
 
     use parking_lot::Mutex;
+    // The store's own futex word: sleepers and the one wake per sync cost what they cost it.
+    use rocketstore::internals::{OpenMode, OsVfs, Vfs, VfsFile, WakeWord};
 
     /// See the module docs.
     #[derive(Clone, Copy, PartialEq, Eq)]
@@ -425,53 +425,6 @@ mod threaded_commit {
     const FILE_BYTES: u64 = 1 << 30;
     const ZERO_AHEAD: u64 = 256 << 10;
 
-    /// A futex word: sleepers wait while it holds what they saw; `advance` wakes all of them.
-    #[derive(Default)]
-    struct Word(AtomicU32);
-
-    impl Word {
-        fn current(&self) -> u32 {
-            self.0.load(SeqCst)
-        }
-
-        fn wait(&self, seen: u32) {
-            let ts = libc::timespec {
-                tv_sec: 1,
-                tv_nsec: 0,
-            };
-            // SAFETY: the word is a live, aligned 32-bit atomic borrowed for the call; `ts` is a
-            // valid relative timeout that outlives it. FUTEX_WAIT ignores the last two
-            // arguments; any error is a return the caller's loop handles.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_futex,
-                    self.0.as_ptr(),
-                    libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-                    seen,
-                    &ts as *const libc::timespec,
-                    std::ptr::null::<u32>(),
-                    0u32,
-                );
-            }
-        }
-
-        fn advance(&self) {
-            self.0.fetch_add(1, SeqCst);
-            // SAFETY: as in `wait`; FUTEX_WAKE uses only the word's address and the count.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_futex,
-                    self.0.as_ptr(),
-                    libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-                    i32::MAX,
-                    std::ptr::null::<libc::timespec>(),
-                    std::ptr::null::<u32>(),
-                    0u32,
-                );
-            }
-        }
-    }
-
     /// The log: its end, the batch not yet written (Staged) and the zeroed frontier
     /// (PwriteEach).
     struct Log {
@@ -482,27 +435,22 @@ mod threaded_commit {
 
     /// One file and its group commit; reused across a case's iterations.
     pub struct RefCommit {
-        file: File,
+        file: Box<dyn VfsFile>,
         shape: Shape,
         log: Mutex<Log>,
-        /// Where the file position of `log.end` starts (the file is reused cyclically).
-        written_to_file: Mutex<u64>,
         requested: AtomicU64,
         durable: AtomicU64,
         idle: AtomicBool,
-        work: Word,
-        done: Word,
+        work: WakeWord,
+        done: WakeWord,
         stop: AtomicBool,
     }
 
-    fn fresh_file(path: &std::path::Path, shape: Shape) -> File {
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .unwrap();
+    /// A new file at `path`: Staged, 64 MiB written and synced; PwriteEach, 1 GiB allocated the
+    /// way the store allocates a segment (`Vfs::allocate`, `fallocate` here: unwritten extents).
+    fn fresh_file(path: &Path, shape: Shape) -> Box<dyn VfsFile> {
+        let _ = std::fs::remove_file(path);
+        let f = OsVfs.open_file(path, OpenMode::CreateNew).unwrap();
         match shape {
             Shape::Staged => {
                 let chunk = vec![0u8; 1 << 20];
@@ -510,18 +458,14 @@ mod threaded_commit {
                     f.write_all_at(&chunk, i << 20).unwrap();
                 }
             }
-            Shape::PwriteEach => {
-                // SAFETY: fallocate on an open descriptor we own; no memory is passed.
-                let rc = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, FILE_BYTES as i64) };
-                assert_eq!(rc, 0, "fallocate: {}", std::io::Error::last_os_error());
-            }
+            Shape::PwriteEach => f.allocate(FILE_BYTES).unwrap(),
         }
         f.sync_all().unwrap();
         f
     }
 
     impl RefCommit {
-        pub fn new(path: &std::path::Path, shape: Shape) -> RefCommit {
+        pub fn new(path: &Path, shape: Shape) -> RefCommit {
             RefCommit {
                 file: fresh_file(path, shape),
                 shape,
@@ -530,22 +474,12 @@ mod threaded_commit {
                     staged: Vec::with_capacity(1 << 20),
                     zeroed: 0,
                 }),
-                written_to_file: Mutex::new(0),
                 requested: AtomicU64::new(0),
                 durable: AtomicU64::new(0),
                 idle: AtomicBool::new(false),
-                work: Word::default(),
-                done: Word::default(),
+                work: WakeWord::default(),
+                done: WakeWord::default(),
                 stop: AtomicBool::new(false),
-            }
-        }
-
-        /// Where log offset `at` lies in the file (Staged wraps in a 64 MiB pre-written file;
-        /// PwriteEach never wraps within a case: `run` starts each case on a fresh file).
-        fn file_pos(&self, at: u64) -> u64 {
-            match self.shape {
-                Shape::Staged => at % (64 << 20),
-                Shape::PwriteEach => at,
             }
         }
 
@@ -563,7 +497,7 @@ mod threaded_commit {
                             self.file.write_all_at(&zeros[..len], end).unwrap();
                             log.zeroed = at + ZERO_AHEAD;
                         }
-                        self.file.write_all_at(rec, self.file_pos(at)).unwrap();
+                        self.file.write_all_at(rec, at).unwrap();
                     }
                 }
                 log.end = at + rec.len() as u64;
@@ -578,12 +512,15 @@ mod threaded_commit {
                 if self.durable.load(SeqCst) >= end {
                     return;
                 }
-                self.done.wait(seen);
+                self.done.wait(seen, Duration::from_secs(1));
             }
         }
 
-        /// The sync thread, until `stop`.
+        /// The sync thread, until `stop`. Staged batches go one after the other into the
+        /// pre-written 64 MiB, from its start again when the next would not fit (where they
+        /// land does not matter, only that the blocks are written ones).
         fn run_sync(&self) {
+            let mut pos = 0u64;
             loop {
                 let seen = self.work.current();
                 self.idle.store(true, SeqCst);
@@ -591,7 +528,7 @@ mod threaded_commit {
                     return;
                 }
                 if self.requested.load(SeqCst) <= self.durable.load(SeqCst) {
-                    self.work.wait(seen);
+                    self.work.wait(seen, Duration::from_secs(1));
                     continue;
                 }
                 self.idle.store(false, SeqCst);
@@ -603,14 +540,11 @@ mod threaded_commit {
                                 std::mem::replace(&mut log.staged, Vec::with_capacity(1 << 20));
                             (log.end, batch)
                         };
-                        let mut at = self.written_to_file.lock();
-                        // A batch never straddles the wrap: it restarts at the file's start.
-                        let mut pos = self.file_pos(*at);
                         if pos + batch.len() as u64 > 64 << 20 {
                             pos = 0;
                         }
                         self.file.write_all_at(&batch, pos).unwrap();
-                        *at = target;
+                        pos += batch.len() as u64;
                         target
                     }
                     Shape::PwriteEach => self.log.lock().end,

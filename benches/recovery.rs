@@ -40,6 +40,7 @@ use common::{
     where_line, Row, Timing,
 };
 use criterion::{SamplingMode, Throughput};
+use rocketstore::internals::{OpenMode, OsVfs, Vfs};
 use rocketstore::{RecoveryReport, Store, StoreConfig};
 
 /// Opens `root`, timing only the open; closes cleanly afterwards. Returns the open time and the
@@ -183,31 +184,19 @@ fn main() {
             (t0.elapsed(), Vec::new())
         });
         // What a rebuild must do at least besides reading: make its derived data durable before
-        // open returns. Written with `pwrite` into a fresh `fallocate`d file, then `fdatasync`.
+        // open returns. Written with `pwrite` into a fresh file allocated the way the store
+        // allocates its files (`Vfs::allocate`, `fallocate` here), then `fdatasync`ed.
         let derived_file = dir.path().join("derived");
         let derived = vec![0x11u8; derived_bytes as usize];
         bench_custom(&mut g, GROUP, "seq_then_sync_derived", |iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let _ = std::fs::remove_file(&derived_file);
-                let out = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&derived_file)
-                    .unwrap();
-                // SAFETY: fallocate on a descriptor we own; no memory is passed.
-                let rc = unsafe {
-                    libc::fallocate(
-                        std::os::fd::AsRawFd::as_raw_fd(&out),
-                        0,
-                        0,
-                        derived_bytes as i64,
-                    )
-                };
-                assert_eq!(rc, 0, "fallocate: {}", std::io::Error::last_os_error());
+                let out = OsVfs.open_file(&derived_file, OpenMode::CreateNew).unwrap();
+                out.allocate(derived_bytes).unwrap();
                 let t0 = Instant::now();
                 read_crc(&segment, end, &mut buf);
-                std::os::unix::fs::FileExt::write_all_at(&out, &derived, 0).unwrap();
+                out.write_all_at(&derived, 0).unwrap();
                 out.sync_data().unwrap();
                 total += t0.elapsed();
             }

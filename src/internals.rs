@@ -8,5 +8,5 @@ pub use crate::storage::sim::{
     CrashMode, FaultError, FaultKind, SimVfs, SIM_PAGE_SIZE, SIM_SECTOR_SIZE,
 };
 pub use crate::storage::{
-    DirEntry, DiskUsage, FileKind, LockGuard, MapRegion, OpenMode, OsVfs, Vfs, VfsFile,
+    DirEntry, DiskUsage, FileKind, LockGuard, MapRegion, OpenMode, OsVfs, Vfs, VfsFile, WakeWord,
 };
