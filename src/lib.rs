@@ -31,12 +31,7 @@ mod dispatch;
 mod error;
 #[cfg(test)]
 mod fault_tests;
-/// Byte layouts as pure functions (exposed for fuzzers and benches with the `internals` feature).
-#[cfg(feature = "internals")]
 pub mod format;
-#[cfg(not(feature = "internals"))]
-#[allow(dead_code)]
-mod format;
 /// Fuzz entry points shared by the cargo-fuzz targets in `fuzz/` and the corpus replay tests.
 #[cfg(feature = "internals")]
 pub mod fuzz_targets;
@@ -63,3 +58,14 @@ pub use results::{
 };
 pub use stats::{CleanupReport, QueueStats, StoreStats};
 pub use store::{Store, MAX_QUERY_RESULTS, MAX_TOPIC_LEN};
+
+/// The file-system seam: the engine reaches the disk only through [`Vfs`](vfs::Vfs), so a
+/// store can run on any implementation of it ([`Store::open_with_vfs`]), such as a simulated
+/// disk that drops, tears or reorders unsynced writes for crash tests. [`OsVfs`](vfs::OsVfs) is
+/// the real one, which [`Store::open`] uses.
+pub mod vfs {
+    pub use crate::storage::os::OsVfs;
+    pub use crate::storage::vfs::{
+        DirEntry, DiskUsage, FileKind, LockGuard, MapRegion, OpenMode, Vfs, VfsFile,
+    };
+}

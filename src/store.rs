@@ -269,9 +269,9 @@ impl Store {
         Store::open_on(root, config, Arc::new(OsVfs))
     }
 
-    /// Opens the store through a custom file-system implementation, such as the simulated disk
-    /// of [`internals::SimVfs`](crate::internals). Not a stable API (feature `internals`).
-    #[cfg(feature = "internals")]
+    /// Opens the store through any implementation of the file-system seam
+    /// ([`vfs::Vfs`](crate::vfs::Vfs)), such as a simulated disk for crash tests. The
+    /// implementation must keep the invariants written on the trait.
     pub fn open_with_vfs(
         root: impl AsRef<Path>,
         config: StoreConfig,
