@@ -4,15 +4,14 @@
 //! leaves the old or the new file, never a torn one. (The trailer CRC would catch a torn one
 //! anyway, and an unreadable checkpoint only costs a longer recovery.)
 
-use std::path::Path;
-
 use crate::error::{Error, Result};
 use crate::format::checkpoint_layout::{Checkpoint, CHECKPOINT_SIZE};
+use crate::format::root::StoreRoot;
 use crate::storage::{OpenMode, Vfs};
 
 /// Reads `root/checkpoint`; a missing file reads as the default (no trailer).
-pub(crate) fn read(vfs: &dyn Vfs, root: &Path) -> Result<Checkpoint> {
-    let path = root.join("checkpoint");
+pub(crate) fn read(vfs: &dyn Vfs, root: &StoreRoot) -> Result<Checkpoint> {
+    let path = root.checkpoint();
     let Some(meta) = vfs.metadata(&path).map_err(|e| Error::io(&path, e))? else {
         return Ok(Checkpoint::default());
     };
@@ -27,9 +26,9 @@ pub(crate) fn read(vfs: &dyn Vfs, root: &Path) -> Result<Checkpoint> {
 }
 
 /// Atomically replaces `root/checkpoint`.
-pub(crate) fn write(vfs: &dyn Vfs, root: &Path, cp: &Checkpoint) -> Result<()> {
-    let tmp = root.join("checkpoint.tmp");
-    let path = root.join("checkpoint");
+pub(crate) fn write(vfs: &dyn Vfs, root: &StoreRoot, cp: &Checkpoint) -> Result<()> {
+    let tmp = root.checkpoint_tmp();
+    let path = root.checkpoint();
     let f = vfs
         .open_file(&tmp, OpenMode::CreateOrOpen)
         .map_err(|e| Error::io(&tmp, e))?;
@@ -40,6 +39,7 @@ pub(crate) fn write(vfs: &dyn Vfs, root: &Path, cp: &Checkpoint) -> Result<()> {
     f.sync_data().map_err(|e| Error::io(&tmp, e))?;
     drop(f);
     vfs.rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-    vfs.sync_dir(root).map_err(|e| Error::io(root, e))?;
+    vfs.sync_dir(root.path())
+        .map_err(|e| Error::io(root.path(), e))?;
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! the dispatcher, which runs under the store's append lock (puts) or alone (recovery), so there
 //! is one writer; readers see a unit once `max_offset` (Release) covers it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::format::cq_unit::{CqUnit, CQ_UNIT_SIZE};
+use crate::format::root::StoreRoot;
 use crate::segments::{self, file_name, Segment, SegmentList};
 use crate::storage::{FlushStrategy, MappedFile, MappedWriter, Vfs};
 
@@ -52,20 +53,13 @@ impl UnitRun {
     }
 }
 
-/// `consumequeue/<topic>/<queueId>`.
-pub(crate) fn queue_dir(root: &Path, topic: &str, queue_id: i32) -> PathBuf {
-    root.join("consumequeue")
-        .join(topic)
-        .join(queue_id.to_string())
-}
-
 impl ConsumeQueue {
     /// A queue with no files yet (created on first append).
-    pub fn new_empty(root: &Path, topic: &str, queue_id: i32, file_size: usize) -> Self {
+    pub fn new_empty(root: &StoreRoot, topic: &str, queue_id: i32, file_size: usize) -> Self {
         ConsumeQueue {
             topic: topic.to_owned(),
             queue_id,
-            files: SegmentList::new(queue_dir(root, topic, queue_id), file_size, Vec::new()),
+            files: SegmentList::new(root.queue_dir(topic, queue_id), file_size, Vec::new()),
             min_offset: AtomicU64::new(0),
             max_offset: AtomicU64::new(0),
             max_physical_end: AtomicU64::new(0),
@@ -78,12 +72,12 @@ impl ConsumeQueue {
     /// Any layout problem is an error: the caller drops the queue and rebuilds it.
     pub fn load(
         vfs: &dyn Vfs,
-        root: &Path,
+        root: &StoreRoot,
         topic: &str,
         queue_id: i32,
         file_size: usize,
     ) -> Result<Self> {
-        let dir = queue_dir(root, topic, queue_id);
+        let dir = root.queue_dir(topic, queue_id);
         let mut loaded = segments::load_dir(vfs, &dir, file_size, true)?;
         let q = ConsumeQueue::new_empty(root, topic, queue_id, file_size);
         let Some((last_start, last)) = loaded.last_mut() else {

@@ -180,7 +180,7 @@ fn failed_sync_is_never_acknowledged_and_turns_store_read_only() {
         os: OsVfs,
         faults: faults.clone(),
     });
-    let store = Store::open_on(dir.path(), sync_config(), vfs).unwrap();
+    let store = Store::open_with_vfs(dir.path(), sync_config(), vfs).unwrap();
     let ok = store.put(&Message::new("t", 0, b"durable")).unwrap();
     assert_eq!(ok.status, PutStatus::Ok);
 
@@ -238,7 +238,7 @@ fn slow_sync_gives_flush_disk_timeout_to_waiters_not_an_error() {
         sync_flush_timeout: Duration::from_millis(50),
         ..sync_config()
     };
-    let store = Arc::new(Store::open_on(dir.path(), config, vfs).unwrap());
+    let store = Arc::new(Store::open_with_vfs(dir.path(), config, vfs).unwrap());
     // The first segment's creation syncs too: create it before syncs are slowed, so the slowed
     // sync the test waits for is the group commit's.
     store.put(&Message::new("warm-up", 0, b"x")).unwrap();
@@ -290,7 +290,7 @@ fn a_failed_commitlog_sync_is_never_retried_into_durability() {
         flush_interval: Duration::from_secs(3600),
         ..StoreConfig::small()
     };
-    let store = Store::open_on(dir.path(), config, vfs).unwrap();
+    let store = Store::open_with_vfs(dir.path(), config, vfs).unwrap();
     store.put(&Message::new("t", 0, b"synced")).unwrap();
     store.flush().unwrap();
     let durable = store.durable_offset();

@@ -14,11 +14,12 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::dispatch::DispatchEntry;
 use crate::error::{Error, Result};
+use crate::format::dispatch_entry::DispatchEntry;
 use crate::format::index_layout::{self as layout, entry_pos, slot_pos, time_diff_secs};
 use crate::format::java_hash;
 use crate::format::record::TRANSACTION_ROLLBACK;
+use crate::format::root::StoreRoot;
 use crate::storage::{self, FileKind, FlushStrategy, MappedWords, OpenError, Vfs};
 
 /// Java `String.hashCode` of `topic#key`, made non-negative as RocketMQ's `indexKeyHashMethod`.
@@ -533,8 +534,8 @@ impl IndexService {
     /// Loads `index/`, oldest file first. Zero-length newest files (a crash right after their
     /// creation) are deleted. A file that cannot be opened or has an impossible header is an
     /// error; the caller then drops the whole directory and rebuilds it from the CommitLog.
-    pub fn load(vfs: &dyn Vfs, root: &Path, slots: u32, max_entries: u32) -> Result<Self> {
-        let dir = root.join("index");
+    pub fn load(vfs: &dyn Vfs, root: &StoreRoot, slots: u32, max_entries: u32) -> Result<Self> {
+        let dir = root.index_dir();
         let mut files = Vec::new();
         if let Some(m) = vfs.metadata(&dir).map_err(|e| Error::io(&dir, e))? {
             if m.kind != FileKind::Dir {
@@ -584,15 +585,16 @@ impl IndexService {
     }
 
     /// Deletes every index file (before a rebuild).
-    pub fn remove_all(vfs: &dyn Vfs, root: &Path) -> Result<()> {
-        let dir = root.join("index");
+    pub fn remove_all(vfs: &dyn Vfs, root: &StoreRoot) -> Result<()> {
+        let dir = root.index_dir();
         if vfs
             .metadata(&dir)
             .map_err(|e| Error::io(&dir, e))?
             .is_some()
         {
             vfs.remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-            vfs.sync_dir(root).map_err(|e| Error::io(root, e))?;
+            vfs.sync_dir(root.path())
+                .map_err(|e| Error::io(root.path(), e))?;
         }
         Ok(())
     }
@@ -1088,7 +1090,7 @@ mod tests {
         let mut images = Vec::new();
         for deferred in [false, true] {
             let dir = tempfile::tempdir().unwrap();
-            let service = IndexService::load(&OsVfs, dir.path(), 50, 40).unwrap();
+            let service = IndexService::load(&OsVfs, &StoreRoot::new(dir.path()), 50, 40).unwrap();
             service.defer_headers(deferred);
             let keys: Vec<String> = (0..100).map(|n| format!("K{n}")).collect();
             for (n, key) in keys.iter().enumerate() {

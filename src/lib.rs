@@ -27,7 +27,7 @@ mod checkpoint;
 mod commitlog;
 mod config;
 mod consume_queue;
-mod dispatch;
+mod engine;
 mod error;
 #[cfg(test)]
 mod fault_tests;
@@ -35,21 +35,21 @@ pub mod format;
 /// Fuzz entry points shared by the cargo-fuzz targets in `fuzz/` and the corpus replay tests.
 #[cfg(feature = "internals")]
 pub mod fuzz_targets;
-mod group_commit;
 mod index;
 #[cfg(feature = "internals")]
 pub mod internals;
 mod message;
 mod recovery;
 mod results;
-mod retention;
 mod segments;
 mod stats;
 mod storage;
 mod store;
 
 pub use config::{FlushMode, StoreConfig, WriteMode};
+pub use engine::MAX_QUERY_RESULTS;
 pub use error::{Error, Result};
+pub use format::topic::MAX_TOPIC_LEN;
 pub use format::FormatError;
 pub use message::{Message, MessageView};
 pub use recovery::{RecoveryReport, Salvage};
@@ -57,7 +57,7 @@ pub use results::{
     GetOptions, GetResult, GetStatus, PutResult, PutStatus, StoredMessage, TagFilter, TimeBoundary,
 };
 pub use stats::{CleanupReport, QueueStats, StoreStats};
-pub use store::{Store, MAX_QUERY_RESULTS, MAX_TOPIC_LEN};
+pub use store::Store;
 
 /// The file-system seam: the engine reaches the disk only through [`Vfs`](vfs::Vfs), so a
 /// store can run on any implementation of it ([`Store::open_with_vfs`]), such as a simulated

@@ -24,18 +24,20 @@
 //! stale record can ever resurface), and later segments are deleted.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::StoreConfig;
 use crate::consume_queue::{ConsumeQueue, UnitRun};
-use crate::dispatch::{dispatch, DispatchEntry};
+use crate::engine::dispatch::dispatch;
 use crate::error::{Error, Result};
 use crate::format::checkpoint_layout::{Checkpoint, DerivedSummary, Trailer};
 use crate::format::cq_unit::CqUnit;
+use crate::format::dispatch_entry::DispatchEntry;
 use crate::format::record::{
     self, DecodeOptions, Decoded, RecordView, TRANSACTION_COMMIT, TRANSACTION_NOT_TYPE,
 };
+use crate::format::root::StoreRoot;
+use crate::format::topic::check_topic;
 use crate::index::{EntryRecord, IndexService};
 use crate::segments::{self, Segment};
 use crate::storage::{FileKind, FlushStrategy, MappedFile, Vfs};
@@ -111,10 +113,10 @@ pub(crate) struct Recovered {
 /// Loads every ConsumeQueue under `consumequeue/`.
 fn load_queues(
     vfs: &dyn Vfs,
-    root: &Path,
+    root: &StoreRoot,
     config: &StoreConfig,
 ) -> Result<HashMap<String, HashMap<i32, ConsumeQueue>>> {
-    let dir = root.join("consumequeue");
+    let dir = root.consume_queue_dir();
     let mut out: HashMap<String, HashMap<i32, ConsumeQueue>> = HashMap::new();
     let Some(meta) = vfs.metadata(&dir).map_err(|e| Error::io(&dir, e))? else {
         return Ok(out);
@@ -127,7 +129,7 @@ fn load_queues(
     }
     for topic in vfs.read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
         let tdir = dir.join(&topic.name);
-        if topic.kind != FileKind::Dir || crate::store::check_topic(&topic.name).is_err() {
+        if topic.kind != FileKind::Dir || check_topic(&topic.name).is_err() {
             return Err(Error::Layout {
                 path: tdir,
                 reason: "not a topic directory".into(),
@@ -222,7 +224,12 @@ fn check_clean_end(
 /// checkpoint with the summary no store can have (as `Store::flush_all` does for damaged derived
 /// data), so that a crash during the rebuild is followed by another rebuild, never by an
 /// incremental recovery trusting data below `Dd` that is gone. The durable offset is kept.
-fn mark_derived_damaged(vfs: &dyn Vfs, root: &Path, cp: &Checkpoint, t: Trailer) -> Result<()> {
+fn mark_derived_damaged(
+    vfs: &dyn Vfs,
+    root: &StoreRoot,
+    cp: &Checkpoint,
+    t: Trailer,
+) -> Result<()> {
     if t.derived.queues == u64::MAX {
         return Ok(());
     }
@@ -239,19 +246,20 @@ fn mark_derived_damaged(vfs: &dyn Vfs, root: &Path, cp: &Checkpoint, t: Trailer)
     crate::checkpoint::write(vfs, root, &marked)
 }
 
-fn remove_derived(vfs: &dyn Vfs, root: &Path) -> Result<()> {
-    let cq = root.join("consumequeue");
+fn remove_derived(vfs: &dyn Vfs, root: &StoreRoot) -> Result<()> {
+    let cq = root.consume_queue_dir();
     if vfs.metadata(&cq).map_err(|e| Error::io(&cq, e))?.is_some() {
         vfs.remove_dir_all(&cq).map_err(|e| Error::io(&cq, e))?;
     }
     IndexService::remove_all(vfs, root)?;
-    vfs.sync_dir(root).map_err(|e| Error::io(root, e))
+    vfs.sync_dir(root.path())
+        .map_err(|e| Error::io(root.path(), e))
 }
 
 /// Runs recovery for `root`. `abort_present` tells whether the previous run ended uncleanly.
 pub(crate) fn recover(
     vfs: &dyn Vfs,
-    root: &Path,
+    root: &StoreRoot,
     config: &StoreConfig,
     abort_present: bool,
     cp: &Checkpoint,
@@ -263,14 +271,14 @@ pub(crate) fn recover(
 /// dispatched log (see [`walk`]).
 fn recover_writing_back(
     vfs: &dyn Vfs,
-    root: &Path,
+    root: &StoreRoot,
     config: &StoreConfig,
     abort_present: bool,
     cp: &Checkpoint,
     write_back_every: u64,
 ) -> Result<Recovered> {
     let size = config.commitlog_segment_size;
-    let dir = root.join("commitlog");
+    let dir = root.commitlog_dir();
     let mut files = segments::load_dir(vfs, &dir, size, true)?;
     let first_start = files.first().map_or(0, |(s, _)| *s);
     let data_end = files.last().map_or(0, |(s, _)| s + size as u64);
@@ -525,7 +533,7 @@ impl Plan {
 /// What the walk needs to know about the CommitLog.
 struct WalkCtx<'a> {
     vfs: &'a dyn Vfs,
-    root: &'a Path,
+    root: &'a StoreRoot,
     config: &'a StoreConfig,
     files: &'a [(u64, MappedFile)],
     size: usize,
@@ -617,7 +625,7 @@ fn walk_writing_back(
                 }
                 Ok(())
             })
-            .map_err(|e| Error::io(ctx.root, e))?;
+            .map_err(|e| Error::io(ctx.root.path(), e))?;
         let walked = if plan.incremental {
             let mut write_back = |files| {
                 let _ = tx.try_send(files);
@@ -678,7 +686,7 @@ where
             }
             (dispatcher.done(), Ok(None))
         })
-        .map_err(|e| Error::io(ctx.root, e))?;
+        .map_err(|e| Error::io(ctx.root.path(), e))?;
     let mut sink = Sink::Pipe(Vec::with_capacity(PIPE_BATCH), tx, dispatcher_index);
     let walked = walk_dispatching(ctx, walk_from, plan, &mut sink, report);
     // Hands over the last batch, closes the channel.
@@ -759,7 +767,7 @@ enum Dispatched {
 /// Dispatches the walk's records, in CommitLog order.
 struct Dispatcher<'a, 'q> {
     vfs: &'a dyn Vfs,
-    root: &'a Path,
+    root: &'a StoreRoot,
     config: &'a StoreConfig,
     incremental: bool,
     allow_late_start: bool,
@@ -876,10 +884,7 @@ fn invalid_at(
         let path = usize::try_from((offset - ctx.first_start) / ctx.size as u64)
             .ok()
             .and_then(|i| ctx.files.get(i))
-            .map_or_else(
-                || ctx.root.join("commitlog"),
-                |(_, f)| f.path().to_path_buf(),
-            );
+            .map_or_else(|| ctx.root.commitlog_dir(), |(_, f)| f.path().to_path_buf());
         if !config.salvage_corrupt_log {
             return Err(Error::Corruption {
                 path,
@@ -1012,7 +1017,7 @@ fn walk_dispatching<'a>(
                 if offset >= plan.cq_from {
                     if rec.queue_id() < 0
                         || rec.queue_id() as u32 >= config.max_queues_per_topic
-                        || crate::store::check_topic(rec.topic()).is_err()
+                        || check_topic(rec.topic()).is_err()
                     {
                         invalid(format!(
                             "record names an unusable queue {}:{}",
@@ -1280,7 +1285,7 @@ type Kept = (
 /// caller first marks the checkpoint's derived data damaged, see [`mark_derived_damaged`].)
 fn prepare_incremental(
     vfs: &dyn Vfs,
-    root: &Path,
+    root: &StoreRoot,
     config: &StoreConfig,
     files: &[(u64, MappedFile)],
     size: usize,
@@ -1415,7 +1420,11 @@ pub(crate) fn summarize<'a>(
     s
 }
 
-fn index_load(vfs: &dyn Vfs, root: &Path, config: &StoreConfig) -> Result<Option<IndexService>> {
+fn index_load(
+    vfs: &dyn Vfs,
+    root: &StoreRoot,
+    config: &StoreConfig,
+) -> Result<Option<IndexService>> {
     if !config.index_enabled {
         return Ok(None);
     }
@@ -1427,7 +1436,7 @@ mod tests {
     use super::*;
     use crate::storage::OsVfs;
     use crate::{Message, Store};
-    use std::path::PathBuf;
+    use std::path::{Path, PathBuf};
 
     /// Every file under `dir`, by path relative to it, with its bytes.
     fn files_under(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
@@ -1496,8 +1505,9 @@ mod tests {
         Vec<Vec<u8>>,
     ) {
         std::fs::remove_dir_all(root.join("consumequeue")).unwrap();
-        let cp = crate::checkpoint::read(&OsVfs, root).unwrap();
-        let rec = recover_writing_back(&OsVfs, root, config, false, &cp, every).unwrap();
+        let store_root = StoreRoot::new(root);
+        let cp = crate::checkpoint::read(&OsVfs, &store_root).unwrap();
+        let rec = recover_writing_back(&OsVfs, &store_root, config, false, &cp, every).unwrap();
         assert!(rec.report.derived_rebuilt);
         let written_back = rec
             .queues

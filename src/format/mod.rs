@@ -4,10 +4,13 @@
 
 pub mod checkpoint_layout;
 pub mod cq_unit;
+pub mod dispatch_entry;
 pub mod index_layout;
 pub mod java_hash;
 pub mod properties;
 pub mod record;
+pub mod root;
+pub mod topic;
 
 // FormatError is defined in record.rs by the format work and re-exported here.
 pub use record::FormatError;

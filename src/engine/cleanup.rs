@@ -1,8 +1,13 @@
-//! When the cleaner deletes what (spec §8): the decision is a pure function of the
-//! configuration, the disk's fill ratio, the hour and the trigger, so it is tested without a
-//! disk; [`Store`](crate::Store) carries it out.
+//! Retention (spec §8): the background cleaner and the manual deletes. What a pass deletes is a
+//! pure function of the configuration, the disk's fill ratio, the hour and the trigger
+//! ([`decide`]), tested without a disk; [`Engine::clean`] carries it out: CommitLog segments from
+//! the front, then the derived files that point only below the new minimum.
 
+use super::Engine;
 use crate::config::StoreConfig;
+use crate::error::{Error, Result};
+use crate::stats::CleanupReport;
+use crate::storage;
 
 /// Why a cleanup pass runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +69,79 @@ pub(crate) fn disk_full_reason(config: &StoreConfig, used_ratio: Option<f64>) ->
 /// whose fill time is unknown is kept.
 pub(crate) fn expired(filled_at_ms: Option<i64>, now_ms: i64, reserved_ms: i64) -> bool {
     filled_at_ms.is_some_and(|t| now_ms >= t.saturating_add(reserved_ms))
+}
+
+impl Engine {
+    pub(super) fn run_cleaner(&self) {
+        while !self
+            .workers
+            .sleep_unless_stopped(self.config.clean_resource_interval)
+        {
+            if let Err(e) = self.clean(Trigger::Periodic, None) {
+                log::error!("cleanup of {} failed: {e}", self.root.path().display());
+            }
+        }
+    }
+
+    /// One cleanup pass (spec §8): decide from disk use, hour and trigger; delete CommitLog
+    /// segments from the front; then the derived files that point only below the new minimum.
+    pub(crate) fn clean(&self, trigger: Trigger, below: Option<u64>) -> Result<CleanupReport> {
+        let _pass = self.cleanup_lock.lock();
+        let now = storage::now_ms();
+        let ratio = self.disk_used_ratio();
+        let decision = decide(&self.config, ratio, storage::local_hour(now), trigger);
+        self.set_disk_full(decision.disk_full.clone());
+        let mut report = CleanupReport {
+            disk_used_ratio: ratio,
+            ..CleanupReport::default()
+        };
+        if let Some(reason) = self.health.read_only.lock().clone() {
+            // A store that failed a sync writes nothing until it is reopened.
+            if trigger == Trigger::Manual {
+                return Err(Error::ReadOnly { reason });
+            }
+            return Ok(report);
+        }
+        let reserved =
+            i64::try_from(self.config.file_reserved_time.as_millis()).unwrap_or(i64::MAX);
+        report.segments_deleted = match below {
+            Some(offset) => self
+                .commitlog
+                .delete_front(usize::MAX, |_, end, _| end <= offset)?,
+            None if decision.delete_expired => self
+                .commitlog
+                .delete_front(self.config.delete_files_batch_max, |_, _, filled_at| {
+                    decision.delete_unexpired || expired(filled_at, now, reserved)
+                })?,
+            None => 0,
+        };
+        // Derived files follow the CommitLog minimum whatever moved it (this pass, or one that
+        // stopped half way before a crash).
+        let min = self.commitlog.min_offset();
+        let queues: Vec<_> = self
+            .queues
+            .read()
+            .values()
+            .flat_map(|qs| qs.values().cloned())
+            .collect();
+        for q in queues {
+            report.consume_queue_files_deleted += q.delete_expired(&*self.vfs, min)?;
+        }
+        if let Some(index) = &self.index {
+            report.index_files_deleted = index.delete_expired(&*self.vfs, min)?;
+        }
+        report.commitlog_min_offset = min;
+        if report.segments_deleted > 0 {
+            log::info!(
+                "store {}: cleanup deleted {} segments, {} consume queue files, {} index files; commitlog min offset now {min}",
+                self.root.path().display(),
+                report.segments_deleted,
+                report.consume_queue_files_deleted,
+                report.index_files_deleted
+            );
+        }
+        Ok(report)
+    }
 }
 
 #[cfg(test)]

@@ -7,49 +7,10 @@
 use crate::consume_queue::ConsumeQueue;
 use crate::error::Result;
 use crate::format::cq_unit::CqUnit;
-use crate::format::record::{
-    DispatchProperties, RecordView, TRANSACTION_COMMIT, TRANSACTION_NOT_TYPE,
-};
+use crate::format::dispatch_entry::DispatchEntry;
+use crate::format::record::{TRANSACTION_COMMIT, TRANSACTION_NOT_TYPE};
 use crate::index::IndexService;
 use crate::storage::Vfs;
-
-/// What dispatch reads from one record: where it is, which queue slot it fills, and the
-/// properties the ConsumeQueue and the IndexFile are built from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct DispatchEntry<'a> {
-    /// TOPIC.
-    pub topic: &'a str,
-    /// QUEUEID.
-    pub queue_id: i32,
-    /// QUEUEOFFSET.
-    pub queue_offset: u64,
-    /// PHYSICALOFFSET.
-    pub physical_offset: u64,
-    /// TOTALSIZE.
-    pub size: i32,
-    /// STORETIMESTAMP.
-    pub store_timestamp: i64,
-    /// The transaction type bits of SYSFLAG.
-    pub transaction_type: i32,
-    /// TAGS, KEYS and UNIQ_KEY.
-    pub props: DispatchProperties<'a>,
-}
-
-impl<'a> DispatchEntry<'a> {
-    /// The entry of a decoded record.
-    pub fn of_record(rec: &RecordView<'a>) -> Self {
-        DispatchEntry {
-            topic: rec.topic(),
-            queue_id: rec.queue_id(),
-            queue_offset: rec.queue_offset() as u64,
-            physical_offset: rec.physical_offset() as u64,
-            size: rec.total_size() as i32,
-            store_timestamp: rec.store_timestamp(),
-            transaction_type: rec.transaction_type(),
-            props: rec.dispatch_properties(),
-        }
-    }
-}
 
 /// Appends the record's ConsumeQueue unit to `queue` (the record's own queue) and its keys to
 /// the index. Idempotent: entries already present are skipped. `allow_late_start` lets an empty

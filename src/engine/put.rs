@@ -1,0 +1,367 @@
+//! The append path: validate and encode a put outside the lock (into per-thread buffers, so a
+//! put allocates nothing once a thread has seen its largest message), then the append critical
+//! section (store time, offsets, copy into the CommitLog, dispatch), then the durability wait.
+
+use std::cell::RefCell;
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::dispatch::dispatch;
+use super::queues::PutQueues;
+use super::Engine;
+use crate::commitlog::Appender;
+use crate::config::FlushMode;
+use crate::consume_queue::ConsumeQueue;
+use crate::error::{Error, Result};
+use crate::format::dispatch_entry::DispatchEntry;
+use crate::format::properties;
+use crate::format::record::{
+    self, DecodeOptions, Decoded, DispatchProperties, EncodeError, EncodeOptions, EncodedLayout,
+    RecordFields,
+};
+use crate::format::topic::check_topic;
+use crate::message::Message;
+use crate::results::{PutResult, PutStatus};
+use crate::storage;
+
+/// What only the append critical section touches (under `Engine::append`).
+pub(super) struct AppendState {
+    pub(super) appender: Appender,
+    pub(super) last_store_timestamp: i64,
+    pub(super) queues: PutQueues,
+}
+
+/// Per-thread encode buffers, reused so a put allocates nothing once a thread has seen its
+/// largest message.
+#[derive(Default)]
+struct EncodeBuffers {
+    properties: Vec<u8>,
+    /// One batch member's record.
+    scratch: Vec<u8>,
+    /// The run of records appended as one.
+    run: Vec<u8>,
+    layouts: Vec<EncodedLayout>,
+    /// Per record: where its KEYS value is, relative to its property text.
+    keys: Vec<Option<Range<usize>>>,
+}
+
+/// One put's encoded run of records: its (topic, queue), the messages, and per record its
+/// layout and KEYS position (see [`EncodeBuffers`]).
+pub(super) struct Run<'r, 'm> {
+    topic: &'r str,
+    queue_id: i32,
+    msgs: &'r [Message<'m>],
+    layouts: &'r [EncodedLayout],
+    keys: &'r [Option<Range<usize>>],
+}
+
+/// Counts a put as appending until dropped (see `Inner::appending`).
+pub(super) struct Appending<'a>(&'a AtomicUsize);
+
+impl<'a> Appending<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Appending(counter)
+    }
+}
+
+impl Drop for Appending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Free IndexFile entries a put makes sure of before appending (see `IndexService::reserve`).
+const INDEX_RESERVE_ENTRIES: u32 = 16;
+
+thread_local! {
+    static BUFFERS: RefCell<EncodeBuffers> = RefCell::new(EncodeBuffers::default());
+}
+
+impl Engine {
+    /// Appends messages of one (topic, queue) as one contiguous run with consecutive queue
+    /// offsets (all or nothing).
+    pub(crate) fn put_batch(&self, msgs: &[Message<'_>]) -> Result<PutResult> {
+        let inner = self;
+        inner.check_writable()?;
+        let appending = (inner.config.flush_mode == FlushMode::Sync)
+            .then(|| Appending::enter(&inner.appending));
+        let first = msgs
+            .first()
+            .ok_or_else(|| Error::InvalidArgument("empty batch".into()))?;
+        let (topic, queue_id) = (first.topic(), first.queue_id());
+        inner.validate_queue(topic, queue_id)?;
+        let mut body_total = 0usize;
+        for m in msgs {
+            if m.topic() != topic || m.queue_id() != queue_id {
+                return Err(Error::InvalidArgument(
+                    "a batch must target a single (topic, queue)".into(),
+                ));
+            }
+            validate_message(m)?;
+            body_total += m.body().len();
+        }
+        if body_total > inner.config.max_message_size {
+            return Err(Error::MessageTooLarge {
+                len: body_total,
+                limit: inner.config.max_message_size,
+            });
+        }
+        BUFFERS.with(|b| {
+            let EncodeBuffers {
+                properties: props,
+                scratch,
+                run: buf,
+                layouts,
+                keys,
+            } = &mut *b.borrow_mut();
+            buf.clear();
+            layouts.clear();
+            keys.clear();
+            let opts = EncodeOptions {
+                append_crc_property: inner.config.append_crc_property,
+                max_body_size: inner.config.max_message_size,
+            };
+            let now = storage::now_ms();
+            for m in msgs {
+                props.clear();
+                keys.push(m.encode_properties(props));
+                let fields = RecordFields {
+                    topic,
+                    queue_id,
+                    flag: m.flag,
+                    sys_flag: 0,
+                    born_timestamp: m.born_timestamp.unwrap_or(now),
+                    born_host: m.born_host.unwrap_or(inner.config.store_host),
+                    store_host: inner.config.store_host,
+                    reconsume_times: m.reconsume_times,
+                    prepared_transaction_offset: 0,
+                    body: m.body(),
+                    properties: props,
+                };
+                // A single message is encoded straight into the run buffer; batch members are
+                // encoded one by one and appended behind each other.
+                let layout = if msgs.len() == 1 {
+                    record::encode(buf, &fields, &opts)
+                } else {
+                    record::encode(scratch, &fields, &opts)
+                        .inspect(|_| buf.extend_from_slice(scratch))
+                };
+                layouts.push(layout.map_err(|e| encode_error(e, m))?);
+            }
+            let run = Run {
+                topic,
+                queue_id,
+                msgs,
+                layouts,
+                keys,
+            };
+            inner.append(&run, buf, now, appending)
+        })
+    }
+
+    pub(super) fn validate_queue(&self, topic: &str, queue_id: i32) -> Result<()> {
+        check_topic(topic).map_err(|reason| Error::InvalidTopic {
+            topic: topic.into(),
+            reason,
+        })?;
+        if queue_id < 0 || queue_id as u32 >= self.config.max_queues_per_topic {
+            return Err(Error::QueueIdOutOfRange {
+                queue_id,
+                limit: self.config.max_queues_per_topic,
+            });
+        }
+        Ok(())
+    }
+
+    /// The append critical section, then the durability wait.
+    pub(super) fn append(
+        &self,
+        run: &Run<'_, '_>,
+        buf: &mut [u8],
+        now_ms: i64,
+        appending: Option<Appending<'_>>,
+    ) -> Result<PutResult> {
+        let layouts = run.layouts;
+        let (first, end, queue_offset, ts) = {
+            let mut guard = self.append.lock();
+            let st = &mut *guard;
+            // Re-check under the lock: a failed sync may have happened while we encoded.
+            self.check_writable()?;
+            // The clock read once per put (for the born time) also stamps the store time; the
+            // max keeps store times monotonic in log order.
+            let ts = now_ms.max(st.last_store_timestamp);
+            if self.commitlog.would_roll(&st.appender, buf.len()) {
+                // A roll creates a segment: look at the disk first (between cleaner passes).
+                if let Some(reason) = self.disk_over_warning() {
+                    self.set_disk_full(Some(reason.clone()));
+                    return Err(Error::DiskFull {
+                        path: self.root.path().to_path_buf(),
+                        reason,
+                    });
+                }
+            }
+            let queue = st.queues.get(run.topic, run.queue_id, || {
+                self.queue_or_create(run.topic, run.queue_id)
+            });
+            // Files the dispatch will need exist before the record is in the CommitLog, so a
+            // full disk fails the put cleanly instead of leaving a queue behind its log.
+            queue.reserve(&*self.vfs)?;
+            if let Some(index) = &self.index {
+                index.reserve(&*self.vfs, INDEX_RESERVE_ENTRIES)?;
+            }
+            st.last_store_timestamp = ts;
+            let queue_offset = queue.max_offset();
+            let first = self
+                .commitlog
+                .append(&mut st.appender, buf, layouts, queue_offset, ts)
+                .map_err(|e| {
+                    if matches!(e, Error::DiskFull { .. }) {
+                        e
+                    } else {
+                        self.set_read_only(format!("append failed: {e}"));
+                        e
+                    }
+                })?;
+            let end = first + buf.len() as u64;
+            if let Err(e) = self.dispatch_run(queue, run, buf, first, queue_offset, ts) {
+                // The records are in the CommitLog; recovery will dispatch them at the next open.
+                self.set_read_only(format!("dispatch failed: {e}"));
+                return Err(e);
+            }
+            self.dispatched_offset.store(end, Ordering::Release);
+            (first, end, queue_offset, ts)
+        };
+        drop(appending);
+        let mut status = PutStatus::Ok;
+        if self.config.flush_mode == FlushMode::Sync {
+            status = self.wait_durable(end)?;
+        }
+        Ok(PutResult {
+            status,
+            commitlog_offset: first,
+            queue_offset,
+            message_count: layouts.len(),
+            wrote_bytes: buf.len(),
+            store_timestamp: ts,
+        })
+    }
+
+    /// Dispatches the records of `run` just written at `first` (their bytes are `buf`), from
+    /// the fields the put encoded rather than by decoding them again. Debug builds decode each
+    /// record from the mapping (recovery's path) and check that it describes the same entry.
+    pub(super) fn dispatch_run(
+        &self,
+        queue: &ConsumeQueue,
+        run: &Run<'_, '_>,
+        buf: &[u8],
+        first: u64,
+        first_queue_offset: u64,
+        store_timestamp: i64,
+    ) -> Result<()> {
+        let mut pos = 0usize;
+        for (i, (layout, m)) in run.layouts.iter().zip(run.msgs).enumerate() {
+            let rec = &buf[pos..pos + layout.total_size];
+            let keys = run.keys[i].as_ref().and_then(|r| {
+                let props = &rec[layout.properties_pos..];
+                std::str::from_utf8(&props[r.start..r.end]).ok()
+            });
+            let entry = DispatchEntry {
+                topic: run.topic,
+                queue_id: run.queue_id,
+                queue_offset: first_queue_offset + i as u64,
+                physical_offset: first + pos as u64,
+                size: layout.total_size as i32,
+                store_timestamp,
+                transaction_type: record::TRANSACTION_NOT_TYPE,
+                props: DispatchProperties {
+                    tags: m.stored_tags(),
+                    keys,
+                    uniq_key: m.stored_uniq_key(),
+                },
+            };
+            #[cfg(debug_assertions)]
+            self.check_dispatch_entry(&entry);
+            dispatch(&*self.vfs, queue, self.index.as_ref(), &entry, false)?;
+            pos += layout.total_size;
+        }
+        Ok(())
+    }
+
+    /// Debug builds: the record at `entry.physical_offset`, decoded from the mapping the way
+    /// recovery reads it, describes exactly `entry`.
+    #[cfg(debug_assertions)]
+    pub(super) fn check_dispatch_entry(&self, entry: &DispatchEntry<'_>) {
+        let (file, pos) = self
+            .commitlog
+            .locate(entry.physical_offset, entry.size as usize)
+            .expect("just-appended record is readable");
+        let bytes = file.read(pos, entry.size as usize).expect("located above");
+        let opts = DecodeOptions::structure_only(usize::MAX);
+        let Ok(Decoded::Record(rec)) = record::decode(bytes, &opts) else {
+            panic!(
+                "just-appended record at {} does not decode",
+                entry.physical_offset
+            );
+        };
+        assert_eq!(DispatchEntry::of_record(&rec), *entry);
+    }
+}
+
+fn validate_message(m: &Message<'_>) -> Result<()> {
+    for k in &m.keys {
+        if k.is_empty() || k.contains(' ') {
+            return Err(Error::InvalidProperty {
+                name: properties::KEYS.into(),
+                reason: "keys must be non-empty and contain no space",
+            });
+        }
+        properties::check_property(properties::KEYS, k).map_err(|reason| {
+            Error::InvalidProperty {
+                name: properties::KEYS.into(),
+                reason,
+            }
+        })?;
+    }
+    if let Some(t) = &m.tags {
+        if !t.is_empty() {
+            properties::check_property(properties::TAGS, t).map_err(|reason| {
+                Error::InvalidProperty {
+                    name: properties::TAGS.into(),
+                    reason,
+                }
+            })?;
+        }
+    }
+    for (n, v) in &m.properties {
+        if n == properties::TAGS || n == properties::KEYS || n == properties::CRC32 {
+            return Err(Error::InvalidProperty {
+                name: n.to_string(),
+                reason: "reserved: use with_tags / with_keys",
+            });
+        }
+        properties::check_property(n, v).map_err(|reason| Error::InvalidProperty {
+            name: n.to_string(),
+            reason,
+        })?;
+    }
+    Ok(())
+}
+
+fn encode_error(e: EncodeError, m: &Message<'_>) -> Error {
+    match e {
+        EncodeError::EmptyTopic => Error::InvalidTopic {
+            topic: String::new(),
+            reason: "empty",
+        },
+        EncodeError::TopicTooLong { .. } => Error::InvalidTopic {
+            topic: m.topic().into(),
+            reason: "too long",
+        },
+        EncodeError::BodyTooLarge { len, max } => Error::MessageTooLarge { len, limit: max },
+        EncodeError::PropertiesTooLong { len, max } => {
+            Error::PropertiesTooLarge { len, limit: max }
+        }
+        EncodeError::RecordTooLarge { len, max } => Error::MessageTooLarge { len, limit: max },
+    }
+}

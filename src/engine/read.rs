@@ -1,0 +1,342 @@
+//! The read path: `get` through the ConsumeQueue (with the damaged-unit policy), `read_at` by
+//! CommitLog offset, lookups by key and by time.
+
+use std::sync::atomic::Ordering;
+
+use super::Engine;
+use crate::consume_queue::ConsumeQueue;
+use crate::error::{Error, Result};
+use crate::format::properties;
+use crate::format::record::{self, DecodeOptions, Decoded};
+use crate::format::FormatError;
+use crate::results::{GetOptions, GetResult, GetStatus, StoredMessage, TimeBoundary};
+
+/// RocketMQ caps one index query at 64 results (`maxMsgsNumBatch`).
+pub const MAX_QUERY_RESULTS: usize = 64;
+
+impl Engine {
+    pub(crate) fn get(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: u64,
+        opts: &GetOptions,
+    ) -> Result<GetResult> {
+        let Some(q) = self.queue(topic, queue_id) else {
+            return Ok(GetResult::empty(GetStatus::NoMatchedLogicQueue, 0, 0, 0));
+        };
+        let (min, max) = (q.min_offset(), q.max_offset());
+        if max == 0 {
+            return Ok(GetResult::empty(GetStatus::NoMessageInQueue, 0, min, max));
+        }
+        if offset < min {
+            return Ok(GetResult::empty(GetStatus::OffsetTooSmall, min, min, max));
+        }
+        if offset == max {
+            return Ok(GetResult::empty(
+                GetStatus::OffsetOverflowOne,
+                offset,
+                min,
+                max,
+            ));
+        }
+        if offset > max {
+            return Ok(GetResult::empty(
+                GetStatus::OffsetOverflowBadly,
+                max,
+                min,
+                max,
+            ));
+        }
+        let max_messages = opts.max_messages.max(1);
+        // Examine at most this many units per call (RocketMQ: max(16000 bytes, n * 20)).
+        let scan_limit = (max_messages).max(800);
+        let mut result = GetResult::empty(GetStatus::OffsetFoundNull, offset, min, max);
+        let decode_opts = DecodeOptions {
+            verify_body_crc: opts.verify_crc,
+            // Checked where present: a RocketMQ-written root has records without it.
+            verify_record_crc: opts.verify_crc,
+            max_record_size: self.config.max_record_size(),
+        };
+        let filter = opts.tag_filter.as_ref().filter(|f| !f.is_all());
+        let (mut examined, mut filtered, mut removed, mut bytes) = (0usize, false, false, 0usize);
+        let mut next = offset;
+        'outer: while next < max && examined < scan_limit {
+            // Never past the max sampled above: a unit is published in the file just before the
+            // queue's max moves, and a result must not run ahead of the max it reports.
+            let want = (scan_limit - examined).min((max - next) as usize);
+            let Some(run) = q.units_from(next, want) else {
+                break;
+            };
+            for i in 0..run.count {
+                let Some(unit) = run.unit(i) else {
+                    break 'outer;
+                };
+                if result.len() >= max_messages {
+                    break 'outer;
+                }
+                if !result.is_empty() && bytes + unit.size.max(0) as usize > opts.max_bytes {
+                    break 'outer;
+                }
+                examined += 1;
+                next += 1;
+                if let Some(f) = filter {
+                    if !f.matches_code(unit.tags_code) {
+                        filtered = true;
+                        continue;
+                    }
+                }
+                let (off, size) = (unit.commitlog_offset as u64, unit.size as usize);
+                let Some((file, pos)) = self.commitlog.locate(off, size) else {
+                    if off < self.commitlog.min_offset() {
+                        removed = true;
+                        continue;
+                    }
+                    return Err(self.cq_mismatch(
+                        &q,
+                        next - 1,
+                        off,
+                        "points past the CommitLog end",
+                    ));
+                };
+                let bytes_at = file.read(pos, size).expect("located");
+                let rec = match record::decode_crc_if_present(bytes_at, &decode_opts) {
+                    Ok(Decoded::Record(r)) if r.total_size() == size => r,
+                    Ok(_) => {
+                        return Err(self.cq_mismatch(
+                            &q,
+                            next - 1,
+                            off,
+                            "does not point at a record of its size",
+                        ))
+                    }
+                    Err(source) => {
+                        if !matches!(
+                            source,
+                            FormatError::BodyCrcMismatch { .. }
+                                | FormatError::RecordCrcMismatch { .. }
+                        ) {
+                            // No record starts here: the unit may be what is damaged. Have the
+                            // next open rebuild derived data (the rebuild's scan finds it if
+                            // the CommitLog is what is damaged).
+                            self.note_cq_damage(&q, next - 1, "does not point at a record");
+                        }
+                        return Err(Error::CorruptRecord {
+                            path: file.path().to_path_buf(),
+                            offset: off,
+                            source,
+                        });
+                    }
+                };
+                if rec.queue_offset() as u64 != next - 1
+                    || rec.queue_id() != queue_id
+                    || rec.topic() != topic
+                {
+                    return Err(self.cq_mismatch(
+                        &q,
+                        next - 1,
+                        off,
+                        "points at another queue's record",
+                    ));
+                }
+                if let Some(f) = filter {
+                    if !f.matches_tag(rec.tags()) {
+                        filtered = true;
+                        continue;
+                    }
+                }
+                bytes += size;
+                result.push(&file, pos, size);
+            }
+        }
+        result.next_offset = next;
+        result.status = if !result.is_empty() {
+            GetStatus::Found
+        } else if filtered {
+            GetStatus::NoMatchedMessage
+        } else if removed {
+            GetStatus::MessageWasRemoving
+        } else {
+            GetStatus::OffsetFoundNull
+        };
+        Ok(result)
+    }
+
+    pub(super) fn cq_mismatch(&self, q: &ConsumeQueue, n: u64, off: u64, what: &str) -> Error {
+        self.note_cq_damage(q, n, what);
+        Error::Corruption {
+            path: self.root.queue_dir(q.topic(), q.queue_id()),
+            offset: n,
+            reason: format!("unit {n} (commitlog offset {off}) {what}"),
+        }
+    }
+
+    /// Logs a damaged ConsumeQueue unit and has the next open rebuild derived data.
+    pub(super) fn note_cq_damage(&self, q: &ConsumeQueue, n: u64, what: &str) {
+        log::error!(
+            "ConsumeQueue {}:{} unit {n} {what}; derived data will be rebuilt at the next open",
+            q.topic(),
+            q.queue_id()
+        );
+        self.derived_damaged.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn read_at(&self, offset: u64, verify: bool) -> Result<StoredMessage> {
+        let no_record = || Error::NoRecordAt {
+            offset,
+            min: self.commitlog.min_offset(),
+            max: self.commitlog.max_offset(),
+        };
+        let (file, pos) = self
+            .commitlog
+            .locate(offset, record::END_FILE_MIN_BLANK_LENGTH)
+            .ok_or_else(no_record)?;
+        let avail = file.write_position() - pos;
+        let bytes = file.read(pos, avail).ok_or_else(no_record)?;
+        let opts = DecodeOptions {
+            verify_body_crc: verify,
+            verify_record_crc: verify,
+            max_record_size: self.config.max_record_size(),
+        };
+        match record::decode_crc_if_present(bytes, &opts) {
+            Ok(Decoded::Record(r)) if r.physical_offset() as u64 == offset => Ok(StoredMessage {
+                file: file.clone(),
+                pos,
+                size: r.total_size(),
+            }),
+            Ok(_) => Err(no_record()),
+            // A checksum failure at a record boundary is corruption; anything structural means
+            // no record starts at this offset.
+            Err(
+                source @ (FormatError::BodyCrcMismatch { .. }
+                | FormatError::RecordCrcMismatch { .. }),
+            ) => Err(Error::CorruptRecord {
+                path: file.path().to_path_buf(),
+                offset,
+                source,
+            }),
+            Err(_) => Err(no_record()),
+        }
+    }
+
+    /// Queue offset for a time: `Lower` = first message stored at or after it (the queue's max
+    /// offset if none); `Upper` = last message stored at or before it (the min offset if none).
+    /// An unknown queue gives 0.
+    pub(crate) fn offset_for_timestamp_with(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        timestamp_ms: i64,
+        boundary: TimeBoundary,
+    ) -> Result<u64> {
+        self.check_open()?;
+        let Some(q) = self.queue(topic, queue_id) else {
+            return Ok(0);
+        };
+        let (min, max) = (q.min_offset(), q.max_offset());
+        let time_of = |n: u64| -> Result<i64> {
+            let u = q.unit(n).ok_or_else(|| Error::Corruption {
+                path: self.root.topic_dir(topic),
+                offset: n,
+                reason: "unit below max offset unreadable".into(),
+            })?;
+            Ok(self
+                .read_at(u.commitlog_offset as u64, false)?
+                .view()
+                .store_timestamp())
+        };
+        // Store times are non-decreasing along a queue: binary search for the boundary.
+        let (mut lo, mut hi) = (min, max);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let t = time_of(mid)?;
+            let go_right = match boundary {
+                TimeBoundary::Lower => t < timestamp_ms,
+                TimeBoundary::Upper => t <= timestamp_ms,
+            };
+            if go_right {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(match boundary {
+            TimeBoundary::Lower => lo,
+            TimeBoundary::Upper => lo.saturating_sub(1).max(min),
+        })
+    }
+
+    /// Messages of `topic` carrying `key` (in KEYS or as UNIQ_KEY) stored within
+    /// `[begin_ms, end_ms]`, newest first, at most `max` (capped at 64). Every hit is re-checked
+    /// against the stored record, so hash collisions never return a wrong message.
+    pub(crate) fn query_by_key(
+        &self,
+        topic: &str,
+        key: &str,
+        begin_ms: i64,
+        end_ms: i64,
+        max: usize,
+    ) -> Result<Vec<StoredMessage>> {
+        let inner = self;
+        inner.check_open()?;
+        let Some(index) = &inner.index else {
+            return Err(Error::InvalidArgument(
+                "the index is disabled (StoreConfig::index_enabled)".into(),
+            ));
+        };
+        let max = max.min(MAX_QUERY_RESULTS);
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let mut out: Vec<StoredMessage> = Vec::new();
+        let mut seen: Vec<u64> = Vec::new();
+        // Walk hash matches newest first; only re-checked records count towards `max`, so
+        // colliding keys cannot crowd out the one asked for.
+        let mut visit = |off: u64| {
+            if seen.contains(&off) {
+                return true;
+            }
+            seen.push(off);
+            let Ok(m) = inner.read_at(off, false) else {
+                return true;
+            };
+            let v = m.view();
+            let t = v.store_timestamp();
+            let key_matches =
+                v.keys().any(|k| k == key) || v.property(properties::UNIQ_KEY) == Some(key);
+            if v.topic() == topic && key_matches && t >= begin_ms && t <= end_ms {
+                out.push(m);
+            }
+            out.len() < max
+        };
+        let damaged = index.lookup(topic, key, begin_ms, end_ms, &mut visit);
+        if damaged.is_empty() {
+            return Ok(out);
+        }
+        // A damaged IndexFile may hide hits: read every record it covers instead (slow, but
+        // complete), and have the next open rebuild the index.
+        inner.derived_damaged.store(true, Ordering::Release);
+        for (first, last) in damaged {
+            let mut off = first.max(inner.commitlog.min_offset());
+            while off <= last {
+                match inner.read_at(off, false) {
+                    Ok(m) => {
+                        let size = m.size as u64;
+                        if !visit(off) {
+                            break;
+                        }
+                        off += size;
+                    }
+                    // The end of a segment (BLANK) or an unreadable record: go to the next one.
+                    Err(_) => {
+                        let seg = inner.config.commitlog_segment_size as u64;
+                        off = off - off % seg + seg;
+                    }
+                }
+            }
+        }
+        out.sort_by_key(|m| std::cmp::Reverse(m.view().commitlog_offset()));
+        out.truncate(max);
+        Ok(out)
+    }
+}
