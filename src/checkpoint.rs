@@ -1,12 +1,15 @@
-//! Reading and writing the `checkpoint` file (layout in `format::checkpoint_layout`).
+//! Reading and writing the `checkpoint` file (layout in `format::checkpoint_layout`), and the
+//! summary of derived data its trailer records.
 //!
 //! Written as `checkpoint.tmp`, synced, renamed over `checkpoint`, directory synced: a crash
 //! leaves the old or the new file, never a torn one. (The trailer CRC would catch a torn one
 //! anyway, and an unreadable checkpoint only costs a longer recovery.)
 
+use crate::consume_queue::ConsumeQueue;
 use crate::error::{Error, Result};
-use crate::format::checkpoint_layout::{Checkpoint, CHECKPOINT_SIZE};
+use crate::format::checkpoint_layout::{Checkpoint, DerivedSummary, CHECKPOINT_SIZE};
 use crate::format::root::StoreRoot;
+use crate::index::IndexService;
 use crate::storage::{OpenMode, Vfs};
 
 /// Reads `root/checkpoint`; a missing file reads as the default (no trailer).
@@ -42,4 +45,20 @@ pub(crate) fn write(vfs: &dyn Vfs, root: &StoreRoot, cp: &Checkpoint) -> Result<
     vfs.sync_dir(root.path())
         .map_err(|e| Error::io(root.path(), e))?;
     Ok(())
+}
+
+/// The counts a checkpoint records about ConsumeQueue and IndexFile.
+pub(crate) fn summarize<'a>(
+    queues: impl Iterator<Item = &'a ConsumeQueue>,
+    index: Option<&IndexService>,
+) -> DerivedSummary {
+    let mut s = DerivedSummary::default();
+    for q in queues.filter(|q| q.max_offset() > 0) {
+        s.queues += 1;
+        s.units += q.max_offset();
+    }
+    if let Some(i) = index {
+        (s.index_files, s.index_entries) = i.summary();
+    }
+    s
 }

@@ -471,6 +471,7 @@ fn build_base_image() -> BaseImage {
                 index_files: 1,
                 index_entries: u64::from(count - 1),
             },
+            derived_damaged: false,
         }),
         ..Checkpoint::default()
     };

@@ -27,6 +27,7 @@ mod checkpoint;
 mod commitlog;
 mod config;
 mod consume_queue;
+mod dispatch;
 mod engine;
 mod error;
 #[cfg(test)]

@@ -26,11 +26,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::checkpoint::summarize;
 use crate::config::StoreConfig;
 use crate::consume_queue::{ConsumeQueue, UnitRun};
-use crate::engine::dispatch::dispatch;
+use crate::dispatch::dispatch;
 use crate::error::{Error, Result};
-use crate::format::checkpoint_layout::{Checkpoint, DerivedSummary, Trailer};
+use crate::format::checkpoint_layout::{Checkpoint, Trailer};
 use crate::format::cq_unit::CqUnit;
 use crate::format::dispatch_entry::DispatchEntry;
 use crate::format::record::{
@@ -230,15 +231,12 @@ fn mark_derived_damaged(
     cp: &Checkpoint,
     t: Trailer,
 ) -> Result<()> {
-    if t.derived.queues == u64::MAX {
+    if t.derived_damaged {
         return Ok(());
     }
     let marked = Checkpoint {
         trailer: Some(Trailer {
-            derived: DerivedSummary {
-                queues: u64::MAX,
-                ..t.derived
-            },
+            derived_damaged: true,
             ..t
         }),
         ..*cp
@@ -300,7 +298,10 @@ fn recover_writing_back(
     let mut durable = trailer.map_or(0, |t| t.durable_commitlog_offset.max(first_start));
 
     // Derived data: trusted after a clean shutdown if it loads; otherwise rebuilt.
-    let mut derived = if clean {
+    let mut derived = if clean && trailer.is_some_and(|t| t.derived_damaged) {
+        log::warn!("the last run found its derived data damaged; rebuilding ConsumeQueue and IndexFile from the CommitLog");
+        None
+    } else if clean {
         match (
             load_queues(vfs, root, config),
             index_load(vfs, root, config),
@@ -1293,7 +1294,7 @@ fn prepare_incremental(
 ) -> Result<std::result::Result<Kept, String>> {
     let first_start = files.first().map_or(0, |(s, _)| *s);
     let dd = t.derived_durable_offset;
-    if t.derived.queues == u64::MAX {
+    if t.derived_damaged {
         return Ok(Err(
             "the last run found its derived data damaged".to_string()
         ));
@@ -1402,22 +1403,6 @@ fn prepare_incremental(
             incremental: true,
         },
     )))
-}
-
-/// The counts a checkpoint records about ConsumeQueue and IndexFile.
-pub(crate) fn summarize<'a>(
-    queues: impl Iterator<Item = &'a ConsumeQueue>,
-    index: Option<&IndexService>,
-) -> DerivedSummary {
-    let mut s = DerivedSummary::default();
-    for q in queues.filter(|q| q.max_offset() > 0) {
-        s.queues += 1;
-        s.units += q.max_offset();
-    }
-    if let Some(i) = index {
-        (s.index_files, s.index_entries) = i.summary();
-    }
-    s
 }
 
 fn index_load(

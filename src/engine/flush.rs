@@ -141,8 +141,7 @@ impl Engine {
         // Counted before the dispatched offset is read, so everything counted describes records
         // below it: after a crash, incremental recovery checks the derived data it keeps holds
         // at least this much. Exact when nothing is being put (close, end of open).
-        let mut derived =
-            crate::recovery::summarize(all_queues().iter().map(|q| &**q), self.index.as_ref());
+        let derived = checkpoint::summarize(all_queues().iter().map(|q| &**q), self.index.as_ref());
         let dispatched = self.dispatched_offset.load(Ordering::Acquire);
         let durable = self
             .commitlog
@@ -154,10 +153,6 @@ impl Engine {
         if let Some(i) = &self.index {
             i.flush()?;
         }
-        if self.derived_damaged.load(Ordering::Acquire) {
-            // A summary no store can have: the next open rebuilds ConsumeQueue and IndexFile.
-            derived.queues = u64::MAX;
-        }
         let ts = self.append.lock().last_store_timestamp;
         let cp = Checkpoint {
             physic_msg_timestamp: ts,
@@ -167,6 +162,8 @@ impl Engine {
                 durable_commitlog_offset: durable,
                 derived_durable_offset: dispatched.min(durable),
                 derived,
+                // The next open rebuilds ConsumeQueue and IndexFile.
+                derived_damaged: self.derived_damaged.load(Ordering::Acquire),
             }),
             ..Checkpoint::default()
         };

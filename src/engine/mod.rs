@@ -4,7 +4,7 @@
 //! One concern per file: [`lifecycle`] opens (lock, recovery, abort marker) and closes a root,
 //! [`put`] is the append path, [`read`] the read path, [`flush`] the durability threads and the
 //! checkpoint, [`cleanup`] retention, [`health`] whether writes are taken, [`workers`] the
-//! threads, [`dispatch`] the derived entries of a record, [`queues`] the queue table.
+//! threads, [`queues`] the queue table.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use crate::stats::{QueueStats, StoreStats};
 use crate::storage::{LockGuard, Vfs};
 
 mod cleanup;
-pub(crate) mod dispatch;
+
 mod flush;
 mod group_commit;
 mod health;

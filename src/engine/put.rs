@@ -6,12 +6,12 @@ use std::cell::RefCell;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::dispatch::dispatch;
 use super::queues::PutQueues;
 use super::Engine;
 use crate::commitlog::Appender;
 use crate::config::FlushMode;
 use crate::consume_queue::ConsumeQueue;
+use crate::dispatch::dispatch;
 use crate::error::{Error, Result};
 use crate::format::dispatch_entry::DispatchEntry;
 use crate::format::properties;

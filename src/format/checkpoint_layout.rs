@@ -2,8 +2,8 @@
 //!
 //! Bytes 0..40 are RocketMQ's: `physicMsgTimestamp`, `logicsMsgTimestamp`, `indexMsgTimestamp`,
 //! `masterFlushedOffset`, `confirmPhyOffset` (i64 each). RocketMQ leaves the rest of the 4 KiB
-//! zero; we put a trailer at [`TRAILER_POS`]: magic `RSTORECK`, version, the durable CommitLog
-//! offset, the CommitLog offset below which ConsumeQueue and IndexFile are durable, a summary of
+//! zero; we put a trailer at [`TRAILER_POS`]: magic `RSTORECK`, version, flags, the durable
+//! CommitLog offset, the CommitLog offset below which ConsumeQueue and IndexFile are durable, a summary of
 //! the derived data (queue, unit, index file and entry counts), and a CRC32 over every byte
 //! before it. A checkpoint whose trailer fails the check is ignored, never trusted.
 
@@ -16,7 +16,15 @@ pub const TRAILER_POS: usize = 3968;
 /// Trailer magic, ASCII `RSTORECK`.
 pub const TRAILER_MAGIC: u64 = u64::from_be_bytes(*b"RSTORECK");
 /// Trailer version written by this crate.
-pub const TRAILER_VERSION: u32 = 1;
+///
+/// * 1: no flags; a summary of `queues = u64::MAX` meant "derived data damaged".
+/// * 2: a flags word at `TRAILER_POS + 12` ([`FLAG_DERIVED_DAMAGED`]).
+pub const TRAILER_VERSION: u32 = 2;
+/// Trailer flag: the run that wrote the checkpoint found ConsumeQueue or IndexFile damaged (or
+/// a rebuild of them had begun): the next open rebuilds them from the CommitLog.
+pub const FLAG_DERIVED_DAMAGED: u32 = 0x1;
+/// What version 1 wrote as the queue count to say [`FLAG_DERIVED_DAMAGED`].
+const V1_DAMAGED_QUEUES: u64 = u64::MAX;
 const POS_CRC: usize = TRAILER_POS + 64;
 
 /// Decoded checkpoint.
@@ -50,6 +58,9 @@ pub struct Trailer {
     /// loads, so a deleted or truncated ConsumeQueue or IndexFile is rebuilt; an unclean open
     /// requires the derived data it keeps to hold at least this much.
     pub derived: DerivedSummary,
+    /// ConsumeQueue or IndexFile is known to be damaged ([`FLAG_DERIVED_DAMAGED`]): the summary
+    /// vouches for nothing and the next open rebuilds them.
+    pub derived_damaged: bool,
 }
 
 /// Counts describing ConsumeQueue and IndexFile contents.
@@ -78,6 +89,12 @@ impl Checkpoint {
             let p = TRAILER_POS;
             BigEndian::write_u64(&mut b[p..p + 8], TRAILER_MAGIC);
             BigEndian::write_u32(&mut b[p + 8..p + 12], TRAILER_VERSION);
+            let flags = if t.derived_damaged {
+                FLAG_DERIVED_DAMAGED
+            } else {
+                0
+            };
+            BigEndian::write_u32(&mut b[p + 12..p + 16], flags);
             BigEndian::write_u64(&mut b[p + 16..p + 24], t.durable_commitlog_offset);
             BigEndian::write_u64(&mut b[p + 24..p + 32], t.derived_durable_offset);
             BigEndian::write_u64(&mut b[p + 32..p + 40], t.derived.queues);
@@ -116,8 +133,9 @@ fn decode_trailer(b: &[u8]) -> Option<Trailer> {
         return None;
     }
     let p = TRAILER_POS;
+    let version = BigEndian::read_u32(&b[p + 8..p + 12]);
     if BigEndian::read_u64(&b[p..p + 8]) != TRAILER_MAGIC
-        || BigEndian::read_u32(&b[p + 8..p + 12]) != TRAILER_VERSION
+        || !(1..=TRAILER_VERSION).contains(&version)
     {
         return None;
     }
@@ -126,16 +144,24 @@ fn decode_trailer(b: &[u8]) -> Option<Trailer> {
     }
     let durable = BigEndian::read_u64(&b[p + 16..p + 24]);
     let derived = BigEndian::read_u64(&b[p + 24..p + 32]);
-    let summary = DerivedSummary {
+    let mut summary = DerivedSummary {
         queues: BigEndian::read_u64(&b[p + 32..p + 40]),
         units: BigEndian::read_u64(&b[p + 40..p + 48]),
         index_files: BigEndian::read_u64(&b[p + 48..p + 56]),
         index_entries: BigEndian::read_u64(&b[p + 56..p + 64]),
     };
+    let derived_damaged = match version {
+        1 => summary.queues == V1_DAMAGED_QUEUES,
+        _ => BigEndian::read_u32(&b[p + 12..p + 16]) & FLAG_DERIVED_DAMAGED != 0,
+    };
+    if derived_damaged && version == 1 {
+        summary.queues = 0;
+    }
     Some(Trailer {
         durable_commitlog_offset: durable,
         derived_durable_offset: derived,
         derived: summary,
+        derived_damaged,
     })
 }
 
@@ -159,8 +185,47 @@ mod tests {
                     index_files: 1,
                     index_entries: 80,
                 },
+                derived_damaged: false,
             }),
         }
+    }
+
+    #[test]
+    fn the_damaged_flag_round_trips_and_is_covered_by_the_crc() {
+        let mut c = sample();
+        c.trailer.as_mut().unwrap().derived_damaged = true;
+        let b = c.encode();
+        assert_eq!(&b[TRAILER_POS + 12..TRAILER_POS + 16], &[0, 0, 0, 1]);
+        assert_eq!(Checkpoint::decode(&b), c);
+        let mut m = b;
+        m[TRAILER_POS + 15] = 0;
+        assert_eq!(
+            Checkpoint::decode(&m).trailer,
+            None,
+            "the flag is under the CRC"
+        );
+    }
+
+    #[test]
+    fn a_version_1_trailer_reads_its_sentinel_as_the_damaged_flag() {
+        let v1 = |queues: u64| {
+            let mut c = sample();
+            c.trailer.as_mut().unwrap().derived.queues = queues;
+            let mut b = c.encode();
+            b[TRAILER_POS + 8..TRAILER_POS + 12].copy_from_slice(&1u32.to_be_bytes());
+            b[TRAILER_POS + 12..TRAILER_POS + 16].copy_from_slice(&[0; 4]);
+            let crc = crc32fast::hash(&b[..POS_CRC]);
+            b[POS_CRC..POS_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+            Checkpoint::decode(&b)
+                .trailer
+                .expect("version 1 is still read")
+        };
+        let intact = v1(3);
+        assert!(!intact.derived_damaged);
+        assert_eq!(intact.derived, sample().trailer.unwrap().derived);
+        let damaged = v1(u64::MAX);
+        assert!(damaged.derived_damaged);
+        assert_eq!(damaged.derived.queues, 0);
     }
 
     #[test]
