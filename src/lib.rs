@@ -8,6 +8,24 @@
 //! root recovers it: the CommitLog tail is validated record by record, a torn tail is cut and
 //! zeroed, and ConsumeQueue and IndexFile are brought in line with the CommitLog.
 //!
+//! How the modules divide the work (each layer uses only the ones below it; `tests/layers.rs`
+//! checks this):
+//!
+//! * **put** — [`Store::put`] (`store`) → `engine::put` validates and encodes the record outside
+//!   any lock (`format::record`), then under the append lock stamps the store time and offsets
+//!   and copies it into the active segment (`commitlog`, rolling with a BLANK record), and
+//!   dispatches it (`dispatch`: a `consume_queue` unit and `index` keys); in Sync mode it then
+//!   sleeps until the group-commit thread (`engine::flush`, `engine::group_commit`) has synced
+//!   past its end.
+//! * **get** — [`Store::get`] → `engine::read` reads units from the `consume_queue`, locates
+//!   each record in the `commitlog` segments and checks it (`format::record`), returning views
+//!   into the mappings (`storage`).
+//! * **open** — [`Store::open`] → `engine::lifecycle` locks the root, reads `abort` and the
+//!   `checkpoint`, runs `recovery` (validate the CommitLog tail, cut a torn tail, keep or rebuild
+//!   ConsumeQueue and IndexFile through `dispatch`), writes `abort`, checkpoints and starts the
+//!   threads (`engine::workers`). Every path of a root is spelled in `format::root`; every byte
+//!   layout in [`format`](mod@format); every OS call in `storage`, behind [`vfs::Vfs`].
+//!
 //! ```
 //! use rocketstore::{Message, Store, StoreConfig};
 //! # fn main() -> rocketstore::Result<()> {

@@ -69,7 +69,7 @@ impl Store {
     }
 
     /// Appends one message. In Sync mode returns after the record is durable (or the flush
-    /// timed out: [`PutStatus::FlushDiskTimeout`]). The message is readable by `get` when this
+    /// timed out: [`PutStatus::FlushDiskTimeout`](crate::PutStatus::FlushDiskTimeout)). The message is readable by `get` when this
     /// returns.
     pub fn put(&self, msg: &Message<'_>) -> Result<PutResult> {
         self.put_batch(std::slice::from_ref(msg))
