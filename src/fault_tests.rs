@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use crate::storage::{DirEntry, DiskUsage, LockGuard, MapRegion, OpenMode, OsVfs, Vfs, VfsFile};
+use crate::vfs::{DirEntry, DiskUsage, LockGuard, MapRegion, OpenMode, OsVfs, Vfs, VfsFile};
 use crate::{Error, FlushMode, Message, PutStatus, Store, StoreConfig};
 
 /// Shared switches of the faulty disk.

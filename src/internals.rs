@@ -7,6 +7,7 @@
 pub use crate::storage::sim::{
     CrashMode, FaultError, FaultKind, SimVfs, SIM_PAGE_SIZE, SIM_SECTOR_SIZE,
 };
-pub use crate::storage::{
-    DirEntry, DiskUsage, FileKind, LockGuard, MapRegion, OpenMode, OsVfs, Vfs, VfsFile, WakeWord,
+pub use crate::storage::WakeWord;
+pub use crate::vfs::{
+    DirEntry, DiskUsage, FileKind, LockGuard, MapRegion, OpenMode, OsVfs, Vfs, VfsFile,
 };

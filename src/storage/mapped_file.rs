@@ -67,7 +67,6 @@ pub struct MappedFile {
     /// Everything below is known durable.
     flushed: AtomicUsize,
     writer_taken: AtomicBool,
-    deleted: AtomicBool,
     /// Created (and so page-cached in 4 KiB pages) by this process, not opened from disk.
     fresh: bool,
 }
@@ -154,7 +153,6 @@ impl MappedFile {
             published: AtomicUsize::new(position),
             flushed: AtomicUsize::new(position),
             writer_taken: AtomicBool::new(false),
-            deleted: AtomicBool::new(false),
             fresh: false,
         }
     }
@@ -294,22 +292,11 @@ impl MappedFile {
         self.map.prefault_write_range(pos, len.min(self.size - pos))
     }
 
-    /// Hints that the file will be read sequentially (recovery scans); best effort.
-    pub fn advise_sequential(&self) -> io::Result<()> {
-        self.map.advise_sequential()
-    }
-
     /// Unlinks the file. The mapping stays valid until the last `Arc` drops, so readers that
     /// still hold the file keep reading it.
     pub fn delete(&self, vfs: &dyn Vfs) -> io::Result<()> {
         vfs.remove_file(&self.path)?;
-        self.deleted.store(true, Ordering::Release);
         Ok(())
-    }
-
-    /// Whether [`delete`](Self::delete) has unlinked the file.
-    pub fn is_deleted(&self) -> bool {
-        self.deleted.load(Ordering::Acquire)
     }
 }
 
@@ -736,7 +723,6 @@ mod tests {
         let file = Arc::new(MappedFile::create(&vfs(), &path, SIZE).unwrap());
         file.writer().unwrap().append(b"still here");
         file.delete(&vfs()).unwrap();
-        assert!(file.is_deleted());
         assert!(!path.exists());
         assert_eq!(file.readable(), b"still here");
     }

@@ -127,11 +127,6 @@ impl MappedWords {
         self.len_words * WORD_BYTES
     }
 
-    /// Whether the mapping is writable.
-    pub fn is_writable(&self) -> bool {
-        self.writable
-    }
-
     /// The file as words (word `i` = bytes `[4i, 4i + 4)`, stored big-endian: use
     /// `u32::from_be`/`to_be`, or [`load_be`](Self::load_be)/[`store_be`](Self::store_be)).
     /// `None` for a read-only mapping, where only the load helpers may be used.
@@ -218,11 +213,6 @@ impl MappedWords {
         self.file
             .zero_range(byte_pos as u64, (self.size() - byte_pos) as u64)?;
         self.file.sync_data()
-    }
-
-    /// Unlinks the file; the mapping stays valid until this value drops.
-    pub fn delete(&self, vfs: &dyn Vfs) -> io::Result<()> {
-        vfs.remove_file(&self.path)
     }
 
     fn all_words(&self) -> &[AtomicU32] {
@@ -314,7 +304,6 @@ mod tests {
             assert_eq!(read_only.load_be(i * 4, Ordering::Acquire), expected);
         }
         assert!(read_only.words().is_none());
-        assert!(!read_only.is_writable());
     }
 
     #[test]
@@ -390,16 +379,5 @@ mod tests {
             }
             other => panic!("expected WrongLength, got {other:?}"),
         }
-    }
-
-    #[test]
-    fn delete_unlinks_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("idx");
-        let words = MappedWords::create(&OsVfs, &path, SIZE).unwrap();
-        words.store_be(0, 5, Ordering::Relaxed);
-        words.delete(&OsVfs).unwrap();
-        assert!(!path.exists());
-        assert_eq!(words.load_be(0, Ordering::Relaxed), 5);
     }
 }

@@ -10,10 +10,6 @@
 //!   words.
 //! * No file is mapped past its end, and no mapped file is sparse.
 
-// The Vfs surface is complete for the simulated disk and retention (disk usage, pwrite
-// appends, sequential advice) ahead of the engine code that calls every part of it.
-#![allow(dead_code)]
-
 pub mod mapped_file;
 pub mod mapped_words;
 pub mod os;
@@ -22,13 +18,8 @@ pub mod sim;
 pub mod vfs;
 pub mod wake_word;
 
-#[allow(unused_imports)]
 pub use mapped_file::{FlushStrategy, MappedFile, MappedWriter, OpenError};
-#[allow(unused_imports)]
 pub use mapped_words::MappedWords;
-#[allow(unused_imports)]
 pub use os::{format_local_time_ms, local_hour, now_ms, OsVfs};
-#[allow(unused_imports)]
-pub use vfs::{DirEntry, DiskUsage, FileKind, LockGuard, MapRegion, OpenMode, Vfs, VfsFile};
-#[allow(unused_imports)]
+pub use vfs::{FileKind, LockGuard, OpenMode, Vfs};
 pub use wake_word::WakeWord;

@@ -176,13 +176,6 @@ impl Vfs for OsVfs {
     }
 }
 
-impl OsFile {
-    /// The path the file was opened under.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
 impl VfsFile for OsFile {
     fn len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
