@@ -2,19 +2,51 @@
 //! CommitLog offset, lookups by key and by time.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use super::Engine;
 use crate::consume_queue::ConsumeQueue;
 use crate::error::{Error, Result};
+use crate::format::cq_unit::CqUnit;
 use crate::format::properties;
 use crate::format::record::{self, DecodeOptions, Decoded};
 use crate::format::FormatError;
-use crate::results::{GetOptions, GetResult, GetStatus, StoredMessage, TimeBoundary};
+use crate::results::{GetOptions, GetResult, GetStatus, StoredMessage, TagFilter, TimeBoundary};
+use crate::storage::MappedFile;
 
 /// RocketMQ caps one index query at 64 results (`maxMsgsNumBatch`).
 pub const MAX_QUERY_RESULTS: usize = 64;
 
+/// What one ConsumeQueue unit of a `get` came to.
+enum UnitRead {
+    /// Its record was deleted by retention.
+    Removed,
+    /// Its record does not match the tag filter.
+    Filtered,
+    /// Its record, checked, at `pos` in `file`.
+    Found(Arc<MappedFile>, usize),
+}
+
+/// The result of a `get` at `offset` that finds nothing by the queue's bounds alone, if any.
+fn out_of_bounds(offset: u64, min: u64, max: u64) -> Option<GetResult> {
+    let (status, next) = if max == 0 {
+        (GetStatus::NoMessageInQueue, 0)
+    } else if offset < min {
+        (GetStatus::OffsetTooSmall, min)
+    } else if offset == max {
+        (GetStatus::OffsetOverflowOne, offset)
+    } else if offset > max {
+        (GetStatus::OffsetOverflowBadly, max)
+    } else {
+        return None;
+    };
+    Some(GetResult::empty(status, next, min, max))
+}
+
 impl Engine {
+    /// Up to `opts.max_messages` messages of `topic:queue_id` from queue offset `offset`, read
+    /// through the ConsumeQueue. A unit that does not point at its record is reported as
+    /// corruption and has the next open rebuild derived data (see `note_cq_damage`).
     pub(crate) fn get(
         &self,
         topic: &str,
@@ -26,27 +58,8 @@ impl Engine {
             return Ok(GetResult::empty(GetStatus::NoMatchedLogicQueue, 0, 0, 0));
         };
         let (min, max) = (q.min_offset(), q.max_offset());
-        if max == 0 {
-            return Ok(GetResult::empty(GetStatus::NoMessageInQueue, 0, min, max));
-        }
-        if offset < min {
-            return Ok(GetResult::empty(GetStatus::OffsetTooSmall, min, min, max));
-        }
-        if offset == max {
-            return Ok(GetResult::empty(
-                GetStatus::OffsetOverflowOne,
-                offset,
-                min,
-                max,
-            ));
-        }
-        if offset > max {
-            return Ok(GetResult::empty(
-                GetStatus::OffsetOverflowBadly,
-                max,
-                min,
-                max,
-            ));
+        if let Some(result) = out_of_bounds(offset, min, max) {
+            return Ok(result);
         }
         let max_messages = opts.max_messages.max(1);
         // Examine at most this many units per call (RocketMQ: max(16000 bytes, n * 20)).
@@ -80,73 +93,18 @@ impl Engine {
                 }
                 examined += 1;
                 next += 1;
-                if let Some(f) = filter {
-                    if !f.matches_code(unit.tags_code) {
-                        filtered = true;
-                        continue;
+                if filter.is_some_and(|f| !f.matches_code(unit.tags_code)) {
+                    filtered = true;
+                    continue;
+                }
+                match self.read_unit(&q, next - 1, unit, &decode_opts, filter)? {
+                    UnitRead::Removed => removed = true,
+                    UnitRead::Filtered => filtered = true,
+                    UnitRead::Found(file, pos) => {
+                        bytes += unit.size as usize;
+                        result.push(&file, pos, unit.size as usize);
                     }
                 }
-                let (off, size) = (unit.commitlog_offset as u64, unit.size as usize);
-                let Some((file, pos)) = self.commitlog.locate(off, size) else {
-                    if off < self.commitlog.min_offset() {
-                        removed = true;
-                        continue;
-                    }
-                    return Err(self.cq_mismatch(
-                        &q,
-                        next - 1,
-                        off,
-                        "points past the CommitLog end",
-                    ));
-                };
-                let bytes_at = file.read(pos, size).expect("located");
-                let rec = match record::decode_crc_if_present(bytes_at, &decode_opts) {
-                    Ok(Decoded::Record(r)) if r.total_size() == size => r,
-                    Ok(_) => {
-                        return Err(self.cq_mismatch(
-                            &q,
-                            next - 1,
-                            off,
-                            "does not point at a record of its size",
-                        ))
-                    }
-                    Err(source) => {
-                        if !matches!(
-                            source,
-                            FormatError::BodyCrcMismatch { .. }
-                                | FormatError::RecordCrcMismatch { .. }
-                        ) {
-                            // No record starts here: the unit may be what is damaged. Have the
-                            // next open rebuild derived data (the rebuild's scan finds it if
-                            // the CommitLog is what is damaged).
-                            self.note_cq_damage(&q, next - 1, "does not point at a record");
-                        }
-                        return Err(Error::CorruptRecord {
-                            path: file.path().to_path_buf(),
-                            offset: off,
-                            source,
-                        });
-                    }
-                };
-                if rec.queue_offset() as u64 != next - 1
-                    || rec.queue_id() != queue_id
-                    || rec.topic() != topic
-                {
-                    return Err(self.cq_mismatch(
-                        &q,
-                        next - 1,
-                        off,
-                        "points at another queue's record",
-                    ));
-                }
-                if let Some(f) = filter {
-                    if !f.matches_tag(rec.tags()) {
-                        filtered = true;
-                        continue;
-                    }
-                }
-                bytes += size;
-                result.push(&file, pos, size);
             }
         }
         result.next_offset = next;
@@ -160,6 +118,58 @@ impl Engine {
             GetStatus::OffsetFoundNull
         };
         Ok(result)
+    }
+
+    /// The record unit `n` of `q` points at, checked: it decodes (CRCs as `opts` says), has the
+    /// unit's size, and is message `n` of `q`.
+    fn read_unit(
+        &self,
+        q: &ConsumeQueue,
+        n: u64,
+        unit: CqUnit,
+        opts: &DecodeOptions,
+        filter: Option<&TagFilter>,
+    ) -> Result<UnitRead> {
+        let (off, size) = (unit.commitlog_offset as u64, unit.size as usize);
+        let Some((file, pos)) = self.commitlog.locate(off, size) else {
+            if off < self.commitlog.min_offset() {
+                return Ok(UnitRead::Removed);
+            }
+            return Err(self.cq_mismatch(q, n, off, "points past the CommitLog end"));
+        };
+        let bytes_at = file.read(pos, size).expect("located");
+        let rec = match record::decode_crc_if_present(bytes_at, opts) {
+            Ok(Decoded::Record(r)) if r.total_size() == size => r,
+            Ok(_) => {
+                return Err(self.cq_mismatch(q, n, off, "does not point at a record of its size"))
+            }
+            Err(source) => {
+                if !matches!(
+                    source,
+                    FormatError::BodyCrcMismatch { .. } | FormatError::RecordCrcMismatch { .. }
+                ) {
+                    // No record starts here: the unit may be what is damaged. Have the next
+                    // open rebuild derived data (the rebuild's scan finds it if the CommitLog
+                    // is what is damaged).
+                    self.note_cq_damage(q, n, "does not point at a record");
+                }
+                return Err(Error::CorruptRecord {
+                    path: file.path().to_path_buf(),
+                    offset: off,
+                    source,
+                });
+            }
+        };
+        if rec.queue_offset() as u64 != n
+            || rec.queue_id() != q.queue_id()
+            || rec.topic() != q.topic()
+        {
+            return Err(self.cq_mismatch(q, n, off, "points at another queue's record"));
+        }
+        if filter.is_some_and(|f| !f.matches_tag(rec.tags())) {
+            return Ok(UnitRead::Filtered);
+        }
+        Ok(UnitRead::Found(file, pos))
     }
 
     pub(super) fn cq_mismatch(&self, q: &ConsumeQueue, n: u64, off: u64, what: &str) -> Error {
