@@ -13,6 +13,7 @@ const LAYERS: &[(&str, u32)] = &[
     // bytes and the OS
     ("format", 0),
     ("storage", 0),
+    ("vfs", 0), // lib.rs's public re-export of the storage seam
     // shared vocabulary
     ("error", 1),
     ("config", 2),
