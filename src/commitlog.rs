@@ -360,12 +360,13 @@ impl CommitLog {
                 self.segments.push_front(seg);
                 return Err(err);
             }
-            log::info!("retention deleted {}", seg.file.path().display());
-            deleted += 1;
-        }
-        if deleted > 0 {
+            // Each removal durable before the next: a crash may undo any unsynced directory
+            // operation on its own, and an undone older removal behind a kept newer one would
+            // leave a gap in the log.
             let dir = self.dir();
             self.vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+            log::info!("retention deleted {}", seg.file.path().display());
+            deleted += 1;
         }
         Ok(deleted)
     }

@@ -48,6 +48,23 @@ pub enum WriteMode {
     WriteBuffer,
 }
 
+/// What recovery does with a gap between CommitLog segment files that it cannot explain as the
+/// remains of an interrupted cut (`src/recovery/gaps.rs`): the last segment before the gap is
+/// full, so the missing one held data, and which side is the log cannot be read off the files.
+/// Gaps this version leaves behind are closed at open whatever this says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum GapPolicy {
+    /// `open` fails with [`Error::SegmentGap`](crate::Error::SegmentGap) and changes nothing.
+    #[default]
+    Refuse,
+    /// Keep the segments before the first gap and delete every one after it.
+    KeepBefore,
+    /// Keep the segments after the last gap and delete every one before it (what a crash
+    /// during retention of an older version leaves: the files before the gap were being
+    /// deleted as expired).
+    KeepAfter,
+}
+
 /// Configuration of a [`Store`](crate::Store). Validated by [`StoreConfig::validate`] at open.
 ///
 /// Start from [`StoreConfig::default`] (RocketMQ's broker settings) or [`StoreConfig::small`]
@@ -115,6 +132,9 @@ pub struct StoreConfig {
     /// rest, and say what was given up in
     /// [`RecoveryReport::salvaged`](crate::RecoveryReport::salvaged).
     pub salvage_corrupt_log: bool,
+    /// What recovery does when the CommitLog's segment files have a gap it cannot explain as
+    /// the remains of an interrupted cut (see [`GapPolicy`]). Default [`GapPolicy::Refuse`].
+    pub segment_gap: GapPolicy,
     /// How records reach the CommitLog file. Default [`WriteMode::Auto`].
     pub write_mode: WriteMode,
     /// Prepare (create, allocate, prefault) the next CommitLog segment in a background thread so
@@ -171,6 +191,7 @@ impl Default for StoreConfig {
             append_crc_property: true,
             check_crc_on_recover: true,
             salvage_corrupt_log: false,
+            segment_gap: GapPolicy::Refuse,
             write_mode: WriteMode::Auto,
             preallocate_next_segment: true,
             store_host: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 10911)),

@@ -387,6 +387,9 @@ impl ConsumeQueue {
             last.file
                 .delete(vfs)
                 .map_err(|e| Error::io(last.file.path(), e))?;
+            // Newest first, each removal durable before the next: a crash leaves a prefix.
+            vfs.sync_dir(self.files.dir())
+                .map_err(|e| Error::io(self.files.dir(), e))?;
         }
         if let Some(last) = segs.pop() {
             let pos = (byte - last.start) as usize;
@@ -444,11 +447,10 @@ impl ConsumeQueue {
             seg.file
                 .delete(vfs)
                 .map_err(|e| Error::io(seg.file.path(), e))?;
-            deleted += 1;
-        }
-        if deleted > 0 {
+            // Oldest first, each removal durable before the next: a crash leaves a suffix.
             vfs.sync_dir(self.files.dir())
                 .map_err(|e| Error::io(self.files.dir(), e))?;
+            deleted += 1;
         }
         self.advance_min(commitlog_min);
         Ok(deleted)

@@ -147,6 +147,32 @@ pub enum Error {
         reason: String,
     },
 
+    /// The CommitLog's segment files are not contiguous and recovery cannot tell which side of
+    /// the gap holds the log. Nothing was changed; [`StoreConfig::segment_gap`](crate::StoreConfig::segment_gap)
+    /// chooses the side to keep.
+    #[error(
+        "CommitLog {dir} has a gap: no segment holds offsets {missing_from}..{missing_to} \
+         ({segments_before} segment(s) before it, {segments_after} after): {reason}. Nothing was \
+         changed. To open the root, choose the side to keep: StoreConfig::segment_gap = \
+         GapPolicy::KeepAfter deletes the segments before the gap (what a crash during an older \
+         version's retention leaves), GapPolicy::KeepBefore deletes those after it \
+         (rocketstore recover --segment-gap keep-after|keep-before)"
+    )]
+    SegmentGap {
+        /// The CommitLog directory.
+        dir: PathBuf,
+        /// First offset no segment holds.
+        missing_from: u64,
+        /// Start of the first segment after the gap.
+        missing_to: u64,
+        /// Segment files before the gap.
+        segments_before: usize,
+        /// Segment files after it.
+        segments_after: usize,
+        /// Why recovery cannot decide on its own.
+        reason: String,
+    },
+
     /// No record starts at this CommitLog offset (outside `[min, max)` or not a record boundary).
     #[error("no record at commitlog offset {offset} (readable range {min}..{max})")]
     NoRecordAt {

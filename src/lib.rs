@@ -65,13 +65,13 @@ mod stats;
 mod storage;
 mod store;
 
-pub use config::{FlushMode, StoreConfig, WriteMode};
+pub use config::{FlushMode, GapPolicy, StoreConfig, WriteMode};
 pub use engine::MAX_QUERY_RESULTS;
 pub use error::{Error, Result};
 pub use format::topic::MAX_TOPIC_LEN;
 pub use format::FormatError;
 pub use message::{Message, MessageView};
-pub use recovery::{RecoveryReport, Salvage};
+pub use recovery::{GapRepair, RecoveryReport, Salvage};
 pub use results::{
     GetOptions, GetResult, GetStatus, PutResult, PutStatus, StoredMessage, TagFilter, TimeBoundary,
 };

@@ -13,6 +13,8 @@ use parking_lot::RwLock;
 use crate::error::{Error, Result};
 use crate::storage::{FileKind, MappedFile, OpenError, Vfs};
 
+pub(crate) use crate::format::root::{file_name, parse_file_name};
+
 /// One file of a list and the absolute offset of its first byte.
 #[derive(Clone, Debug)]
 pub(crate) struct Segment {
@@ -20,22 +22,8 @@ pub(crate) struct Segment {
     pub file: Arc<MappedFile>,
 }
 
-impl Segment {}
-
-/// RocketMQ's file name for a start offset: 20 zero-padded decimal digits.
-pub(crate) fn file_name(start: u64) -> String {
-    format!("{start:020}")
-}
-
-/// The start offset named by `name`, if it is exactly 20 ASCII digits.
-pub(crate) fn parse_file_name(name: &str) -> Option<u64> {
-    if name.len() != 20 || !name.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    name.parse().ok()
-}
-
-/// Lists, checks and maps the files of `dir` (which may not exist: empty list).
+/// Lists, checks and maps the files of `dir` (which may not exist: empty list), which must be
+/// contiguous: a gap between two files is an [`Error::Layout`] naming the file after it.
 ///
 /// A zero-length *last* file (a crash right after its creation) is deleted. Anything else that
 /// does not fit the invariants is a [`Error::Layout`] naming the file.
@@ -45,6 +33,37 @@ pub(crate) fn load_dir(
     size: usize,
     writable: bool,
 ) -> Result<Vec<(u64, MappedFile)>> {
+    let mut runs = load_runs(vfs, dir, size, writable)?.into_iter();
+    let first = runs.next().unwrap_or_default();
+    match runs.next() {
+        None => Ok(first),
+        Some(after) => {
+            let prev = first.last().map_or(0, |(s, _)| *s);
+            let (start, file) = after.into_iter().next().expect("runs are never empty");
+            Err(Error::Layout {
+                path: file.path().to_path_buf(),
+                reason: gap_reason(prev, start, size),
+            })
+        }
+    }
+}
+
+fn gap_reason(prev: u64, start: u64, size: usize) -> String {
+    format!(
+        "gap: previous file starts at {prev}, expected {}, found {start}",
+        prev + size as u64
+    )
+}
+
+/// [`load_dir`] for a directory that may have gaps: the files as runs of contiguous starts, in
+/// order (no run is empty; no runs for an empty or missing directory). The caller decides what
+/// a gap means.
+pub(crate) fn load_runs(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    size: usize,
+    writable: bool,
+) -> Result<Vec<Vec<(u64, MappedFile)>>> {
     let entries = match vfs.metadata(dir).map_err(|e| Error::io(dir, e))? {
         None => return Ok(Vec::new()),
         Some(m) if m.kind != FileKind::Dir => {
@@ -81,24 +100,13 @@ pub(crate) fn load_dir(
         }
         named.pop();
     }
-    let mut out: Vec<(u64, MappedFile)> = Vec::with_capacity(named.len());
+    let mut runs: Vec<Vec<(u64, MappedFile)>> = Vec::new();
     for (start, path, _) in named {
         if start % size as u64 != 0 {
             return Err(Error::Layout {
                 path,
                 reason: format!("start offset {start} is not a multiple of the file size {size} (was the size changed?)"),
             });
-        }
-        if let Some((prev, _)) = out.last() {
-            if start != prev + size as u64 {
-                return Err(Error::Layout {
-                    path,
-                    reason: format!(
-                        "gap: previous file starts at {prev}, expected {}",
-                        prev + size as u64
-                    ),
-                });
-            }
         }
         let file = MappedFile::open(vfs, &path, size, writable).map_err(|e| match e {
             OpenError::WrongLength { expected, found } => Error::Layout {
@@ -107,9 +115,38 @@ pub(crate) fn load_dir(
             },
             OpenError::Io(io) => Error::io(path.clone(), io),
         })?;
-        out.push((start, file));
+        match runs.last_mut() {
+            Some(run)
+                if run
+                    .last()
+                    .is_some_and(|(prev, _)| start == prev + size as u64) =>
+            {
+                run.push((start, file));
+            }
+            _ => runs.push(vec![(start, file)]),
+        }
     }
-    Ok(out)
+    Ok(runs)
+}
+
+/// Deletes the files of `files` after the first `keep`, newest first, making each removal
+/// durable (a sync of `dir`) before the next: a crash at any point leaves a contiguous prefix of
+/// the list, never a gap (a crash may undo any unsynced directory operation on its own).
+/// Returns how many files were deleted.
+pub(crate) fn remove_tail(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    files: &mut Vec<(u64, MappedFile)>,
+    keep: usize,
+) -> Result<usize> {
+    let mut removed = 0;
+    while files.len() > keep {
+        let (_, f) = files.pop().expect("len > keep");
+        f.delete(vfs).map_err(|e| Error::io(f.path(), e))?;
+        vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 /// A concurrently readable ordered list of segments. Appends and removals take the write lock
@@ -192,20 +229,5 @@ impl SegmentList {
     /// Removes every segment, returning them (used when a derived queue is rebuilt).
     pub fn take_all(&self) -> Vec<Segment> {
         std::mem::take(&mut *self.segments.write())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_twenty_digits() {
-        assert_eq!(file_name(0), "00000000000000000000");
-        assert_eq!(file_name(1_073_741_824), "00000000001073741824");
-        assert_eq!(parse_file_name("00000000001073741824"), Some(1_073_741_824));
-        assert_eq!(parse_file_name("1073741824"), None);
-        assert_eq!(parse_file_name("0000000000107374182x"), None);
-        assert_eq!(parse_file_name("+0000000001073741824"), None);
     }
 }

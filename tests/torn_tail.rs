@@ -694,14 +694,18 @@ fn non_last_segment_of_wrong_length_is_a_layout_error() {
 }
 
 #[test]
-fn missing_middle_segment_is_a_layout_error() {
+fn missing_middle_segment_is_a_segment_gap_error() {
     let fx = Fixture::build(crash_config(FlushMode::Async));
     let root = fx.copy("gap");
     fs::remove_file(segment_path(&root, CRASH_SEG)).unwrap();
     create_abort(&root);
     match fx.open(&root) {
-        Err(Error::Layout { path, .. }) => assert_eq!(path, segment_path(&root, 2 * CRASH_SEG)),
-        Err(e) => panic!("expected Error::Layout, got {e:?}"),
+        Err(Error::SegmentGap {
+            missing_from,
+            missing_to,
+            ..
+        }) => assert_eq!((missing_from, missing_to), (CRASH_SEG, 2 * CRASH_SEG)),
+        Err(e) => panic!("expected Error::SegmentGap, got {e:?}"),
         Ok(_) => panic!("opened a store with a missing segment"),
     }
 }

@@ -135,6 +135,7 @@ mod tests {
         assert_eq!(parse_file_name("00000000001073741824"), Some(1 << 30));
         assert_eq!(parse_file_name("1073741824"), None);
         assert_eq!(parse_file_name("0000000000107374182x"), None);
+        assert_eq!(parse_file_name("+0000000001073741824"), None);
     }
 
     #[test]

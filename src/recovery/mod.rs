@@ -43,6 +43,9 @@ use crate::index::{EntryRecord, IndexService};
 use crate::segments::{self, Segment};
 use crate::storage::{FileKind, FlushStrategy, MappedFile, Vfs};
 
+mod gaps;
+pub use gaps::GapRepair;
+
 /// What recovery found and did at open.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
@@ -85,6 +88,9 @@ pub struct RecoveryReport {
     /// why the log was cut below the checkpoint's durable offset, and how many acknowledged
     /// bytes (`durable offset - cut`) were given up. `None` when nothing acknowledged was lost.
     pub salvaged: Option<Salvage>,
+    /// The CommitLog's segment files had a gap and recovery deleted the files on one side of it
+    /// (see [`GapRepair`] and [`StoreConfig::segment_gap`](crate::StoreConfig::segment_gap)).
+    pub gap_repaired: Option<GapRepair>,
 }
 
 /// An invalid record below the durable offset that recovery cut at instead of refusing to open
@@ -277,7 +283,13 @@ fn recover_writing_back(
 ) -> Result<Recovered> {
     let size = config.commitlog_segment_size;
     let dir = root.commitlog_dir();
-    let mut files = segments::load_dir(vfs, &dir, size, true)?;
+    let (mut files, gap_repaired) = gaps::join(
+        vfs,
+        &dir,
+        config,
+        cp.trailer.as_ref(),
+        segments::load_runs(vfs, &dir, size, true)?,
+    )?;
     let first_start = files.first().map_or(0, |(s, _)| *s);
     let data_end = files.last().map_or(0, |(s, _)| s + size as u64);
 
@@ -294,7 +306,8 @@ fn recover_writing_back(
             trailer = None;
         }
     }
-    let mut clean = !abort_present && trailer.is_some();
+    // Files deleted to close a gap may hold records derived data points at: not a clean open.
+    let mut clean = !abort_present && trailer.is_some() && gap_repaired.is_none();
     let mut durable = trailer.map_or(0, |t| t.durable_commitlog_offset.max(first_start));
 
     // Derived data: trusted after a clean shutdown if it loads; otherwise rebuilt.
@@ -341,6 +354,7 @@ fn recover_writing_back(
         clean_shutdown: clean,
         checkpoint_trusted: trailer.is_some(),
         checkpoint_rejected: rejected,
+        gap_repaired,
         ..Default::default()
     };
     let mut plan = match (&derived, trailer) {
@@ -443,13 +457,9 @@ fn recover_writing_back(
     } else {
         (((end - first_start) / size as u64) as usize + 1).min(files.len())
     };
-    let mut removed = false;
-    while files.len() > keep {
-        let (_, f) = files.pop().expect("len > keep");
-        f.delete(vfs).map_err(|e| Error::io(f.path(), e))?;
-        report.segments_removed += 1;
-        removed = true;
-    }
+    // Newest first, each removal synced before the next (segments::remove_tail): a crash in
+    // the middle leaves a shorter log, never a gap.
+    report.segments_removed += segments::remove_tail(vfs, &dir, &mut files, keep)?;
     if let Some((start, last)) = files.last_mut() {
         let pos = (end - *start) as usize;
         if pos < size {
@@ -463,9 +473,6 @@ fn recover_writing_back(
             }
             last.truncate(pos).map_err(|e| Error::io(last.path(), e))?;
         }
-    }
-    if removed {
-        vfs.sync_dir(&dir).map_err(|e| Error::io(&dir, e))?;
     }
     if !clean {
         // After a process crash the page cache may hold records that never reached the disk;
