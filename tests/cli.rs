@@ -762,3 +762,34 @@ fn verify_is_clean_on_roots_rocketmq_wrote() {
         );
     }
 }
+
+/// One rule for the CRC property (issue 14): a record whose `__CRC32#` name lost a byte is
+/// damage, not "a record without the property", for `verify` as for recovery.
+#[test]
+fn verify_rejects_a_record_whose_crc_property_name_was_damaged() {
+    let (dir, puts) = own_root(300);
+    let victim = &puts[77];
+    let (seg, pos) = segment_path(dir.path(), victim.commitlog_offset);
+    // The property ends the record: `__CRC32#` starts 20 bytes before its end.
+    let name_at = pos + victim.wrote_bytes as u64 - 20;
+    let mut name = [0u8; 8];
+    let mut f = fs::File::open(&seg).unwrap();
+    f.seek(SeekFrom::Start(name_at)).unwrap();
+    f.read_exact(&mut name).unwrap();
+    assert_eq!(&name, b"__CRC32#");
+    flip_byte(&seg, name_at + 3);
+    let out = rocketstore(&["verify", p(dir.path())]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!(
+            "record at {}: damaged __CRC32# property",
+            victim.commitlog_offset
+        )),
+        "{text}"
+    );
+    assert!(
+        !text.contains("without __CRC32#"),
+        "not counted as absent: {text}"
+    );
+}

@@ -54,6 +54,10 @@ pub struct RecoveryReport {
     pub scanned_from: u64,
     /// Bytes validated by the scan.
     pub scanned_bytes: u64,
+    /// Records the scan accepted without a `__CRC32#` property (written by RocketMQ 4.x, by
+    /// 5.x without `enabledAppendPropCRC`, or with `append_crc_property = false`): valid on
+    /// their BODYCRC and structure, wherever they sit in the log.
+    pub records_without_crc: u64,
     /// Recovered end of the CommitLog.
     pub end_offset: u64,
     /// CommitLog offset where a torn or invalid tail was cut (the bytes after it were zeroed);
@@ -386,7 +390,6 @@ fn recover_writing_back(
         files: &files,
         size,
         first_start,
-        trailer,
         durable,
         write_back_every,
     };
@@ -418,6 +421,7 @@ fn recover_writing_back(
                 log::warn!("recovery: incremental re-dispatch abandoned ({reason}); rebuilding ConsumeQueue and IndexFile from the whole CommitLog");
                 report.derived_fallback = Some(reason);
                 report.scanned_bytes = 0;
+                report.records_without_crc = 0;
                 report.records_dispatched = 0;
                 report.salvaged = None;
                 drop((queues, index));
@@ -539,7 +543,6 @@ struct WalkCtx<'a> {
     files: &'a [(u64, MappedFile)],
     size: usize,
     first_start: u64,
-    trailer: Option<Trailer>,
     durable: u64,
     /// Dispatched log bytes between two background write-backs of a rebuild.
     write_back_every: u64,
@@ -923,20 +926,18 @@ fn walk_dispatching<'a>(
         files,
         size,
         first_start,
-        trailer,
         ..
     } = *ctx;
-    // In a segment whose first record carries the CRC property every record must (a torn tail
-    // whose last bytes never reached the disk fails here); in a segment written without it
-    // (RocketMQ 4.x, or `append_crc_property = false`) records are checked by body CRC, and by
-    // record CRC where they have one.
+    // One CRC rule for every record (`properties::crc_property`): a `__CRC32#` property is
+    // checked; a record without one (RocketMQ 4.x, or a broker appending to a segment this
+    // store began) is valid on its BODYCRC and structure, wherever it sits; a damaged property
+    // or a torn property list is invalid.
     let check = config.check_crc_on_recover;
     let opts = DecodeOptions {
         verify_body_crc: check,
         verify_record_crc: check,
         max_record_size: config.max_record_size(),
     };
-    let mut crc_required: Option<(u64, bool)> = None;
     let mut offset = walk_from;
     let mut last_store_timestamp = 0i64;
     let mut cut: Option<u64> = None;
@@ -960,29 +961,7 @@ fn walk_dispatching<'a>(
         };
         let pos = (offset - seg_start) as usize;
         let data = &bytes[pos..];
-        let required = match crc_required {
-            Some((s, r)) if s == seg_start => r,
-            _ => {
-                // The first record tells how the segment was written: only a well-formed
-                // record without the property (RocketMQ 4.x) exempts the segment. A torn or
-                // unreadable first record, or a segment this store created after its
-                // checkpoint, follows this store's own setting.
-                let ours = trailer.is_some_and(|t| {
-                    seg_start
-                        > t.durable_commitlog_offset - t.durable_commitlog_offset % size as u64
-                });
-                let foreign = !ours
-                    && record::is_record_without_crc_property(bytes, config.max_record_size());
-                let r = check && config.append_crc_property && !foreign;
-                crc_required = Some((seg_start, r));
-                r
-            }
-        };
-        let decoded = if required {
-            record::decode(data, &opts)
-        } else {
-            record::decode_crc_if_present(data, &opts)
-        };
+        let decoded = record::decode(data, &opts);
         let mut invalid = |reason: String| invalid_at(ctx, report, offset, reason);
         match decoded {
             Ok(Decoded::Blank { total_size }) => {
@@ -1078,6 +1057,9 @@ fn walk_dispatching<'a>(
                     }
                 }
                 last_store_timestamp = last_store_timestamp.max(rec.store_timestamp());
+                if rec.record_crc().is_none() {
+                    report.records_without_crc += 1;
+                }
                 report.scanned_bytes += rec.total_size() as u64;
                 offset += rec.total_size() as u64;
             }
@@ -1255,7 +1237,7 @@ fn bytes_at(files: &[(u64, MappedFile)], size: usize, offset: u64) -> Option<&[u
 fn point_check_options(config: &StoreConfig) -> DecodeOptions {
     DecodeOptions {
         verify_body_crc: config.check_crc_on_recover,
-        verify_record_crc: config.check_crc_on_recover && config.append_crc_property,
+        verify_record_crc: config.check_crc_on_recover,
         max_record_size: config.max_record_size(),
     }
 }

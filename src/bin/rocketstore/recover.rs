@@ -50,6 +50,7 @@ pub fn run(args: &RecoverArgs) -> CliResult<ExitCode> {
             "checkpoint_trusted": r.checkpoint_trusted,
             "scanned_from": r.scanned_from,
             "scanned_bytes": r.scanned_bytes,
+            "records_without_crc": r.records_without_crc,
             "end_offset": r.end_offset,
             "truncated_at": r.truncated_at,
             "segments_removed": r.segments_removed,
@@ -74,6 +75,10 @@ pub fn run(args: &RecoverArgs) -> CliResult<ExitCode> {
         ))?;
         out.line(format_args!("  scanned_from        {}", r.scanned_from))?;
         out.line(format_args!("  scanned_bytes       {}", r.scanned_bytes))?;
+        out.line(format_args!(
+            "  records_without_crc {}",
+            r.records_without_crc
+        ))?;
         out.line(format_args!("  end_offset          {}", r.end_offset))?;
         out.line(format_args!(
             "  truncated_at        {}",

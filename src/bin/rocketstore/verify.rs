@@ -1,7 +1,8 @@
 //! `verify`: checks a store root without changing it.
 //!
 //! * CommitLog: every record decodes; BODYCRC and (when present) the `__CRC32#` whole-record
-//!   CRC match; PHYSICALOFFSET equals the record's position; queue offsets of each queue are
+//!   CRC match; a property one damaged byte away from `__CRC32#`, or properties that are not a
+//!   well-formed list, are damage (recovery's rule), a record without the property is counted; PHYSICALOFFSET equals the record's position; queue offsets of each queue are
 //!   contiguous; every segment followed by another ends with a BLANK that fills it exactly;
 //!   segments are equal-sized and contiguous; nothing but zero segments after the end.
 //! * ConsumeQueue: every unit points at a record of its topic, queue, queue offset, size and
@@ -229,6 +230,10 @@ fn scan_commitlog(
                             "commitlog: record at {offset}: __CRC32# mismatch (stored {s}, computed {c})"
                         )),
                         Some(_) => {}
+                        // Recovery's rule: damage, not a record written without the property.
+                        None if crc.crc_property_damaged => problems.add(format!(
+                            "commitlog: record at {offset}: damaged __CRC32# property or malformed properties"
+                        )),
                         None => {
                             scan.without_record_crc += 1;
                             if require_record_crc {
