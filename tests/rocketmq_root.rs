@@ -104,3 +104,103 @@ fn a_rocketmq_root_opened_with_defaults_keeps_every_record() {
         store.close().unwrap();
     }
 }
+
+/// Writes RocketMQ's three timestamps (the first 24 bytes) of `root/checkpoint` as a broker's
+/// flush does, leaving everything after them alone.
+fn rewrite_rocketmq_timestamps(root: &Path, ts: i64) {
+    let cp = root.join("checkpoint");
+    let mut bytes = std::fs::read(&cp).unwrap();
+    for field in 0..3 {
+        bytes[8 * field..8 * field + 8].copy_from_slice(&ts.to_be_bytes());
+    }
+    std::fs::write(&cp, bytes).unwrap();
+}
+
+/// Issue 19: RocketMQ rewrites the checkpoint's first 24 bytes on every flush. Our trailer
+/// survives it; a timestamp newer than the trailer recorded means a broker wrote since, so the
+/// trailer is trusted for what it covers and only what came after is scanned and re-dispatched.
+#[test]
+fn a_broker_rewriting_the_checkpoint_timestamps_keeps_the_trailer_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), defaults()).unwrap();
+    for i in 0..900 {
+        store
+            .put(&Message::new("legacy", (i % 2) as i32, &body(i)).with_keys([format!("k{i}")]))
+            .unwrap();
+    }
+    store.close().unwrap();
+    let end = store.commitlog_max_offset();
+    drop(store);
+    let ours = std::fs::read(dir.path().join("checkpoint")).unwrap();
+    let last_ts = i64::from_be_bytes(ours[..8].try_into().unwrap());
+    assert!(end > 2 * SEG, "the log spans segments");
+
+    // Rewritten but no newer (a broker that wrote nothing): still a clean open.
+    rewrite_rocketmq_timestamps(dir.path(), last_ts);
+    let store = Store::open(dir.path(), defaults()).unwrap();
+    let r = store.recovery_report().clone();
+    assert!(r.checkpoint_trusted && r.clean_shutdown, "{r:?}");
+    assert!(!r.written_since_checkpoint, "{r:?}");
+    assert_eq!((r.scanned_from, r.scanned_bytes), (end, 0), "{r:?}");
+    store.close().unwrap();
+    drop(store);
+
+    // A broker appends 100 records (no CRC property, units and index keys of its own) and
+    // rewrites the timestamps; our trailer from before is left as it was.
+    let before = std::fs::read(dir.path().join("checkpoint")).unwrap();
+    let broker = Store::open(
+        dir.path(),
+        StoreConfig {
+            append_crc_property: false,
+            ..defaults()
+        },
+    )
+    .unwrap();
+    for i in 900..1000 {
+        broker
+            .put(&Message::new("legacy", (i % 2) as i32, &body(i)).with_keys([format!("k{i}")]))
+            .unwrap();
+    }
+    broker.close().unwrap();
+    drop(broker);
+    std::fs::write(dir.path().join("checkpoint"), &before).unwrap();
+    rewrite_rocketmq_timestamps(dir.path(), common::now_ms() + 1);
+
+    let store = Store::open(dir.path(), defaults()).unwrap();
+    let r = store.recovery_report().clone();
+    assert!(
+        r.checkpoint_trusted,
+        "the trailer survives the rewrite: {r:?}"
+    );
+    assert!(r.written_since_checkpoint, "{r:?}");
+    assert!(!r.clean_shutdown, "{r:?}");
+    assert_eq!(r.checkpoint_rejected, None, "{r:?}");
+    assert!(
+        !r.derived_rebuilt,
+        "derived data below the trailer kept: {r:?}"
+    );
+    assert_eq!(
+        r.scanned_from,
+        end - end % SEG,
+        "only the tail segment: {r:?}"
+    );
+    assert_eq!(r.dispatched_from, end, "{r:?}");
+    assert_eq!(r.records_dispatched, 100, "{r:?}");
+    assert_eq!(r.records_without_crc, 100, "{r:?}");
+    assert_eq!(r.truncated_at, None, "{r:?}");
+    assert_all(&store, 1000);
+    assert_eq!(
+        store
+            .query_by_key("legacy", "k950", 0, i64::MAX, 4)
+            .unwrap()
+            .len(),
+        1
+    );
+    store.close().unwrap();
+    drop(store);
+    // Our close wrote a fresh trailer: the next open is clean again.
+    let store = Store::open(dir.path(), defaults()).unwrap();
+    let r = store.recovery_report();
+    assert!(r.clean_shutdown && !r.written_since_checkpoint, "{r:?}");
+    store.close().unwrap();
+}

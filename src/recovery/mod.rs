@@ -3,8 +3,9 @@
 //! `design/TESTING.md` §4).
 //!
 //! Where the scan starts:
-//! * clean shutdown (no `abort`, checkpoint trailer intact): at the durable offset `D` the
-//!   checkpoint names. Derived data is trusted if its shape (queue, unit, index file and entry
+//! * clean shutdown (no `abort`, checkpoint trailer intact, RocketMQ's timestamps no newer than
+//!   the trailer recorded — a newer one means a broker wrote since, handled as the next case):
+//!   at the durable offset `D` the checkpoint names. Derived data is trusted if its shape (queue, unit, index file and entry
 //!   counts) matches what the checkpoint recorded; otherwise it is rebuilt as below;
 //! * unclean shutdown with an intact trailer: at the start of the segment holding `D` (records
 //!   below `D` were acknowledged durable: an invalid one there is a corruption error, never a
@@ -50,6 +51,11 @@ pub struct RecoveryReport {
     pub clean_shutdown: bool,
     /// The checkpoint trailer was intact and used.
     pub checkpoint_trusted: bool,
+    /// RocketMQ's timestamps in the checkpoint are newer than its trailer recorded: another
+    /// store (a RocketMQ broker) wrote to the root after this crate's last checkpoint. The
+    /// trailer was trusted for what it covers and the rest checked as after a crash
+    /// ([`clean_shutdown`](Self::clean_shutdown) is false).
+    pub written_since_checkpoint: bool,
     /// CommitLog offset the validation scan started at.
     pub scanned_from: u64,
     /// Bytes validated by the scan.
@@ -298,7 +304,15 @@ fn recover_writing_back(
             trailer = None;
         }
     }
-    let mut clean = !abort_present && trailer.is_some();
+    // A RocketMQ broker that opened the root since our checkpoint rewrote its timestamps and
+    // may have appended: the trailer still vouches for what it covers, the rest is checked as
+    // after a crash (scan from the segment holding its durable offset, keep derived data below
+    // its derived-durable offset, re-dispatch the records after it).
+    let written_since = trailer.is_some() && cp.written_since_trailer();
+    if written_since {
+        log::info!("recovery: the checkpoint's RocketMQ timestamps are newer than its trailer recorded (a broker wrote here since); checking what came after it");
+    }
+    let mut clean = !abort_present && trailer.is_some() && !written_since;
     let mut durable = trailer.map_or(0, |t| t.durable_commitlog_offset.max(first_start));
 
     // Derived data: trusted after a clean shutdown if it loads; otherwise rebuilt.
@@ -344,6 +358,7 @@ fn recover_writing_back(
     let mut report = RecoveryReport {
         clean_shutdown: clean,
         checkpoint_trusted: trailer.is_some(),
+        written_since_checkpoint: written_since,
         checkpoint_rejected: rejected,
         ..Default::default()
     };

@@ -147,6 +147,13 @@ pub fn run(args: &VerifyArgs) -> CliResult<ExitCode> {
         }
     ))?;
     out.line(format_args!("index: {index_summary}"))?;
+    if let Some(cp) = &layout.checkpoint {
+        if let TrailerState::Outdated(v) = cp.trailer {
+            out.line(format_args!("note: checkpoint trailer version {v} does not check out: before version 3 its CRC covered RocketMQ's timestamps, which a broker rewrites on every flush; recovery ignores it and scans the whole log"))?;
+        } else if cp.checkpoint.written_since_trailer() {
+            out.line("note: RocketMQ's checkpoint timestamps are newer than the trailer recorded: a broker wrote here since; the next open checks what came after the trailer")?;
+        }
+    }
     if layout.abort.is_some() {
         out.line("note: abort marker present (unclean shutdown or still running); derived data may lag until `rocketstore recover`")?;
     }
