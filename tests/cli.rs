@@ -755,7 +755,13 @@ fn verify_is_clean_on_roots_rocketmq_wrote() {
             out.contains(&format!(" {records} records")),
             "{name}: {out}"
         );
+        let config = fs::read(dir.path().join("config/delayOffset.json")).ok();
         run_ok(&["recover", p(dir.path())]);
+        assert_eq!(
+            fs::read(dir.path().join("config/delayOffset.json")).ok(),
+            config,
+            "{name}: the broker's config/ survives recover"
+        );
         let out = run_ok(&["verify", p(dir.path())]);
         assert!(
             out.contains("OK: no problems found"),

@@ -166,6 +166,15 @@ fn append_and_reopen(root: &Path, store: Store, n: u64, ctx: &str) {
     let store = open(root);
     let r = store.recovery_report().clone();
     assert!(r.clean_shutdown && r.checkpoint_trusted, "{ctx}: {r:?}");
+    // RocketMQ's own config/ (where the fixture has one) is left as the broker wrote it.
+    let config = root.join("config/delayOffset.json");
+    if config.exists() {
+        assert_eq!(
+            fs::read_to_string(config).unwrap(),
+            "{\n  \"offsetTable\": {}\n}",
+            "{ctx}"
+        );
+    }
     assert_eq!(r.truncated_at, None, "{ctx}: {r:?}");
     assert!(!r.derived_rebuilt, "{ctx}: {r:?}");
     assert_messages(&store, n + 100, &format!("{ctx}, after appends"));

@@ -204,3 +204,80 @@ fn a_broker_rewriting_the_checkpoint_timestamps_keeps_the_trailer_trusted() {
     assert!(r.clean_shutdown && !r.written_since_checkpoint, "{r:?}");
     store.close().unwrap();
 }
+
+/// RocketMQ's `config/` directory (consumer offsets, delay offsets, topics, subscription groups,
+/// and the `.bak` copies the broker keeps) is the broker's, not ours: no rocketstore operation
+/// may touch it.
+#[test]
+fn the_brokers_config_directory_survives_every_store_operation() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let store = Store::open(root, defaults()).unwrap();
+    for i in 0..900 {
+        store
+            .put(&Message::new("legacy", (i % 2) as i32, &body(i)))
+            .unwrap();
+    }
+    store.close().unwrap();
+    drop(store);
+    let config = root.join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    let files = [
+        ("delayOffset.json", "{\n  \"offsetTable\": {}\n}"),
+        (
+            "consumerOffset.json",
+            "{\"offsetTable\":{\"legacy@g\":{0:12,1:7}}}",
+        ),
+        ("consumerOffset.json.bak", "{\"offsetTable\":{}}"),
+        ("topics.json", "{\"topicConfigTable\":{\"legacy\":{}}}"),
+        ("subscriptionGroup.json", "{\"subscriptionGroupTable\":{}}"),
+    ];
+    for (name, text) in files {
+        std::fs::write(config.join(name), text).unwrap();
+    }
+    let intact = |step: &str| {
+        let mut names: Vec<_> = list_dir(&config).into_iter().map(|(n, _)| n).collect();
+        names.sort();
+        let mut want: Vec<_> = files.iter().map(|(n, _)| n.to_string()).collect();
+        want.sort();
+        assert_eq!(names, want, "{step}: config/ entries");
+        for (name, text) in files {
+            assert_eq!(
+                std::fs::read_to_string(config.join(name)).unwrap(),
+                text,
+                "{step}: config/{name}"
+            );
+        }
+    };
+    let reopen = |step: &str| {
+        let store = Store::open(root, defaults()).unwrap_or_else(|e| panic!("{step}: {e}"));
+        intact(step);
+        store
+    };
+
+    let store = reopen("clean open");
+    store.close().unwrap();
+    drop(store);
+    intact("close");
+
+    std::fs::write(root.join("abort"), b"").unwrap();
+    let store = reopen("recovery after a crash");
+    assert!(!store.recovery_report().clean_shutdown);
+    store.close().unwrap();
+    drop(store);
+
+    std::fs::remove_dir_all(root.join("consumequeue")).unwrap();
+    let store = reopen("rebuild of derived data");
+    assert!(store.recovery_report().derived_rebuilt);
+    assert_all(&store, 900);
+
+    let cut = store.commitlog_min_offset() + SEG;
+    let cleaned = store.delete_before(cut).unwrap();
+    intact("retention");
+    assert!(store.commitlog_min_offset() >= cut, "{cleaned:?}");
+    store.clean_expired_now().unwrap();
+    intact("cleaner");
+    store.close().unwrap();
+    drop(store);
+    intact("close after retention");
+}
