@@ -756,7 +756,19 @@ fn verify_is_clean_on_roots_rocketmq_wrote() {
             "{name}: {out}"
         );
         let config = fs::read(dir.path().join("config/delayOffset.json")).ok();
-        run_ok(&["recover", p(dir.path())]);
+        let recovered = run_ok(&["recover", p(dir.path()), "--json"]);
+        let report = &json_lines(&recovered)[0];
+        assert_eq!(report["truncated_at"], Value::Null, "{name}: {recovered}");
+        assert_eq!(
+            report["rocketmq_normal_recovery"],
+            name != "java-crash",
+            "{name}: {recovered}"
+        );
+        assert_eq!(
+            report["derived_rebuilt"],
+            name == "java-crash",
+            "{name}: {recovered}"
+        );
         assert_eq!(
             fs::read(dir.path().join("config/delayOffset.json")).ok(),
             config,

@@ -186,6 +186,12 @@ fn java_clean_root_serves_every_message_and_key() {
     let dir = copy_fixture("java-clean");
     let store = open(dir.path());
     let r = store.recovery_report().clone();
+    assert!(r.rocketmq_normal_recovery, "{r:?}");
+    assert!(
+        !r.derived_rebuilt,
+        "RocketMQ's ConsumeQueue and IndexFile check out: {r:?}"
+    );
+    assert_eq!((r.scanned_from, r.records_dispatched), (0, 0), "{r:?}");
     assert_eq!(r.truncated_at, None, "{r:?}");
     assert_eq!(r.segments_removed, 0, "{r:?}");
     assert_messages(&store, 5000, "java-clean");
@@ -216,6 +222,11 @@ fn rocketstore_then_java_root_keeps_the_brokers_appends() {
     let dir = copy_fixture("rocketstore-then-java");
     let store = open(dir.path());
     let r = store.recovery_report().clone();
+    assert!(r.rocketmq_normal_recovery, "{r:?}");
+    assert!(
+        !r.derived_rebuilt,
+        "the broker's ConsumeQueue and IndexFile check out: {r:?}"
+    );
     assert_eq!(r.truncated_at, None, "{r:?}");
     assert_eq!(r.salvaged, None, "{r:?}");
     assert_eq!(

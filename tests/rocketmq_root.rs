@@ -281,3 +281,98 @@ fn the_brokers_config_directory_survives_every_store_operation() {
     drop(store);
     intact("close after retention");
 }
+
+/// Issue 19: a RocketMQ root shut down cleanly (no `abort`, RocketMQ's checkpoint) is recovered
+/// as RocketMQ's normal recovery does: the last three segments validated, ConsumeQueue and
+/// IndexFile kept once their tails check out against the log, nothing rebuilt.
+#[test]
+fn a_clean_rocketmq_root_validates_its_tail_and_keeps_its_derived_data() {
+    let dir = tempfile::tempdir().unwrap();
+    rocketmq_root(dir.path(), 2000, false);
+    let segments = list_dir(&dir.path().join("commitlog"));
+    assert!(segments.len() > 3, "more segments than RocketMQ checks");
+    let third_last: u64 = segments[segments.len() - 3].0.parse().unwrap();
+    let store = Store::open(dir.path(), defaults()).unwrap();
+    let r = store.recovery_report().clone();
+    assert!(r.rocketmq_normal_recovery, "{r:?}");
+    assert!(!r.checkpoint_trusted && !r.clean_shutdown, "{r:?}");
+    assert!(!r.derived_rebuilt, "{r:?}");
+    assert_eq!(r.derived_fallback, None, "{r:?}");
+    assert_eq!(
+        r.scanned_from, third_last,
+        "only the last three segments: {r:?}"
+    );
+    assert_eq!(r.truncated_at, None, "{r:?}");
+    assert_eq!(r.records_dispatched, 0, "{r:?}");
+    assert_all(&store, 2000);
+    assert_eq!(
+        store
+            .query_by_key("legacy", "k1999", 0, i64::MAX, 4)
+            .unwrap()
+            .len(),
+        1
+    );
+    store.close().unwrap();
+}
+
+/// Zeroes unit `n` of queue `queue_id` of topic `legacy`.
+fn zero_unit(root: &Path, queue_id: i32, n: u64) {
+    let dir = root.join(format!("consumequeue/legacy/{queue_id}"));
+    let start = n / CQ_UNITS * CQ_UNITS * 20;
+    let path = dir.join(format!("{start:020}"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = (n % CQ_UNITS) as usize * 20;
+    assert_ne!(&bytes[at..at + 20], &[0u8; 20], "unit {n} is there");
+    bytes[at..at + 20].fill(0);
+    std::fs::write(&path, bytes).unwrap();
+}
+
+/// The same open with a ConsumeQueue that does not agree with the log: a lagging tail (the
+/// newest unit of a queue missing) is re-dispatched; a unit missing below the ConsumeQueue's
+/// end means the derived data cannot be trusted, so it is rebuilt. Nothing is lost either way.
+#[test]
+fn a_clean_rocketmq_root_whose_consume_queue_disagrees_is_repaired() {
+    for (unit, rebuilt) in [(999, false), (990, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        rocketmq_root(dir.path(), 2000, false);
+        zero_unit(dir.path(), 1, unit);
+        let store = Store::open(dir.path(), defaults()).unwrap();
+        let r = store.recovery_report().clone();
+        assert!(r.rocketmq_normal_recovery, "{r:?}");
+        assert_eq!(r.derived_rebuilt, rebuilt, "unit {unit}: {r:?}");
+        assert_eq!(r.derived_fallback.is_some(), rebuilt, "unit {unit}: {r:?}");
+        if !rebuilt {
+            assert_eq!(r.records_dispatched, 1, "only the lagging record: {r:?}");
+        }
+        assert_eq!(r.truncated_at, None, "{r:?}");
+        assert_all(&store, 2000);
+        store.close().unwrap();
+    }
+}
+
+/// A clean RocketMQ root whose ConsumeQueue points past the log (the newest unit names a record
+/// that is not there) says nothing about where the log ended: the whole log is scanned and the
+/// derived data rebuilt, as for a root without a checkpoint, and nothing valid is lost.
+#[test]
+fn a_clean_rocketmq_root_whose_consume_queue_runs_past_the_log_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    rocketmq_root(dir.path(), 2000, false);
+    // Queue 1's newest unit points 4 KiB further, still inside the last segment.
+    let path = dir
+        .path()
+        .join(format!("consumequeue/legacy/1/{:020}", 900 * 20));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = 99 * 20;
+    let offset = i64::from_be_bytes(bytes[at..at + 8].try_into().unwrap());
+    assert!(offset as u64 % SEG + 4096 < SEG, "stays in its segment");
+    bytes[at..at + 8].copy_from_slice(&(offset + 4096).to_be_bytes());
+    std::fs::write(&path, bytes).unwrap();
+    let store = Store::open(dir.path(), defaults()).unwrap();
+    let r = store.recovery_report().clone();
+    assert!(!r.rocketmq_normal_recovery, "{r:?}");
+    assert!(r.derived_rebuilt, "{r:?}");
+    assert_eq!(r.scanned_from, 0, "{r:?}");
+    assert_eq!(r.truncated_at, None, "{r:?}");
+    assert_all(&store, 2000);
+    store.close().unwrap();
+}

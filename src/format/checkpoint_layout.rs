@@ -173,6 +173,16 @@ pub fn trailer_version(b: &[u8]) -> Option<u32> {
     (BigEndian::read_u64(&head[..8]) == TRAILER_MAGIC).then(|| BigEndian::read_u32(&head[8..]))
 }
 
+/// Whether a checkpoint image is one RocketMQ wrote: the full 4 KiB, no intact trailer, and its
+/// trailer area either zero (RocketMQ leaves it so) or a version 1 or 2 trailer, whose CRC a
+/// broker's rewrite of its own fields voids. A damaged version 3 trailer, a short file or
+/// anything else is not.
+pub fn written_by_rocketmq(b: &[u8]) -> bool {
+    b.len() == CHECKPOINT_SIZE
+        && decode_trailer(b).is_none()
+        && (b[TRAILER_POS..].iter().all(|&x| x == 0) || matches!(trailer_version(b), Some(1 | 2)))
+}
+
 /// Rewrites the CRC of the version 3 trailer in a checkpoint image after its fields were set
 /// (tests and fuzzers mutate fields and reseal). Does nothing to a short image.
 pub fn reseal(b: &mut [u8]) {
@@ -339,6 +349,31 @@ mod tests {
                 "field at {field}"
             );
         }
+    }
+
+    #[test]
+    fn a_checkpoint_rocketmq_wrote_is_told_from_ours_and_from_damage() {
+        let ours = sample().encode();
+        assert!(!written_by_rocketmq(&ours), "an intact trailer");
+        let rocketmq = Checkpoint {
+            trailer: None,
+            ..sample()
+        }
+        .encode();
+        assert!(written_by_rocketmq(&rocketmq));
+        assert!(!written_by_rocketmq(&rocketmq[..40]), "short");
+        let mut damaged = ours;
+        damaged[POS_CRC] ^= 1;
+        assert!(
+            !written_by_rocketmq(&damaged),
+            "a damaged version 3 trailer"
+        );
+        let mut outdated = ours;
+        outdated[TRAILER_POS + 11] = 1;
+        assert!(
+            written_by_rocketmq(&outdated),
+            "a version 1 trailer a broker voided"
+        );
     }
 
     #[test]

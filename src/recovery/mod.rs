@@ -5,8 +5,9 @@
 //! Where the scan starts:
 //! * clean shutdown (no `abort`, checkpoint trailer intact, RocketMQ's timestamps no newer than
 //!   the trailer recorded — a newer one means a broker wrote since, handled as the next case):
-//!   at the durable offset `D` the checkpoint names. Derived data is trusted if its shape (queue, unit, index file and entry
-//!   counts) matches what the checkpoint recorded; otherwise it is rebuilt as below;
+//!   at the durable offset `D` the checkpoint names. Derived data is trusted if its shape
+//!   (queue, unit, index file and entry counts) matches what the checkpoint recorded; otherwise
+//!   it is rebuilt as below;
 //! * unclean shutdown with an intact trailer: at the start of the segment holding `D` (records
 //!   below `D` were acknowledged durable: an invalid one there is a corruption error, never a
 //!   silent cut). Derived data is kept incrementally: what describes records below the
@@ -15,7 +16,11 @@
 //!   keys: from where the kept IndexFile stops, at most `Dd`) are re-dispatched. Any check that
 //!   fails, or a re-dispatched record that does not continue its queue, falls back to the
 //!   rebuild below (see [`RecoveryReport::derived_fallback`]);
-//! * no usable trailer (a RocketMQ-written root, a damaged checkpoint), or derived data that
+//! * a clean RocketMQ root (no `abort`, a checkpoint RocketMQ wrote, none of our trailer): as
+//!   RocketMQ's normal recovery, made safe: the newest ConsumeQueue unit (which must point at
+//!   its record) stands in for both offsets of the case above, so the last three segments are
+//!   validated and derived data is kept after the same checks;
+//! * no usable trailer (a RocketMQ root after a crash, a damaged checkpoint), or derived data that
 //!   cannot be kept: ConsumeQueue and IndexFile are deleted and rebuilt by re-dispatching every
 //!   record, so the whole CommitLog is scanned.
 //!
@@ -51,6 +56,12 @@ pub struct RecoveryReport {
     pub clean_shutdown: bool,
     /// The checkpoint trailer was intact and used.
     pub checkpoint_trusted: bool,
+    /// No `abort` file and a checkpoint RocketMQ wrote (no trailer of ours): recovered as
+    /// RocketMQ's normal recovery does, made safe. The newest ConsumeQueue unit's record end
+    /// stood in for the durable and derived-durable offsets: the last three segments were
+    /// validated, ConsumeQueue and IndexFile kept after their tails were checked against the
+    /// log (any doubt rebuilds them, see [`derived_fallback`](Self::derived_fallback)).
+    pub rocketmq_normal_recovery: bool,
     /// RocketMQ's timestamps in the checkpoint are newer than its trailer recorded: another
     /// store (a RocketMQ broker) wrote to the root after this crate's last checkpoint. The
     /// trailer was trusted for what it covers and the rest checked as after a crash
@@ -312,7 +323,34 @@ fn recover_writing_back(
     if written_since {
         log::info!("recovery: the checkpoint's RocketMQ timestamps are newer than its trailer recorded (a broker wrote here since); checking what came after it");
     }
-    let mut clean = !abort_present && trailer.is_some() && !written_since;
+    // A clean RocketMQ root (no `abort`, a checkpoint RocketMQ wrote, no trailer of ours):
+    // RocketMQ's normal recovery, made safe. The newest ConsumeQueue unit marks where the log
+    // ended at the broker's shutdown; it stands in for our trailer's durable and derived-durable
+    // offsets, so the ConsumeQueue and IndexFile are kept after their tails are checked against
+    // the log (as after a crash with a trailer), and the last segments are validated.
+    let mut rocketmq_tail = None;
+    if !abort_present
+        && trailer.is_none()
+        && rejected.is_none()
+        && !files.is_empty()
+        && crate::checkpoint::written_by_rocketmq(vfs, root)?
+    {
+        match rocketmq_shutdown_end(vfs, root, config, &files, size) {
+            Ok(end) => {
+                log::info!("recovery: a RocketMQ root shut down cleanly; its ConsumeQueue ends at {end}: validating the last segments and the derived data's tails");
+                trailer = Some(Trailer {
+                    durable_commitlog_offset: end,
+                    derived_durable_offset: end,
+                    ..Trailer::default()
+                });
+                let last_segments = files.len().saturating_sub(ROCKETMQ_TAIL_SEGMENTS);
+                rocketmq_tail = Some(files[last_segments].0.min(end - (end - first_start) % size as u64));
+            }
+            Err(reason) => log::info!("recovery: a RocketMQ root, but {reason}: rebuilding ConsumeQueue and IndexFile from the whole CommitLog"),
+        }
+    }
+    let mut clean =
+        !abort_present && trailer.is_some() && !written_since && rocketmq_tail.is_none();
     let mut durable = trailer.map_or(0, |t| t.durable_commitlog_offset.max(first_start));
 
     // Derived data: trusted after a clean shutdown if it loads; otherwise rebuilt.
@@ -357,7 +395,8 @@ fn recover_writing_back(
     }
     let mut report = RecoveryReport {
         clean_shutdown: clean,
-        checkpoint_trusted: trailer.is_some(),
+        checkpoint_trusted: trailer.is_some() && rocketmq_tail.is_none(),
+        rocketmq_normal_recovery: rocketmq_tail.is_some(),
         written_since_checkpoint: written_since,
         checkpoint_rejected: rejected,
         ..Default::default()
@@ -393,6 +432,8 @@ fn recover_writing_back(
 
     let scan_start = if clean {
         durable
+    } else if let Some(tail) = rocketmq_tail {
+        tail
     } else if trailer.is_some() {
         durable - (durable - first_start) % size as u64
     } else {
@@ -411,7 +452,8 @@ fn recover_writing_back(
     let (queues, index, walked) = loop {
         if derived.is_none() {
             report.derived_rebuilt = true;
-            if let Some(t) = trailer {
+            // (A trailer standing in for RocketMQ's shutdown is not ours to write.)
+            if let Some(t) = trailer.filter(|_| rocketmq_tail.is_none()) {
                 mark_derived_damaged(vfs, root, cp, t)?;
             }
             remove_derived(vfs, root)?;
@@ -1255,6 +1297,57 @@ fn point_check_options(config: &StoreConfig) -> DecodeOptions {
         verify_record_crc: config.check_crc_on_recover,
         max_record_size: config.max_record_size(),
     }
+}
+
+/// Segments RocketMQ's normal recovery validates at the end of the log (`recoverNormally`
+/// starts at the third segment from the end).
+const ROCKETMQ_TAIL_SEGMENTS: usize = 3;
+
+/// Where the log ended when RocketMQ shut down cleanly: the end of the record the newest
+/// ConsumeQueue unit points at (RocketMQ's dispatch is complete at a clean shutdown). `Err`
+/// when the ConsumeQueue cannot say: unloadable, empty, or pointing outside the segments.
+fn rocketmq_shutdown_end(
+    vfs: &dyn Vfs,
+    root: &StoreRoot,
+    config: &StoreConfig,
+    files: &[(u64, MappedFile)],
+    size: usize,
+) -> std::result::Result<u64, String> {
+    let first_start = files.first().map_or(0, |(s, _)| *s);
+    let data_end = files.last().map_or(0, |(s, _)| s + size as u64);
+    let queues = load_queues(vfs, root, config)
+        .map_err(|e| format!("its ConsumeQueue is unusable ({e})"))?;
+    let newest = queues
+        .values()
+        .flat_map(|m| m.values())
+        .filter(|q| q.max_offset() > q.min_offset())
+        .max_by_key(|q| q.max_physical_end())
+        .ok_or("its ConsumeQueue is empty")?;
+    let end = newest.max_physical_end();
+    if end <= first_start || end > data_end {
+        return Err(format!(
+            "its newest ConsumeQueue unit ends at {end}, outside the CommitLog ({first_start}..{data_end})"
+        ));
+    }
+    // The unit must point at its record: otherwise the ConsumeQueue ran ahead of the log (or
+    // is damaged) and says nothing about where the log ended.
+    let n = newest.max_offset() - 1;
+    let points_right = newest.unit(n).is_some_and(|unit| {
+        record_at(files, size, unit.commitlog_offset as u64, config).is_some_and(|r| {
+            r.topic() == newest.topic()
+                && r.queue_id() == newest.queue_id()
+                && r.queue_offset() as u64 == n
+                && r.total_size() as i64 == i64::from(unit.size)
+        })
+    });
+    if !points_right {
+        return Err(format!(
+            "its newest ConsumeQueue unit ({}:{} at {n}) does not point at its record",
+            newest.topic(),
+            newest.queue_id()
+        ));
+    }
+    Ok(end)
 }
 
 /// The derived data an incremental recovery keeps, and where its re-dispatch starts.

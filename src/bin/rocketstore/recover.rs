@@ -48,6 +48,8 @@ pub fn run(args: &RecoverArgs) -> CliResult<ExitCode> {
         out.line(json!({
             "clean_shutdown": r.clean_shutdown,
             "checkpoint_trusted": r.checkpoint_trusted,
+            "written_since_checkpoint": r.written_since_checkpoint,
+            "rocketmq_normal_recovery": r.rocketmq_normal_recovery,
             "scanned_from": r.scanned_from,
             "scanned_bytes": r.scanned_bytes,
             "records_without_crc": r.records_without_crc,
@@ -73,6 +75,12 @@ pub fn run(args: &RecoverArgs) -> CliResult<ExitCode> {
             "  checkpoint_trusted  {}",
             r.checkpoint_trusted
         ))?;
+        if r.written_since_checkpoint {
+            out.line("  written_since_checkpoint true (a broker wrote here after the trailer)")?;
+        }
+        if r.rocketmq_normal_recovery {
+            out.line("  rocketmq_normal_recovery true (clean RocketMQ root: tail validated)")?;
+        }
         out.line(format_args!("  scanned_from        {}", r.scanned_from))?;
         out.line(format_args!("  scanned_bytes       {}", r.scanned_bytes))?;
         out.line(format_args!(
