@@ -7,7 +7,7 @@
 
 use crate::consume_queue::ConsumeQueue;
 use crate::error::{Error, Result};
-use crate::format::checkpoint_layout::{Checkpoint, DerivedSummary, CHECKPOINT_SIZE};
+use crate::format::checkpoint_layout::{self, Checkpoint, DerivedSummary, CHECKPOINT_SIZE};
 use crate::format::root::StoreRoot;
 use crate::index::IndexService;
 use crate::storage::{OpenMode, Vfs};
@@ -26,6 +26,25 @@ pub(crate) fn read(vfs: &dyn Vfs, root: &StoreRoot) -> Result<Checkpoint> {
     f.read_exact_at(&mut buf, 0)
         .map_err(|e| Error::io(&path, e))?;
     Ok(Checkpoint::decode(&buf))
+}
+
+/// Whether `root/checkpoint` is one RocketMQ wrote (see
+/// [`checkpoint_layout::written_by_rocketmq`]); `false` when it is missing.
+pub(crate) fn written_by_rocketmq(vfs: &dyn Vfs, root: &StoreRoot) -> Result<bool> {
+    let path = root.checkpoint();
+    let Some(meta) = vfs.metadata(&path).map_err(|e| Error::io(&path, e))? else {
+        return Ok(false);
+    };
+    if meta.len != CHECKPOINT_SIZE as u64 {
+        return Ok(false);
+    }
+    let mut buf = vec![0u8; CHECKPOINT_SIZE];
+    let f = vfs
+        .open_file(&path, OpenMode::ReadOnly)
+        .map_err(|e| Error::io(&path, e))?;
+    f.read_exact_at(&mut buf, 0)
+        .map_err(|e| Error::io(&path, e))?;
+    Ok(checkpoint_layout::written_by_rocketmq(&buf))
 }
 
 /// Atomically replaces `root/checkpoint`.

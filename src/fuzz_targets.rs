@@ -472,6 +472,7 @@ fn build_base_image() -> BaseImage {
                 index_entries: u64::from(count - 1),
             },
             derived_damaged: false,
+            rocketmq_timestamps: [last_ts; 3],
         }),
         ..Checkpoint::default()
     };
@@ -591,9 +592,6 @@ const CHECKPOINT_FIELDS: [CheckpointField; 9] = [
     CheckpointField::IndexFiles,
     CheckpointField::IndexEntries,
 ];
-
-/// Where the trailer CRC is (`TRAILER_POS + 64`, see `format::checkpoint_layout`).
-const CHECKPOINT_CRC_POS: usize = TRAILER_POS + 64;
 
 impl CheckpointField {
     fn code(self) -> u8 {
@@ -862,8 +860,7 @@ impl Mutation {
             Mutation::ResealCheckpoint => {
                 if let Some(cp) = img.files.get_mut("checkpoint") {
                     if cp.len() == CHECKPOINT_SIZE {
-                        let crc = crc32fast::hash(&cp[..CHECKPOINT_CRC_POS]);
-                        BigEndian::write_u32(&mut cp[CHECKPOINT_CRC_POS..], crc);
+                        crate::format::checkpoint_layout::reseal(cp);
                     }
                 }
             }
@@ -1223,7 +1220,15 @@ fn check_record_view(v: &RecordView<'_>, data: &[u8], opts: &DecodeOptions) {
         "fields add up to TOTALSIZE"
     );
     if opts.verify_record_crc {
-        assert!(v.record_crc().is_some());
+        // The one CRC rule: a property is there, or the properties are a well-formed list
+        // without one (the record then passed on its BODYCRC).
+        assert_ne!(
+            properties::crc_property(v.properties()),
+            properties::CrcProperty::Damaged
+        );
+        if v.record_crc().is_none() && !v.body().is_empty() {
+            assert_eq!(v.body_crc(), record::masked_crc32(v.body()));
+        }
     }
     // Every accessor is total.
     let _ = (
@@ -2224,15 +2229,15 @@ mod tests {
     }
 
     #[test]
-    fn checkpoint_crc_position_matches_the_layout() {
+    fn resealing_a_checkpoint_matches_the_layout() {
         let cp = Checkpoint {
             trailer: Some(Trailer::default()),
             ..Checkpoint::default()
         };
         let mut b = cp.encode();
-        b[CHECKPOINT_CRC_POS..CHECKPOINT_CRC_POS + 4].fill(0);
-        let crc = crc32fast::hash(&b[..CHECKPOINT_CRC_POS]);
-        BigEndian::write_u32(&mut b[CHECKPOINT_CRC_POS..], crc);
+        let crc_at = crate::format::checkpoint_layout::POS_CRC;
+        b[crc_at..crc_at + 4].fill(0);
+        crate::format::checkpoint_layout::reseal(&mut b);
         assert_eq!(b, cp.encode());
     }
 }

@@ -150,7 +150,7 @@ fn cases() -> Vec<Case> {
     let seg2 = segment_path(2 * SEG);
     let corrupt_rec9 = Expect::Corruption(seg2.clone(), in_durable.offset);
     let end = base_image().end;
-    let crc_pos = 3968 + 64;
+    let crc_pos = rocketstore::format::checkpoint_layout::POS_CRC;
     let slots = 4usize;
     let entry = |k: usize| 40 + slots * 4 + k * 20;
     vec![

@@ -164,6 +164,7 @@ impl Engine {
                 derived,
                 // The next open rebuilds ConsumeQueue and IndexFile.
                 derived_damaged: self.derived_damaged.load(Ordering::Acquire),
+                rocketmq_timestamps: [ts; 3],
             }),
             ..Checkpoint::default()
         };

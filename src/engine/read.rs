@@ -67,7 +67,7 @@ impl Engine {
         let mut result = GetResult::empty(GetStatus::OffsetFoundNull, offset, min, max);
         let decode_opts = DecodeOptions {
             verify_body_crc: opts.verify_crc,
-            // Checked where present: a RocketMQ-written root has records without it.
+            // The one CRC rule: checked where present, BODYCRC where absent (RocketMQ 4.x).
             verify_record_crc: opts.verify_crc,
             max_record_size: self.config.max_record_size(),
         };
@@ -138,7 +138,7 @@ impl Engine {
             return Err(self.cq_mismatch(q, n, off, "points past the CommitLog end"));
         };
         let bytes_at = file.read(pos, size).expect("located");
-        let rec = match record::decode_crc_if_present(bytes_at, opts) {
+        let rec = match record::decode(bytes_at, opts) {
             Ok(Decoded::Record(r)) if r.total_size() == size => r,
             Ok(_) => {
                 return Err(self.cq_mismatch(q, n, off, "does not point at a record of its size"))
@@ -146,7 +146,9 @@ impl Engine {
             Err(source) => {
                 if !matches!(
                     source,
-                    FormatError::BodyCrcMismatch { .. } | FormatError::RecordCrcMismatch { .. }
+                    FormatError::BodyCrcMismatch { .. }
+                        | FormatError::RecordCrcMismatch { .. }
+                        | FormatError::BadCrcProperty
                 ) {
                     // No record starts here: the unit may be what is damaged. Have the next
                     // open rebuild derived data (the rebuild's scan finds it if the CommitLog
@@ -208,7 +210,7 @@ impl Engine {
             verify_record_crc: verify,
             max_record_size: self.config.max_record_size(),
         };
-        match record::decode_crc_if_present(bytes, &opts) {
+        match record::decode(bytes, &opts) {
             Ok(Decoded::Record(r)) if r.physical_offset() as u64 == offset => Ok(StoredMessage {
                 file: file.clone(),
                 pos,
@@ -219,7 +221,8 @@ impl Engine {
             // no record starts at this offset.
             Err(
                 source @ (FormatError::BodyCrcMismatch { .. }
-                | FormatError::RecordCrcMismatch { .. }),
+                | FormatError::RecordCrcMismatch { .. }
+                | FormatError::BadCrcProperty),
             ) => Err(Error::CorruptRecord {
                 path: file.path().to_path_buf(),
                 offset,

@@ -179,6 +179,58 @@ pub fn parse_crc_property(properties: &[u8]) -> Option<u32> {
     u32::try_from(value).ok()
 }
 
+/// What the end of a record's properties says about its whole-record CRC: the one rule that
+/// recovery, reads with CRC checking and `verify` share (issue 14).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrcProperty {
+    /// A well-formed `__CRC32#` entry ends the properties; its value.
+    Present(u32),
+    /// No CRC property, and nothing that looks like a damaged one: a record as RocketMQ 4.x
+    /// (or 5.x without `enabledAppendPropCRC`) writes it, valid if its BODYCRC and structure
+    /// are.
+    Absent,
+    /// Damage: the last bytes are one byte away from a well-formed CRC property (a flipped
+    /// byte in its name, a separator or a digit), its value is above `u32::MAX`, or the
+    /// properties are not a well-formed list (a torn write leaves zeros where the property
+    /// was).
+    Damaged,
+}
+
+/// Classifies the end of `properties` (see [`CrcProperty`]). The 20 bytes a CRC property
+/// takes (and the `0x02` before it, when other entries precede it) are compared with the shape
+/// `__CRC32#` 0x01 ten-digits 0x02: no difference is a property, exactly one is damage, more
+/// is no property at all, which is then valid only as a well-formed list.
+pub fn crc_property(properties: &[u8]) -> CrcProperty {
+    if let Some(start) = properties.len().checked_sub(CRC32_RESERVED_LEN) {
+        let entry = &properties[start..];
+        let mut differences = usize::from(start > 0 && properties[start - 1] != PROPERTY_SEPARATOR);
+        differences += entry[..CRC32.len()]
+            .iter()
+            .zip(CRC32.as_bytes())
+            .filter(|(a, b)| a != b)
+            .count();
+        differences += usize::from(entry[CRC32.len()] != NAME_VALUE_SEPARATOR);
+        differences += entry[CRC32_DIGITS_POS..CRC32_DIGITS_POS + CRC32_DIGITS]
+            .iter()
+            .filter(|d| !d.is_ascii_digit())
+            .count();
+        differences += usize::from(entry[CRC32_RESERVED_LEN - 1] != PROPERTY_SEPARATOR);
+        match differences {
+            0 => {
+                return parse_crc_property(properties)
+                    .map_or(CrcProperty::Damaged, CrcProperty::Present)
+            }
+            1 => return CrcProperty::Damaged,
+            _ => {}
+        }
+    }
+    if is_well_formed(properties) {
+        CrcProperty::Absent
+    } else {
+        CrcProperty::Damaged
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,5 +450,74 @@ mod tests {
             "torn inside a value"
         );
         assert!(!is_well_formed(b"TAGS"), "no separator");
+    }
+
+    fn crc_entry(crc: u32) -> Vec<u8> {
+        let mut e = vec![0u8; CRC32_RESERVED_LEN];
+        write_crc_property(&mut e, crc);
+        e
+    }
+
+    #[test]
+    fn crc_property_classifies_present_absent_and_damaged() {
+        let mut props = b"TAGS\x01a\x02".to_vec();
+        props.extend_from_slice(&crc_entry(123));
+        assert_eq!(crc_property(&props), CrcProperty::Present(123));
+        assert_eq!(crc_property(&crc_entry(7)), CrcProperty::Present(7));
+        // RocketMQ 4.x records: no property, both separator styles, no properties at all.
+        assert_eq!(crc_property(b""), CrcProperty::Absent);
+        assert_eq!(
+            crc_property(b"KEYS\x01k0 m0\x02prop\x01v0-\xc3\xa9\x02TAGS\x01T0"),
+            CrcProperty::Absent
+        );
+        assert_eq!(crc_property(b"TAGS\x01T1\x02"), CrcProperty::Absent);
+        // A value above u32::MAX, a zeroed (torn) tail, a property inside another value.
+        assert_eq!(
+            crc_property(b"__CRC32#\x019999999999\x02"),
+            CrcProperty::Damaged
+        );
+        assert_eq!(crc_property(&[0u8; 40]), CrcProperty::Damaged);
+        let mut inside = b"TAGS\x01a".to_vec();
+        inside.extend_from_slice(&crc_entry(5));
+        assert_eq!(crc_property(&inside), CrcProperty::Damaged);
+    }
+
+    proptest! {
+        /// Any one damaged byte of the CRC entry (or of the separator before it) is damage,
+        /// never "a record without the property" (issue 14's rule).
+        #[test]
+        fn one_damaged_byte_of_the_crc_property_is_damage(
+            crc in any::<u32>(),
+            pos in 0usize..CRC32_RESERVED_LEN + 1,
+            new in any::<u8>(),
+            before in prop::sample::select(vec![&b""[..], &b"TAGS\x01T0\x02"[..], &b"KEYS\x01k1 k2\x02"[..]]),
+        ) {
+            let mut props = before.to_vec();
+            props.extend_from_slice(&crc_entry(crc));
+            // pos 0 is the separator before the entry (when there is one), 1.. the entry.
+            let at = (props.len() - CRC32_RESERVED_LEN + pos).checked_sub(1);
+            prop_assume!(pos > 0 || !before.is_empty());
+            let at = at.unwrap();
+            prop_assume!(props[at] != new);
+            // A digit changed into another digit is a different value: the CRC check catches it.
+            prop_assume!(!(props[at].is_ascii_digit() && new.is_ascii_digit()));
+            props[at] = new;
+            prop_assert_eq!(crc_property(&props), CrcProperty::Damaged);
+        }
+
+        #[test]
+        fn well_formed_lists_without_the_property_are_absent(
+            entries in prop::collection::vec(("[A-Za-z_]{1,12}", "[a-z0-9 ]{1,12}"), 0..5),
+            trailing in any::<bool>(),
+        ) {
+            let mut props = Vec::new();
+            for (n, v) in &entries {
+                append_property(&mut props, n, v);
+            }
+            if !trailing && !props.is_empty() {
+                props.pop();
+            }
+            prop_assert_eq!(crc_property(&props), CrcProperty::Absent);
+        }
     }
 }

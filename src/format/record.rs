@@ -23,7 +23,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV
 use byteorder::{BigEndian, ByteOrder};
 
 use super::java_hash;
-use super::properties::{self, CRC32_RESERVED_LEN, MAX_PROPERTIES_LEN, PROPERTY_SEPARATOR};
+use super::properties::{
+    self, CrcProperty, CRC32_RESERVED_LEN, MAX_PROPERTIES_LEN, PROPERTY_SEPARATOR,
+};
 
 /// Magic code of a record with a 1-byte topic length (all RocketMQ versions).
 pub const MAGIC_V1: u32 = 0xDAA3_20A7;
@@ -239,10 +241,12 @@ pub struct DecodeOptions {
     /// Check BODYCRC against the body (non-empty bodies only, as Java does). Skipped when
     /// `verify_record_crc` already verified the record, whose CRC covers body and BODYCRC.
     pub verify_body_crc: bool,
-    /// Require the record to end with a well-formed `__CRC32#` property and check it against the
-    /// record (Java's `forceVerifyPropCRC`). Only a required CRC detects a record whose tail was
-    /// torn or whose property name was damaged; records written without the property (RocketMQ
-    /// 4.x, or 5.x with `enabledAppendPropCRC=false`) fail with [`FormatError::BadCrcProperty`].
+    /// Check the whole-record CRC by the rule recovery, reads and `verify` share
+    /// ([`properties::crc_property`]): a `__CRC32#` property is checked against the record; a
+    /// record without one (RocketMQ 4.x, or 5.x with `enabledAppendPropCRC=false`) is valid on
+    /// its BODYCRC and structure, wherever it sits; properties whose end is one damaged byte
+    /// away from a CRC property, or not a well-formed list (a torn tail), fail with
+    /// [`FormatError::BadCrcProperty`].
     pub verify_record_crc: bool,
     /// Largest accepted TOTALSIZE; larger values are treated as corruption.
     pub max_record_size: usize,
@@ -333,9 +337,9 @@ pub enum FormatError {
         /// Masked CRC32 of the record without its last 20 bytes.
         computed: u32,
     },
-    /// A record CRC was required but the properties do not end with a well-formed `__CRC32#`
-    /// property.
-    #[error("missing or malformed __CRC32# property at the end of the properties")]
+    /// The properties end with a damaged `__CRC32#` property (one byte away from a well-formed
+    /// one), or are not a well-formed property list (e.g. zeros of a torn write).
+    #[error("damaged __CRC32# property or malformed properties at the end of the record")]
     BadCrcProperty,
     /// The topic bytes are not UTF-8.
     #[error("topic is not valid UTF-8")]
@@ -743,52 +747,6 @@ pub fn peek_header(buf: &[u8]) -> Option<(i32, u32)> {
     ))
 }
 
-/// Decodes like [`decode`], checking the whole-record CRC where the record carries a
-/// `__CRC32#` property and the body CRC where it does not (a RocketMQ 4.x root, or one whose
-/// records were written with and without the property). Here `opts.verify_record_crc` means
-/// "check the property when present"; nothing is required.
-///
-/// Weaker than a required record CRC: a record whose property bytes were damaged passes on its
-/// body CRC alone. Recovery requires the property in segments whose first record has it.
-pub fn decode_crc_if_present<'a>(
-    buf: &'a [u8],
-    opts: &DecodeOptions,
-) -> Result<Decoded<'a>, FormatError> {
-    let relaxed = DecodeOptions::structure_only(opts.max_record_size);
-    let decoded = decode(buf, &relaxed)?;
-    if let Decoded::Record(r) = &decoded {
-        let bytes = r.as_bytes();
-        match properties::parse_crc_property(r.properties()) {
-            Some(stored) if opts.verify_record_crc => {
-                let computed = masked_crc32(&bytes[..bytes.len() - CRC32_RESERVED_LEN]);
-                if stored != computed {
-                    return Err(FormatError::RecordCrcMismatch { stored, computed });
-                }
-            }
-            _ if opts.verify_body_crc && !r.body().is_empty() => {
-                let stored = BigEndian::read_u32(&bytes[POS_BODY_CRC..]);
-                let computed = masked_crc32(r.body());
-                if stored != computed {
-                    return Err(FormatError::BodyCrcMismatch { stored, computed });
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(decoded)
-}
-
-/// Whether `buf` starts with a record written without the `__CRC32#` property, as RocketMQ
-/// 4.x writes them: lengths valid, properties well formed (so not a torn tail whose property
-/// bytes were lost), and no CRC property. Recovery does not require the property in a segment
-/// whose first record is such a record.
-pub fn is_record_without_crc_property(buf: &[u8], max_record_size: usize) -> bool {
-    let relaxed = DecodeOptions::structure_only(max_record_size);
-    matches!(decode(buf, &relaxed), Ok(Decoded::Record(r))
-        if properties::parse_crc_property(r.properties()).is_none()
-            && properties::is_well_formed(r.properties()))
-}
-
 /// Decodes the record at the start of `buf`; `buf` may extend past it (e.g. to the segment end).
 ///
 /// A BLANK record is returned as [`Decoded::Blank`] after checking only its size (≥ 8). A record
@@ -874,16 +832,23 @@ pub fn decode<'a>(buf: &'a [u8], opts: &DecodeOptions) -> Result<Decoded<'a>, Fo
 
     let mut record_crc_verified = false;
     if opts.verify_record_crc {
-        let stored = properties::parse_crc_property(&record[properties_pos..])
-            .ok_or(FormatError::BadCrcProperty)?;
-        let computed = masked_crc32(&record[..total - CRC32_RESERVED_LEN]);
-        if stored != computed {
-            return Err(FormatError::RecordCrcMismatch { stored, computed });
+        match properties::crc_property(&record[properties_pos..]) {
+            CrcProperty::Present(stored) => {
+                let computed = masked_crc32(&record[..total - CRC32_RESERVED_LEN]);
+                if stored != computed {
+                    return Err(FormatError::RecordCrcMismatch { stored, computed });
+                }
+                record_crc_verified = true;
+            }
+            // Valid on its BODYCRC (checked below) and structure.
+            CrcProperty::Absent => {}
+            CrcProperty::Damaged => return Err(FormatError::BadCrcProperty),
         }
-        record_crc_verified = true;
     }
     // A matching record CRC already covers body and BODYCRC; Java skips the body check then too.
-    if opts.verify_body_crc && !record_crc_verified && !body.is_empty() {
+    // Without one, the body CRC is all a record-CRC check has.
+    if (opts.verify_body_crc || opts.verify_record_crc) && !record_crc_verified && !body.is_empty()
+    {
         let stored = BigEndian::read_u32(&record[POS_BODY_CRC..]);
         let computed = masked_crc32(body);
         if stored != computed {
@@ -2144,12 +2109,38 @@ mod tests {
     }
 
     #[test]
-    fn required_record_crc_rejects_records_without_one() {
-        let bytes = foo_bar_record(&PLAIN);
-        assert_eq!(
-            decode(&bytes, &ALL_CRCS).unwrap_err(),
-            FormatError::BadCrcProperty
+    fn a_record_without_the_crc_property_is_checked_by_its_body_crc() {
+        let mut bytes = foo_bar_record(&PLAIN);
+        assert!(
+            decode(&bytes, &ALL_CRCS).is_ok(),
+            "RocketMQ 4.x records are valid"
         );
+        // Even when only the record CRC was asked for, BODYCRC stands in for it.
+        let record_only = DecodeOptions {
+            verify_body_crc: false,
+            ..ALL_CRCS
+        };
+        BigEndian::write_u32(&mut bytes[POS_BODY_CRC..], 12345);
+        assert!(matches!(
+            decode(&bytes, &record_only),
+            Err(FormatError::BodyCrcMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn a_damaged_crc_property_name_is_damage_not_absence() {
+        let good = foo_bar_record(&WITH_CRC);
+        let name_at = good.len() - CRC32_RESERVED_LEN;
+        assert_eq!(&good[name_at..name_at + 8], b"__CRC32#");
+        for pos in name_at..name_at + 9 {
+            let mut bytes = good.clone();
+            bytes[pos] ^= 0x04;
+            assert_eq!(
+                decode(&bytes, &ALL_CRCS).unwrap_err(),
+                FormatError::BadCrcProperty,
+                "flipped byte {pos}"
+            );
+        }
     }
 
     #[test]

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{GapPolicy, StoreConfig};
 use crate::error::{Error, Result};
 use crate::format::checkpoint_layout::Trailer;
-use crate::format::record::{self, DecodeOptions, Decoded};
+use crate::format::record::{self, Decoded};
 use crate::segments;
 use crate::storage::{MappedFile, Vfs};
 
@@ -150,14 +150,10 @@ pub(super) fn join(
 /// the segment's end (a BLANK filler or a last record that ends exactly there): the segment is
 /// full.
 fn chain_end(start: u64, data: &[u8], config: &StoreConfig) -> Option<u64> {
-    let opts = DecodeOptions {
-        verify_body_crc: config.check_crc_on_recover,
-        verify_record_crc: config.check_crc_on_recover,
-        max_record_size: config.max_record_size(),
-    };
+    let opts = super::point_check_options(config);
     let mut pos = 0;
     while pos < data.len() {
-        match record::decode_crc_if_present(&data[pos..], &opts) {
+        match record::decode(&data[pos..], &opts) {
             Ok(Decoded::Blank { .. }) => return None,
             Ok(Decoded::Record(r)) if r.physical_offset() as u64 == start + pos as u64 => {
                 pos += r.total_size();

@@ -3,9 +3,11 @@
 //! `design/TESTING.md` §4).
 //!
 //! Where the scan starts:
-//! * clean shutdown (no `abort`, checkpoint trailer intact): at the durable offset `D` the
-//!   checkpoint names. Derived data is trusted if its shape (queue, unit, index file and entry
-//!   counts) matches what the checkpoint recorded; otherwise it is rebuilt as below;
+//! * clean shutdown (no `abort`, checkpoint trailer intact, RocketMQ's timestamps no newer than
+//!   the trailer recorded — a newer one means a broker wrote since, handled as the next case):
+//!   at the durable offset `D` the checkpoint names. Derived data is trusted if its shape
+//!   (queue, unit, index file and entry counts) matches what the checkpoint recorded; otherwise
+//!   it is rebuilt as below;
 //! * unclean shutdown with an intact trailer: at the start of the segment holding `D` (records
 //!   below `D` were acknowledged durable: an invalid one there is a corruption error, never a
 //!   silent cut). Derived data is kept incrementally: what describes records below the
@@ -14,7 +16,11 @@
 //!   keys: from where the kept IndexFile stops, at most `Dd`) are re-dispatched. Any check that
 //!   fails, or a re-dispatched record that does not continue its queue, falls back to the
 //!   rebuild below (see [`RecoveryReport::derived_fallback`]);
-//! * no usable trailer (a RocketMQ-written root, a damaged checkpoint), or derived data that
+//! * a clean RocketMQ root (no `abort`, a checkpoint RocketMQ wrote, none of our trailer): as
+//!   RocketMQ's normal recovery, made safe: the newest ConsumeQueue unit (which must point at
+//!   its record) stands in for both offsets of the case above, so the last three segments are
+//!   validated and derived data is kept after the same checks;
+//! * no usable trailer (a RocketMQ root after a crash, a damaged checkpoint), or derived data that
 //!   cannot be kept: ConsumeQueue and IndexFile are deleted and rebuilt by re-dispatching every
 //!   record, so the whole CommitLog is scanned.
 //!
@@ -53,10 +59,25 @@ pub struct RecoveryReport {
     pub clean_shutdown: bool,
     /// The checkpoint trailer was intact and used.
     pub checkpoint_trusted: bool,
+    /// No `abort` file and a checkpoint RocketMQ wrote (no trailer of ours): recovered as
+    /// RocketMQ's normal recovery does, made safe. The newest ConsumeQueue unit's record end
+    /// stood in for the durable and derived-durable offsets: the last three segments were
+    /// validated, ConsumeQueue and IndexFile kept after their tails were checked against the
+    /// log (any doubt rebuilds them, see [`derived_fallback`](Self::derived_fallback)).
+    pub rocketmq_normal_recovery: bool,
+    /// RocketMQ's timestamps in the checkpoint are newer than its trailer recorded: another
+    /// store (a RocketMQ broker) wrote to the root after this crate's last checkpoint. The
+    /// trailer was trusted for what it covers and the rest checked as after a crash
+    /// ([`clean_shutdown`](Self::clean_shutdown) is false).
+    pub written_since_checkpoint: bool,
     /// CommitLog offset the validation scan started at.
     pub scanned_from: u64,
     /// Bytes validated by the scan.
     pub scanned_bytes: u64,
+    /// Records the scan accepted without a `__CRC32#` property (written by RocketMQ 4.x, by
+    /// 5.x without `enabledAppendPropCRC`, or with `append_crc_property = false`): valid on
+    /// their BODYCRC and structure, wherever they sit in the log.
+    pub records_without_crc: u64,
     /// Recovered end of the CommitLog.
     pub end_offset: u64,
     /// CommitLog offset where a torn or invalid tail was cut (the bytes after it were zeroed);
@@ -306,8 +327,46 @@ fn recover_writing_back(
             trailer = None;
         }
     }
+    // A RocketMQ broker that opened the root since our checkpoint rewrote its timestamps and
+    // may have appended: the trailer still vouches for what it covers, the rest is checked as
+    // after a crash (scan from the segment holding its durable offset, keep derived data below
+    // its derived-durable offset, re-dispatch the records after it).
+    let written_since = trailer.is_some() && cp.written_since_trailer();
+    if written_since {
+        log::info!("recovery: the checkpoint's RocketMQ timestamps are newer than its trailer recorded (a broker wrote here since); checking what came after it");
+    }
+    // A clean RocketMQ root (no `abort`, a checkpoint RocketMQ wrote, no trailer of ours):
+    // RocketMQ's normal recovery, made safe. The newest ConsumeQueue unit marks where the log
+    // ended at the broker's shutdown; it stands in for our trailer's durable and derived-durable
+    // offsets, so the ConsumeQueue and IndexFile are kept after their tails are checked against
+    // the log (as after a crash with a trailer), and the last segments are validated.
+    let mut rocketmq_tail = None;
+    if !abort_present
+        && trailer.is_none()
+        && rejected.is_none()
+        && !files.is_empty()
+        && crate::checkpoint::written_by_rocketmq(vfs, root)?
+    {
+        match rocketmq_shutdown_end(vfs, root, config, &files, size) {
+            Ok(end) => {
+                log::info!("recovery: a RocketMQ root shut down cleanly; its ConsumeQueue ends at {end}: validating the last segments and the derived data's tails");
+                trailer = Some(Trailer {
+                    durable_commitlog_offset: end,
+                    derived_durable_offset: end,
+                    ..Trailer::default()
+                });
+                let last_segments = files.len().saturating_sub(ROCKETMQ_TAIL_SEGMENTS);
+                rocketmq_tail = Some(files[last_segments].0.min(end - (end - first_start) % size as u64));
+            }
+            Err(reason) => log::info!("recovery: a RocketMQ root, but {reason}: rebuilding ConsumeQueue and IndexFile from the whole CommitLog"),
+        }
+    }
     // Files deleted to close a gap may hold records derived data points at: not a clean open.
-    let mut clean = !abort_present && trailer.is_some() && gap_repaired.is_none();
+    let mut clean = !abort_present
+        && trailer.is_some()
+        && !written_since
+        && rocketmq_tail.is_none()
+        && gap_repaired.is_none();
     let mut durable = trailer.map_or(0, |t| t.durable_commitlog_offset.max(first_start));
 
     // Derived data: trusted after a clean shutdown if it loads; otherwise rebuilt.
@@ -352,7 +411,9 @@ fn recover_writing_back(
     }
     let mut report = RecoveryReport {
         clean_shutdown: clean,
-        checkpoint_trusted: trailer.is_some(),
+        checkpoint_trusted: trailer.is_some() && rocketmq_tail.is_none(),
+        rocketmq_normal_recovery: rocketmq_tail.is_some(),
+        written_since_checkpoint: written_since,
         checkpoint_rejected: rejected,
         gap_repaired,
         ..Default::default()
@@ -388,6 +449,8 @@ fn recover_writing_back(
 
     let scan_start = if clean {
         durable
+    } else if let Some(tail) = rocketmq_tail {
+        tail
     } else if trailer.is_some() {
         durable - (durable - first_start) % size as u64
     } else {
@@ -400,14 +463,14 @@ fn recover_writing_back(
         files: &files,
         size,
         first_start,
-        trailer,
         durable,
         write_back_every,
     };
     let (queues, index, walked) = loop {
         if derived.is_none() {
             report.derived_rebuilt = true;
-            if let Some(t) = trailer {
+            // (A trailer standing in for RocketMQ's shutdown is not ours to write.)
+            if let Some(t) = trailer.filter(|_| rocketmq_tail.is_none()) {
                 mark_derived_damaged(vfs, root, cp, t)?;
             }
             remove_derived(vfs, root)?;
@@ -432,6 +495,7 @@ fn recover_writing_back(
                 log::warn!("recovery: incremental re-dispatch abandoned ({reason}); rebuilding ConsumeQueue and IndexFile from the whole CommitLog");
                 report.derived_fallback = Some(reason);
                 report.scanned_bytes = 0;
+                report.records_without_crc = 0;
                 report.records_dispatched = 0;
                 report.salvaged = None;
                 drop((queues, index));
@@ -546,7 +610,6 @@ struct WalkCtx<'a> {
     files: &'a [(u64, MappedFile)],
     size: usize,
     first_start: u64,
-    trailer: Option<Trailer>,
     durable: u64,
     /// Dispatched log bytes between two background write-backs of a rebuild.
     write_back_every: u64,
@@ -930,20 +993,18 @@ fn walk_dispatching<'a>(
         files,
         size,
         first_start,
-        trailer,
         ..
     } = *ctx;
-    // In a segment whose first record carries the CRC property every record must (a torn tail
-    // whose last bytes never reached the disk fails here); in a segment written without it
-    // (RocketMQ 4.x, or `append_crc_property = false`) records are checked by body CRC, and by
-    // record CRC where they have one.
+    // One CRC rule for every record (`properties::crc_property`): a `__CRC32#` property is
+    // checked; a record without one (RocketMQ 4.x, or a broker appending to a segment this
+    // store began) is valid on its BODYCRC and structure, wherever it sits; a damaged property
+    // or a torn property list is invalid.
     let check = config.check_crc_on_recover;
     let opts = DecodeOptions {
         verify_body_crc: check,
         verify_record_crc: check,
         max_record_size: config.max_record_size(),
     };
-    let mut crc_required: Option<(u64, bool)> = None;
     let mut offset = walk_from;
     let mut last_store_timestamp = 0i64;
     let mut cut: Option<u64> = None;
@@ -967,29 +1028,7 @@ fn walk_dispatching<'a>(
         };
         let pos = (offset - seg_start) as usize;
         let data = &bytes[pos..];
-        let required = match crc_required {
-            Some((s, r)) if s == seg_start => r,
-            _ => {
-                // The first record tells how the segment was written: only a well-formed
-                // record without the property (RocketMQ 4.x) exempts the segment. A torn or
-                // unreadable first record, or a segment this store created after its
-                // checkpoint, follows this store's own setting.
-                let ours = trailer.is_some_and(|t| {
-                    seg_start
-                        > t.durable_commitlog_offset - t.durable_commitlog_offset % size as u64
-                });
-                let foreign = !ours
-                    && record::is_record_without_crc_property(bytes, config.max_record_size());
-                let r = check && config.append_crc_property && !foreign;
-                crc_required = Some((seg_start, r));
-                r
-            }
-        };
-        let decoded = if required {
-            record::decode(data, &opts)
-        } else {
-            record::decode_crc_if_present(data, &opts)
-        };
+        let decoded = record::decode(data, &opts);
         let mut invalid = |reason: String| invalid_at(ctx, report, offset, reason);
         match decoded {
             Ok(Decoded::Blank { total_size }) => {
@@ -1085,6 +1124,9 @@ fn walk_dispatching<'a>(
                     }
                 }
                 last_store_timestamp = last_store_timestamp.max(rec.store_timestamp());
+                if rec.record_crc().is_none() {
+                    report.records_without_crc += 1;
+                }
                 report.scanned_bytes += rec.total_size() as u64;
                 offset += rec.total_size() as u64;
             }
@@ -1262,9 +1304,60 @@ fn bytes_at(files: &[(u64, MappedFile)], size: usize, offset: u64) -> Option<&[u
 fn point_check_options(config: &StoreConfig) -> DecodeOptions {
     DecodeOptions {
         verify_body_crc: config.check_crc_on_recover,
-        verify_record_crc: config.check_crc_on_recover && config.append_crc_property,
+        verify_record_crc: config.check_crc_on_recover,
         max_record_size: config.max_record_size(),
     }
+}
+
+/// Segments RocketMQ's normal recovery validates at the end of the log (`recoverNormally`
+/// starts at the third segment from the end).
+const ROCKETMQ_TAIL_SEGMENTS: usize = 3;
+
+/// Where the log ended when RocketMQ shut down cleanly: the end of the record the newest
+/// ConsumeQueue unit points at (RocketMQ's dispatch is complete at a clean shutdown). `Err`
+/// when the ConsumeQueue cannot say: unloadable, empty, or pointing outside the segments.
+fn rocketmq_shutdown_end(
+    vfs: &dyn Vfs,
+    root: &StoreRoot,
+    config: &StoreConfig,
+    files: &[(u64, MappedFile)],
+    size: usize,
+) -> std::result::Result<u64, String> {
+    let first_start = files.first().map_or(0, |(s, _)| *s);
+    let data_end = files.last().map_or(0, |(s, _)| s + size as u64);
+    let queues = load_queues(vfs, root, config)
+        .map_err(|e| format!("its ConsumeQueue is unusable ({e})"))?;
+    let newest = queues
+        .values()
+        .flat_map(|m| m.values())
+        .filter(|q| q.max_offset() > q.min_offset())
+        .max_by_key(|q| q.max_physical_end())
+        .ok_or("its ConsumeQueue is empty")?;
+    let end = newest.max_physical_end();
+    if end <= first_start || end > data_end {
+        return Err(format!(
+            "its newest ConsumeQueue unit ends at {end}, outside the CommitLog ({first_start}..{data_end})"
+        ));
+    }
+    // The unit must point at its record: otherwise the ConsumeQueue ran ahead of the log (or
+    // is damaged) and says nothing about where the log ended.
+    let n = newest.max_offset() - 1;
+    let points_right = newest.unit(n).is_some_and(|unit| {
+        record_at(files, size, unit.commitlog_offset as u64, config).is_some_and(|r| {
+            r.topic() == newest.topic()
+                && r.queue_id() == newest.queue_id()
+                && r.queue_offset() as u64 == n
+                && r.total_size() as i64 == i64::from(unit.size)
+        })
+    });
+    if !points_right {
+        return Err(format!(
+            "its newest ConsumeQueue unit ({}:{} at {n}) does not point at its record",
+            newest.topic(),
+            newest.queue_id()
+        ));
+    }
+    Ok(end)
 }
 
 /// The derived data an incremental recovery keeps, and where its re-dispatch starts.

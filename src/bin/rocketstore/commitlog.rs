@@ -5,7 +5,7 @@
 //! separately by [`check_crcs`]: a record whose body was damaged is still found, shown and
 //! reported, and the scan goes on after it.
 
-use rocketstore::format::properties::CRC32_RESERVED_LEN;
+use rocketstore::format::properties::{self, CRC32_RESERVED_LEN};
 use rocketstore::format::record::{self, DecodeOptions, Decoded, FormatError, RecordView};
 use rocketstore::internals::{OpenMode, Vfs, VfsFile};
 
@@ -47,6 +47,10 @@ pub struct CrcCheck {
     pub body_computed: u32,
     /// `(stored, computed)` of the `__CRC32#` whole-record CRC, if the record carries one.
     pub record: Option<(u32, u32)>,
+    /// The properties end with a damaged `__CRC32#` property or are not a well-formed list
+    /// (the rule recovery applies, `properties::crc_property`): damage, not a record without
+    /// the property.
+    pub crc_property_damaged: bool,
 }
 
 impl CrcCheck {
@@ -73,6 +77,8 @@ pub fn check_crcs(rec: &RecordView<'_>) -> CrcCheck {
                 record::masked_crc32(&bytes[..bytes.len() - CRC32_RESERVED_LEN]),
             )
         }),
+        crc_property_damaged: properties::crc_property(rec.properties())
+            == properties::CrcProperty::Damaged,
     }
 }
 

@@ -48,8 +48,11 @@ pub fn run(args: &RecoverArgs) -> CliResult<ExitCode> {
         out.line(json!({
             "clean_shutdown": r.clean_shutdown,
             "checkpoint_trusted": r.checkpoint_trusted,
+            "written_since_checkpoint": r.written_since_checkpoint,
+            "rocketmq_normal_recovery": r.rocketmq_normal_recovery,
             "scanned_from": r.scanned_from,
             "scanned_bytes": r.scanned_bytes,
+            "records_without_crc": r.records_without_crc,
             "end_offset": r.end_offset,
             "truncated_at": r.truncated_at,
             "segments_removed": r.segments_removed,
@@ -72,8 +75,18 @@ pub fn run(args: &RecoverArgs) -> CliResult<ExitCode> {
             "  checkpoint_trusted  {}",
             r.checkpoint_trusted
         ))?;
+        if r.written_since_checkpoint {
+            out.line("  written_since_checkpoint true (a broker wrote here after the trailer)")?;
+        }
+        if r.rocketmq_normal_recovery {
+            out.line("  rocketmq_normal_recovery true (clean RocketMQ root: tail validated)")?;
+        }
         out.line(format_args!("  scanned_from        {}", r.scanned_from))?;
         out.line(format_args!("  scanned_bytes       {}", r.scanned_bytes))?;
+        out.line(format_args!(
+            "  records_without_crc {}",
+            r.records_without_crc
+        ))?;
         out.line(format_args!("  end_offset          {}", r.end_offset))?;
         out.line(format_args!(
             "  truncated_at        {}",

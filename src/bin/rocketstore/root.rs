@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use rocketstore::format::checkpoint_layout::{Checkpoint, CHECKPOINT_SIZE, TRAILER_POS};
+use rocketstore::format::checkpoint_layout::{self, Checkpoint, CHECKPOINT_SIZE, TRAILER_POS};
 use rocketstore::internals::{FileKind, OpenMode, OsVfs, Vfs};
 
 use crate::error::{CliError, CliResult};
@@ -37,6 +37,11 @@ pub enum TrailerState {
     Absent,
     /// Something is there but does not check out (damaged, or another version).
     Invalid,
+    /// A version 1 or 2 trailer that does not check out: their CRC covered RocketMQ's
+    /// timestamps, which a broker rewrites on every flush, so a broker touching the root voids
+    /// it. Recovery ignores it (a full scan), as for [`Invalid`](Self::Invalid), but it is not
+    /// evidence of damage.
+    Outdated(u32),
 }
 
 /// The decoded `checkpoint` file.
@@ -307,7 +312,10 @@ impl Root {
         {
             TrailerState::Absent
         } else {
-            TrailerState::Invalid
+            match checkpoint_layout::trailer_version(&bytes) {
+                Some(v @ (1 | 2)) => TrailerState::Outdated(v),
+                _ => TrailerState::Invalid,
+            }
         };
         Ok(Some(CheckpointInfo {
             len: m.len,

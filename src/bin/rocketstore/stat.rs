@@ -211,6 +211,9 @@ fn stat_text(
                 }
                 (TrailerState::Invalid, _) => out
                     .line("  trailer: INVALID (damaged or unknown version; recovery ignores it)")?,
+                (TrailerState::Outdated(v), _) => out.line(format_args!(
+                    "  trailer: version {v}, does not check out (its CRC covered RocketMQ's timestamps, which a broker rewrites; recovery ignores it)"
+                ))?,
                 _ => out.line("  trailer: absent (RocketMQ-written checkpoint)")?,
             }
         }
@@ -304,6 +307,7 @@ fn stat_json(
                 TrailerState::Valid => "valid",
                 TrailerState::Absent => "absent",
                 TrailerState::Invalid => "invalid",
+                TrailerState::Outdated(_) => "outdated",
             },
             "durable_commitlog_offset": c.trailer.map(|t| t.durable_commitlog_offset),
             "derived_durable_offset": c.trailer.map(|t| t.derived_durable_offset),

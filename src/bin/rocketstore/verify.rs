@@ -1,7 +1,8 @@
 //! `verify`: checks a store root without changing it.
 //!
 //! * CommitLog: every record decodes; BODYCRC and (when present) the `__CRC32#` whole-record
-//!   CRC match; PHYSICALOFFSET equals the record's position; queue offsets of each queue are
+//!   CRC match; a property one damaged byte away from `__CRC32#`, or properties that are not a
+//!   well-formed list, are damage (recovery's rule), a record without the property is counted; PHYSICALOFFSET equals the record's position; queue offsets of each queue are
 //!   contiguous; every segment followed by another ends with a BLANK that fills it exactly;
 //!   segments are equal-sized and contiguous; nothing but zero segments after the end.
 //! * ConsumeQueue: every unit points at a record of its topic, queue, queue offset, size and
@@ -146,6 +147,13 @@ pub fn run(args: &VerifyArgs) -> CliResult<ExitCode> {
         }
     ))?;
     out.line(format_args!("index: {index_summary}"))?;
+    if let Some(cp) = &layout.checkpoint {
+        if let TrailerState::Outdated(v) = cp.trailer {
+            out.line(format_args!("note: checkpoint trailer version {v} does not check out: before version 3 its CRC covered RocketMQ's timestamps, which a broker rewrites on every flush; recovery ignores it and scans the whole log"))?;
+        } else if cp.checkpoint.written_since_trailer() {
+            out.line("note: RocketMQ's checkpoint timestamps are newer than the trailer recorded: a broker wrote here since; the next open checks what came after the trailer")?;
+        }
+    }
     if layout.abort.is_some() {
         out.line("note: abort marker present (unclean shutdown or still running); derived data may lag until `rocketstore recover`")?;
     }
@@ -229,6 +237,10 @@ fn scan_commitlog(
                             "commitlog: record at {offset}: __CRC32# mismatch (stored {s}, computed {c})"
                         )),
                         Some(_) => {}
+                        // Recovery's rule: damage, not a record written without the property.
+                        None if crc.crc_property_damaged => problems.add(format!(
+                            "commitlog: record at {offset}: damaged __CRC32# property or malformed properties"
+                        )),
                         None => {
                             scan.without_record_crc += 1;
                             if require_record_crc {
