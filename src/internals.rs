@@ -1,4 +1,5 @@
-//! Seams for tests, fuzz targets, benches and the CLI (feature `internals`; not a stable API).
+//! Seams for tests, fuzz targets and benches (feature `internals`; not a stable API; the
+//! `rocketstore` CLI in `cli/` uses only the public API).
 //!
 //! The file-system trait the engine reaches the disk through, its OS implementation, and the
 //! mapped-file types, so that a simulated disk can be plugged in with

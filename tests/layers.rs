@@ -89,9 +89,6 @@ fn every_module_uses_only_lower_layers() {
     for f in files {
         let rel = f.strip_prefix(&src).unwrap();
         let first = rel.iter().next().unwrap().to_string_lossy().into_owned();
-        if first == "bin" {
-            continue;
-        }
         let module = first.trim_end_matches(".rs").to_string();
         let Some(own) = layer(&module) else {
             problems.insert(rel.display().to_string(), "module has no layer".to_string());

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Args;
-use rocketstore::Store;
+use clap::{Args, ValueEnum};
+use rocketstore::{GapPolicy, Store};
 use serde_json::json;
 
 use crate::error::CliResult;
@@ -21,15 +21,34 @@ pub struct RecoverArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// When the CommitLog has a gap recovery cannot explain (the segment before it is full):
+    /// which side of it to keep; the other side's segments are deleted. Without it such a root
+    /// is refused and left unchanged.
+    #[arg(long, value_enum)]
+    pub segment_gap: Option<GapSide>,
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+/// The side of a CommitLog gap `recover --segment-gap` keeps.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum GapSide {
+    /// Keep the segments before the first gap.
+    KeepBefore,
+    /// Keep the segments after the last gap (what an interrupted retention leaves).
+    KeepAfter,
 }
 
 /// Runs `recover`.
 pub fn run(args: &RecoverArgs) -> CliResult<ExitCode> {
     // Refuse to create a store where the user meant to recover one.
     Root::open(&args.root)?;
-    let (config, notes) = open::config(&args.root, &args.store)?;
+    let (mut config, notes) = open::config(&args.root, &args.store)?;
+    config.segment_gap = match args.segment_gap {
+        None => GapPolicy::Refuse,
+        Some(GapSide::KeepBefore) => GapPolicy::KeepBefore,
+        Some(GapSide::KeepAfter) => GapPolicy::KeepAfter,
+    };
     let store = Store::open(&args.root, config)?;
     let r = store.recovery_report().clone();
     let (min, max, durable) = (
@@ -60,6 +79,12 @@ pub fn run(args: &RecoverArgs) -> CliResult<ExitCode> {
             "records_dispatched": r.records_dispatched,
             "dispatched_from": r.dispatched_from,
             "derived_fallback": r.derived_fallback,
+            "gap_repaired": r.gap_repaired.as_ref().map(|g| json!({
+                "missing_from": g.missing_from,
+                "missing_to": g.missing_to,
+                "removed": g.removed.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+                "reason": g.reason,
+            })),
             "commitlog_min_offset": min,
             "commitlog_max_offset": max,
             "queues": queues,
@@ -103,6 +128,15 @@ pub fn run(args: &RecoverArgs) -> CliResult<ExitCode> {
         out.line(format_args!("  dispatched_from     {}", r.dispatched_from))?;
         if let Some(why) = &r.derived_fallback {
             out.line(format_args!("  derived_fallback    {why}"))?;
+        }
+        if let Some(g) = &r.gap_repaired {
+            out.line(format_args!(
+                "  gap_repaired        {}..{}: {}; deleted {} segment(s)",
+                g.missing_from,
+                g.missing_to,
+                g.reason,
+                g.removed.len()
+            ))?;
         }
         out.line(format_args!(
             "after recovery: commitlog {min}..{max} (durable {durable}), {queues} queues; closed cleanly"

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rocketstore::format::checkpoint_layout::{self, Checkpoint, CHECKPOINT_SIZE, TRAILER_POS};
-use rocketstore::internals::{FileKind, OpenMode, OsVfs, Vfs};
+use rocketstore::vfs::{FileKind, OpenMode, OsVfs, Vfs};
 
 use crate::error::{CliError, CliResult};
 
@@ -192,7 +192,7 @@ impl Root {
         &self,
         dir: &Path,
         anomalies: &mut Vec<(PathBuf, String)>,
-    ) -> CliResult<Option<Vec<rocketstore::internals::DirEntry>>> {
+    ) -> CliResult<Option<Vec<rocketstore::vfs::DirEntry>>> {
         match self.vfs.metadata(dir).map_err(|e| CliError::io(dir, e))? {
             None => Ok(None),
             Some(m) if m.kind != FileKind::Dir => {

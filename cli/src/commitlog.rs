@@ -7,7 +7,7 @@
 
 use rocketstore::format::properties::{self, CRC32_RESERVED_LEN};
 use rocketstore::format::record::{self, DecodeOptions, Decoded, FormatError, RecordView};
-use rocketstore::internals::{OpenMode, Vfs, VfsFile};
+use rocketstore::vfs::{OpenMode, Vfs, VfsFile};
 
 use crate::error::{CliError, CliResult};
 use crate::root::FileInfo;

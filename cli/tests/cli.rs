@@ -679,6 +679,40 @@ fn recover_reports_and_closes_cleanly() {
 }
 
 #[test]
+fn recover_refuses_a_commitlog_gap_and_keeps_the_side_it_is_told_to() {
+    let (dir, _) = own_root(3000);
+    let seg = |n: u64| {
+        dir.path()
+            .join("commitlog")
+            .join(format!("{:020}", n * SEGMENT))
+    };
+    assert!(seg(3).exists(), "the root needs four segments");
+    fs::remove_file(seg(1)).unwrap();
+    let refused = rocketstore(&["recover", p(dir.path())]);
+    assert_ne!(refused.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("has a gap") && err.contains("--segment-gap"),
+        "{err}"
+    );
+    assert!(seg(0).exists(), "a refused recover deleted a segment");
+
+    let out = run_ok(&[
+        "recover",
+        p(dir.path()),
+        "--json",
+        "--segment-gap",
+        "keep-after",
+    ]);
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["gap_repaired"]["missing_from"], SEGMENT);
+    assert_eq!(v["gap_repaired"]["missing_to"], 2 * SEGMENT);
+    assert_eq!(v["commitlog_min_offset"], 2 * SEGMENT);
+    assert!(!seg(0).exists());
+    run_ok(&["verify", p(dir.path())]);
+}
+
+#[test]
 fn errors_name_the_path_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope");
@@ -726,7 +760,7 @@ fn rocketmq_fixture(name: &str) -> tempfile::TempDir {
         }
     }
     let from = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/rocketmq-4.9.8")
+        .join("../tests/fixtures/rocketmq-4.9.8")
         .join(name);
     let dir = tempfile::tempdir().unwrap();
     copy(&from, dir.path());
