@@ -16,8 +16,7 @@ use crate::error::{Error, Result};
 use crate::format::dispatch_entry::DispatchEntry;
 use crate::format::properties;
 use crate::format::record::{
-    self, DecodeOptions, Decoded, DispatchProperties, EncodeError, EncodeOptions, EncodedLayout,
-    RecordFields,
+    self, DispatchProperties, EncodeError, EncodeOptions, EncodedLayout, RecordFields,
 };
 use crate::format::topic::check_topic;
 use crate::message::Message;
@@ -297,6 +296,7 @@ impl Engine {
             .locate(entry.physical_offset, entry.size as usize)
             .expect("just-appended record is readable");
         let bytes = file.read(pos, entry.size as usize).expect("located above");
+        use crate::format::record::{DecodeOptions, Decoded};
         let opts = DecodeOptions::structure_only(usize::MAX);
         let Ok(Decoded::Record(rec)) = record::decode(bytes, &opts) else {
             panic!(

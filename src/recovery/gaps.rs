@@ -96,7 +96,7 @@ pub(super) fn join(
             &mut runs,
         )?,
         (_, GapPolicy::KeepAfter) => {
-            let mut kept = runs.pop().expect("two runs or more");
+            let kept = runs.pop().expect("two runs or more");
             let mut removed = Vec::new();
             for run in runs.drain(..) {
                 for (_, f) in run {
@@ -106,7 +106,6 @@ pub(super) fn join(
                     vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
                 }
             }
-            kept.shrink_to_fit();
             let reason = format!(
                 "StoreConfig::segment_gap = KeepAfter: gave up the {} segment(s) before the last gap",
                 removed.len()
