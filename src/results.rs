@@ -40,7 +40,8 @@ pub struct PutResult {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum GetStatus {
-    /// At least one message returned.
+    /// At least one message returned (or, with [`GetOptions::max_messages`] `0`, none was asked
+    /// for and one is there to read at the offset).
     Found,
     /// Units were examined but none passed the tag filter.
     NoMatchedMessage,
@@ -128,6 +129,12 @@ impl TagFilter {
 #[derive(Clone, Debug)]
 pub struct GetOptions {
     /// At most this many messages. Default 32.
+    ///
+    /// `0` reads nothing: the result holds no message and nothing is consumed. Its status is
+    /// what the offset alone says: [`GetStatus::Found`] with `next_offset == offset` when
+    /// `offset` is within `[min, max)` (a message is there to read; it is not decoded), otherwise
+    /// the usual [`GetStatus::OffsetTooSmall`], [`GetStatus::OffsetOverflowOne`], ... with their
+    /// `next_offset`.
     pub max_messages: usize,
     /// Stop before the total stored size would exceed this (the first message is always
     /// returned). Default 256 KiB (RocketMQ `maxTransferBytesOnMessageInMemory`).

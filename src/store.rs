@@ -81,7 +81,8 @@ impl Store {
         self.engine.put_batch(msgs)
     }
 
-    /// Reads up to `max` messages of `(topic, queue_id)` starting at queue offset `offset`.
+    /// Reads up to `max` messages of `(topic, queue_id)` starting at queue offset `offset`
+    /// (`max == 0` reads none, see [`GetOptions::max_messages`]).
     pub fn get(&self, topic: &str, queue_id: i32, offset: u64, max: usize) -> Result<GetResult> {
         self.get_with(topic, queue_id, offset, &GetOptions::new(max))
     }

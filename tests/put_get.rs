@@ -751,6 +751,50 @@ fn max_messages_and_max_bytes_bound_a_get_but_the_first_message_always_comes() {
     assert_eq!((g.len(), g.next_offset()), (20, 20));
 }
 
+#[test]
+fn a_get_of_zero_messages_returns_none_and_consumes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), tiny()).unwrap();
+    for i in 0..5u32 {
+        store
+            .put(&Spec::new("z", 0, i.to_be_bytes().to_vec()).message())
+            .unwrap();
+    }
+    let zero = |off: u64| {
+        let g = store.get_with("z", 0, off, &GetOptions::new(0)).unwrap();
+        assert!(
+            g.is_empty(),
+            "max_messages 0 at {off} returned {} message(s)",
+            g.len()
+        );
+        assert_eq!(g.messages().count(), 0);
+        assert_eq!(g.total_bytes(), 0);
+        assert_eq!((g.min_offset(), g.max_offset()), (0, 5));
+        (g.status(), g.next_offset())
+    };
+    // Within the queue: a message is there, none is read, next_offset stays put.
+    assert_eq!(zero(0), (GetStatus::Found, 0));
+    assert_eq!(zero(3), (GetStatus::Found, 3));
+    // Outside it: the usual bounds statuses and where to continue.
+    assert_eq!(zero(5), (GetStatus::OffsetOverflowOne, 5));
+    assert_eq!(zero(9), (GetStatus::OffsetOverflowBadly, 5));
+    // The plain `get` takes the same path.
+    let g = store.get("z", 0, 2, 0).unwrap();
+    assert_eq!(
+        (g.status(), g.len(), g.next_offset()),
+        (GetStatus::Found, 0, 2)
+    );
+    // Unknown queues and empty ones are unchanged.
+    let g = store.get("z", 1, 0, 0).unwrap();
+    assert_eq!((g.status(), g.len()), (GetStatus::NoMatchedLogicQueue, 0));
+    // And one message is still one message.
+    let g = store.get("z", 0, 2, 1).unwrap();
+    assert_eq!(
+        (g.status(), g.len(), g.next_offset()),
+        (GetStatus::Found, 1, 3)
+    );
+}
+
 fn tagged_store(dir: &Path, n: usize) -> Store {
     let store = Store::open(dir, tiny()).unwrap();
     let tags = [Some("TagA"), Some("TagB"), Some("TagC"), None];

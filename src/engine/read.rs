@@ -61,7 +61,12 @@ impl Engine {
         if let Some(result) = out_of_bounds(offset, min, max) {
             return Ok(result);
         }
-        let max_messages = opts.max_messages.max(1);
+        if opts.max_messages == 0 {
+            // Asked for nothing: read nothing, consume nothing. The bounds were checked above,
+            // so `Found` only says a message is there to read at `offset`.
+            return Ok(GetResult::empty(GetStatus::Found, offset, min, max));
+        }
+        let max_messages = opts.max_messages;
         // Examine at most this many units per call (RocketMQ: max(16000 bytes, n * 20)).
         let scan_limit = (max_messages).max(800);
         let mut result = GetResult::empty(GetStatus::OffsetFoundNull, offset, min, max);
