@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::tight::{TightDisk, TightVfs};
 use common::*;
+use rocketstore::internals::{SimVfs, Vfs};
 use rocketstore::{Error, GetStatus, Message, Store, StoreConfig};
 
 fn config() -> StoreConfig {
@@ -187,6 +188,52 @@ fn enospc_while_creating_files_fails_the_put_cleanly_and_recovers_by_itself() {
         assert_eq!(hits.len(), 1, "key k{i}");
     }
     store.close().unwrap();
+}
+
+/// A small file system that is mostly free, but smaller than one segment: the put that creates
+/// the first segment says what it needed, what is free and which setting to change, and the
+/// stats carry the same words (issue 14). Both with the background allocator (the default) and
+/// without it.
+#[test]
+fn a_segment_larger_than_the_free_space_says_what_it_needs_and_what_is_free() {
+    for preallocate in [true, false] {
+        let sim = SimVfs::new(7);
+        let root = Path::new("/store");
+        sim.create_dir_all(root).unwrap();
+        sim.set_capacity(600 << 10);
+        let config = StoreConfig {
+            commitlog_segment_size: 1 << 20,
+            preallocate_next_segment: preallocate,
+            ..config()
+        };
+        let store =
+            Store::open_with_vfs(root, config, Arc::new(sim.clone()) as Arc<dyn Vfs>).unwrap();
+        let err = store.put(&Message::new("t", 0, &msg(0))).unwrap_err();
+        let Error::DiskFull { path, reason } = &err else {
+            panic!("expected DiskFull, got {err:?}");
+        };
+        assert_eq!(path, &root.join("commitlog").join("00000000000000000000"));
+        let free = sim.disk_usage(root).unwrap().available_bytes;
+        assert!(free < 1 << 20 && free > 500 << 10, "{free} bytes free");
+        let want = format!(
+            "creating CommitLog segment 00000000000000000000 needs 1048576 bytes, the file \
+             system has {free} bytes free (commitlog_segment_size is 1 MiB; set a smaller \
+             commitlog_segment_size)"
+        );
+        assert!(reason.starts_with(&want), "{reason}\nwant {want}");
+        assert!(err.to_string().contains(&want), "{err}");
+        let s = store.stats();
+        assert_eq!(s.disk_full_reason.as_deref(), Some(reason.as_str()));
+        assert!(s.read_only_reason.is_none(), "{:?}", s.read_only_reason);
+        // Space returns (a bigger disk): the next put goes through at once and the reason is
+        // gone.
+        sim.set_capacity(64 << 20);
+        let r = store.put(&Message::new("t", 0, &msg(0))).unwrap();
+        assert_eq!(r.queue_offset, 0);
+        assert!(store.stats().disk_full_reason.is_none());
+        assert_all_there(&store, 1);
+        store.close().unwrap();
+    }
 }
 
 /// A real full file system: a 4 MiB tmpfs. Needs the right to mount (root in a sandbox); the

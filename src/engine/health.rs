@@ -26,7 +26,107 @@ pub(super) struct Health {
     pub(super) disk_full: Mutex<Option<(String, Instant)>>,
 }
 
+/// A file a put had to create, for [`Engine::explain_enospc`].
+#[derive(Clone, Copy, Debug)]
+pub(super) enum NewFile {
+    /// A CommitLog segment (`commitlog_segment_size` bytes).
+    Segment,
+    /// A ConsumeQueue file (`consume_queue_units_per_file` units).
+    ConsumeQueue,
+    /// An IndexFile (`index_hash_slots` and `index_max_entries`).
+    Index,
+}
+
+/// `n` in the largest binary unit that divides it (`1 GiB`, `300 KiB`), else in bytes.
+fn human_bytes(n: u64) -> String {
+    for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
+            return format!("{} {unit}", n >> shift);
+        }
+    }
+    format!("{n} bytes")
+}
+
 impl Engine {
+    /// Turns the bare `ENOSPC` ([`Error::DiskFull`]) of creating a `kind` file into what the
+    /// user needs to act: the bytes the file needs, the bytes the file system has free and the
+    /// setting that sizes the file. The reason is also what
+    /// [`StoreStats::disk_full_reason`](crate::StoreStats::disk_full_reason) shows until the
+    /// next put looks at the disk again.
+    /// Other errors pass through unchanged.
+    pub(super) fn explain_enospc(&self, e: Error, kind: NewFile) -> Error {
+        let Error::DiskFull { path, reason } = e else {
+            return e;
+        };
+        let c = &self.config;
+        let (what, needed) = match kind {
+            NewFile::Segment => ("CommitLog segment", c.commitlog_segment_size as u64),
+            NewFile::ConsumeQueue => ("ConsumeQueue file", c.consume_queue_file_size() as u64),
+            NewFile::Index => (
+                "IndexFile",
+                crate::format::index_layout::file_size(c.index_hash_slots, c.index_max_entries),
+            ),
+        };
+        let setting = match kind {
+            NewFile::Segment => format!(
+                "commitlog_segment_size is {}; set a smaller commitlog_segment_size",
+                human_bytes(needed)
+            ),
+            NewFile::ConsumeQueue => format!(
+                "consume_queue_units_per_file is {} units of 20 bytes; set a smaller \
+                 consume_queue_units_per_file",
+                c.consume_queue_units_per_file
+            ),
+            NewFile::Index => format!(
+                "index_hash_slots {} and index_max_entries {} make {} files; set smaller ones",
+                c.index_hash_slots,
+                c.index_max_entries,
+                human_bytes(needed)
+            ),
+        };
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        // Asked after the failed file was removed again: what is free for a retry.
+        let explained = match self.vfs.disk_usage(self.root.path()) {
+            Ok(u) if u.available_bytes < needed => format!(
+                "creating {what} {name} needs {needed} bytes, the file system has {} bytes free \
+                 ({setting}): {reason}",
+                u.available_bytes
+            ),
+            Ok(u) => format!(
+                "creating {what} {name} needs {needed} bytes and failed although the file \
+                 system reports {} bytes free (quota or reserved blocks?): {reason}",
+                u.available_bytes
+            ),
+            Err(_) => format!(
+                "creating {what} {name} needs {needed} bytes ({setting}), free space unknown: \
+                 {reason}"
+            ),
+        };
+        self.note_enospc(explained.clone());
+        Error::DiskFull {
+            path,
+            reason: explained,
+        }
+    }
+
+    /// Records a failed file creation as the disk-full reason, due for a recheck at once: the
+    /// next put looks at the disk again (and clears it if the fill ratio is fine) and retries
+    /// the file, so space that returns is used without delay.
+    fn note_enospc(&self, reason: String) {
+        let mut full = self.health.disk_full.lock();
+        if full.is_none() {
+            log::warn!("store {}: {reason}", self.root.path().display());
+        }
+        let checked = Instant::now()
+            .checked_sub(DISK_RECHECK)
+            .unwrap_or_else(Instant::now);
+        *full = Some((reason, checked));
+        self.health.refusing.store(true, Ordering::Release);
+    }
+
     pub(super) fn check_writable(&self) -> Result<()> {
         self.check_open()?;
         if !self.health.refusing.load(Ordering::Acquire) {

@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::health::NewFile;
 use super::queues::PutQueues;
 use super::Engine;
 use crate::commitlog::Appender;
@@ -190,7 +191,8 @@ impl Engine {
             // The clock read once per put (for the born time) also stamps the store time; the
             // max keeps store times monotonic in log order.
             let ts = now_ms.max(st.last_store_timestamp);
-            if self.commitlog.would_roll(&st.appender, buf.len()) {
+            let rolls = self.commitlog.would_roll(&st.appender, buf.len());
+            if rolls {
                 // A roll creates a segment: look at the disk first (between cleaner passes).
                 if let Some(reason) = self.disk_over_warning() {
                     self.set_disk_full(Some(reason.clone()));
@@ -205,9 +207,13 @@ impl Engine {
             });
             // Files the dispatch will need exist before the record is in the CommitLog, so a
             // full disk fails the put cleanly instead of leaving a queue behind its log.
-            queue.reserve(&*self.vfs)?;
+            queue
+                .reserve(&*self.vfs)
+                .map_err(|e| self.explain_enospc(e, NewFile::ConsumeQueue))?;
             if let Some(index) = &self.index {
-                index.reserve(&*self.vfs, INDEX_RESERVE_ENTRIES)?;
+                index
+                    .reserve(&*self.vfs, INDEX_RESERVE_ENTRIES)
+                    .map_err(|e| self.explain_enospc(e, NewFile::Index))?;
             }
             st.last_store_timestamp = ts;
             let queue_offset = queue.max_offset();
@@ -216,7 +222,13 @@ impl Engine {
                 .append(&mut st.appender, buf, layouts, queue_offset, ts)
                 .map_err(|e| {
                     if matches!(e, Error::DiskFull { .. }) {
-                        e
+                        // Only a roll creates a file: a full disk there is a segment that
+                        // does not fit.
+                        if rolls {
+                            self.explain_enospc(e, NewFile::Segment)
+                        } else {
+                            e
+                        }
                     } else {
                         self.set_read_only(format!("append failed: {e}"));
                         e
