@@ -3,6 +3,11 @@
 //! Every variant carries the facts a reader needs to act: the file, the offset, what was expected
 //! and what was found. Bad input is rejected before anything is written, so an `Err` from a write
 //! call means the store did not change (except [`Error::FlushFailed`], see there).
+//!
+//! Display describes the error itself, never its cause: [`Io`](Error::Io),
+//! [`FlushFailed`](Error::FlushFailed) and [`CorruptRecord`](Error::CorruptRecord) give theirs
+//! through [`source`](std::error::Error::source), so a printer of the chain (anyhow's `{:#}`,
+//! the `rocketstore` CLI) shows each part once. Print the chain to see the OS error text.
 
 use std::io;
 use std::path::PathBuf;
@@ -17,7 +22,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An operating-system call failed on `path`.
-    #[error("I/O error on {path}: {source}")]
+    #[error("I/O error on {path}")]
     Io {
         /// The file or directory the call was about.
         path: PathBuf,
@@ -104,7 +109,7 @@ pub enum Error {
 
     /// A sync of the CommitLog failed. The records it covered are not known to be durable; the
     /// store turned read-only and must be reopened (recovery then decides what survived).
-    #[error("flush of {path} failed: {source}")]
+    #[error("flush of {path} failed")]
     FlushFailed {
         /// The segment whose sync failed.
         path: PathBuf,
@@ -114,7 +119,7 @@ pub enum Error {
     },
 
     /// A record failed validation where a valid one must be.
-    #[error("corrupt record in {path} at offset {offset}: {source}")]
+    #[error("corrupt record in {path} at offset {offset}")]
     CorruptRecord {
         /// The file holding the record.
         path: PathBuf,
@@ -192,6 +197,27 @@ pub enum Error {
         /// Usage figures or the failing call.
         reason: String,
     },
+}
+
+/// `err` and its sources joined by `": "`, each once: for messages that keep the whole chain
+/// in one string (read-only reasons, logs).
+pub(crate) fn chain<'a>(err: &'a (dyn std::error::Error + 'static)) -> Chain<'a> {
+    Chain(err)
+}
+
+/// Display of an error with its sources; see [`chain`].
+pub(crate) struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut next = self.0.source();
+        while let Some(e) = next {
+            write!(f, ": {e}")?;
+            next = e.source();
+        }
+        Ok(())
+    }
 }
 
 impl Error {

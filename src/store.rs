@@ -247,8 +247,9 @@ impl Drop for Store {
         if let Err(e) = self.engine.close() {
             if !matches!(e, Error::Closed) {
                 log::error!(
-                    "closing store {} on drop failed: {e}",
-                    self.engine.root().path().display()
+                    "closing store {} on drop failed: {}",
+                    self.engine.root().path().display(),
+                    crate::error::chain(&e)
                 );
             }
         }

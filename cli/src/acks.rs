@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Args;
 use rocketstore::Store;
 
-use crate::error::{CliError, CliResult};
+use crate::error::{chain, CliError, CliResult};
 use crate::open::{self, StoreArgs};
 use crate::output::Out;
 
@@ -77,7 +77,7 @@ fn parse(path: &PathBuf, text: &str) -> CliResult<(Vec<Ack>, bool)> {
 fn check(store: &Store, a: &Ack) -> Option<String> {
     let m = match store.read_at(a.offset) {
         Ok(m) => m,
-        Err(e) => return Some(e.to_string()),
+        Err(e) => return Some(chain(&e)),
     };
     let v = m.view();
     let mut bad = Vec::new();
@@ -100,7 +100,7 @@ fn check(store: &Store, a: &Ack) -> Option<String> {
                 )),
                 None => bad.push(format!("its queue serves nothing there ({:?})", g.status())),
             },
-            Err(e) => bad.push(format!("get failed: {e}")),
+            Err(e) => bad.push(format!("get failed: {}", chain(&e))),
         }
     }
     (!bad.is_empty()).then(|| bad.join("; "))

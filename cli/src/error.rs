@@ -7,8 +7,8 @@ use std::path::PathBuf;
 /// Why a subcommand could not do its job.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    /// Reading or writing a file failed (the OS error is the source; [`chain`] prints it).
+    #[error("{path}")]
     Io {
         /// The file or directory concerned.
         path: PathBuf,
@@ -40,8 +40,9 @@ pub enum CliError {
     /// Standard output was closed (e.g. piped into `head`); not worth a message.
     #[error("standard output closed")]
     StdoutClosed,
-    /// The library refused (recover, bench, check-acks open the store).
-    #[error("{0}")]
+    /// The library refused (recover, bench, check-acks open the store). Transparent: its
+    /// Display and source are the library error's, so the chain has each part once.
+    #[error(transparent)]
     Store(#[from] rocketstore::Error),
 }
 
@@ -61,6 +62,21 @@ impl CliError {
             reason: reason.into(),
         }
     }
+}
+
+/// `err` and every error in its [`source`](std::error::Error::source) chain, joined by `": "`.
+///
+/// Display of an error never repeats its source (see `rocketstore::Error`), so this prints
+/// each part once and keeps the OS error text a bare `{err}` would lose.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut next = err.source();
+    while let Some(e) = next {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        next = e.source();
+    }
+    text
 }
 
 /// Result of the inspector's functions.

@@ -97,7 +97,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(CliError::StdoutClosed) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("rocketstore: {e}");
+            eprintln!("rocketstore: {}", error::chain(&e));
             ExitCode::from(2)
         }
     }

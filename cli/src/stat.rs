@@ -8,7 +8,7 @@ use rocketstore::format::cq_unit::{CqUnit, CQ_UNIT_SIZE};
 use serde_json::{json, Value};
 
 use crate::commitlog::{CommitLog, Entry};
-use crate::error::CliResult;
+use crate::error::{chain, CliResult};
 use crate::index::IndexFile;
 use crate::output::Out;
 use crate::progress::Progress;
@@ -275,7 +275,7 @@ fn stat_text(
                     h.end_phy_offset
                 ))?;
             }
-            Err(e) => out.line(format_args!("  {}  unreadable: {e}", f.name))?,
+            Err(e) => out.line(format_args!("  {}  unreadable: {}", f.name, chain(e)))?,
         }
     }
     if !layout.anomalies.is_empty() {
@@ -354,7 +354,7 @@ fn stat_json(
                 "begin_phy_offset": ix.header.begin_phy_offset,
                 "end_phy_offset": ix.header.end_phy_offset,
             }),
-            Err(e) => json!({"name": f.name, "len": f.len, "error": e.to_string()}),
+            Err(e) => json!({"name": f.name, "len": f.len, "error": chain(e)}),
         })
         .collect();
     json!({

@@ -25,7 +25,7 @@ use rocketstore::format::record::{
 };
 
 use crate::commitlog::{check_crcs, CommitLog, Entry};
-use crate::error::CliResult;
+use crate::error::{chain, CliResult};
 use crate::index::IndexFile;
 use crate::output::Out;
 use crate::progress::Progress;
@@ -480,7 +480,7 @@ fn check_index(
         ) {
             Ok(ix) => ix,
             Err(e) => {
-                problems.add(format!("index: {e}"));
+                problems.add(format!("index: {}", chain(&e)));
                 continue;
             }
         };

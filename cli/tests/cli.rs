@@ -712,6 +712,35 @@ fn recover_refuses_a_commitlog_gap_and_keeps_the_side_it_is_told_to() {
     run_ok(&["verify", p(dir.path())]);
 }
 
+/// The OS error text reaches the user exactly once: the CLI prints the error chain and no
+/// Display repeats its source (issue 14 item 2). One error of the CLI's own (a missing ack
+/// log), one of the library (`lock` is a directory, so `Store::open` fails).
+#[test]
+fn an_os_error_is_printed_once_with_its_path() {
+    let once = |out: &Output, path: &Path, os: &str| {
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.matches(os).count(), 1, "{err}");
+        assert!(err.contains(p(path)), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    };
+    let (root, _) = own_root(3);
+    let log = root.path().join("missing.log");
+    let enoent = std::io::Error::from_raw_os_error(2).to_string();
+    once(
+        &rocketstore(&["check-acks", p(root.path()), p(&log)]),
+        &log,
+        &enoent,
+    );
+    let lock = root.path().join("lock");
+    fs::remove_file(&lock).unwrap();
+    fs::create_dir(&lock).unwrap();
+    let eisdir = std::io::Error::from_raw_os_error(21).to_string();
+    let out = rocketstore(&["recover", p(root.path())]);
+    once(&out, &lock, &eisdir);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("I/O error on"));
+}
+
 #[test]
 fn errors_name_the_path_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,7 +5,7 @@
 
 use super::Engine;
 use crate::config::StoreConfig;
-use crate::error::{Error, Result};
+use crate::error::{chain, Error, Result};
 use crate::stats::CleanupReport;
 use crate::storage;
 
@@ -78,7 +78,11 @@ impl Engine {
             .sleep_unless_stopped(self.config.clean_resource_interval)
         {
             if let Err(e) = self.clean(Trigger::Periodic, None) {
-                log::error!("cleanup of {} failed: {e}", self.root.path().display());
+                log::error!(
+                    "cleanup of {} failed: {}",
+                    self.root.path().display(),
+                    chain(&e)
+                );
             }
         }
     }

@@ -11,7 +11,7 @@ use super::Engine;
 use crate::checkpoint;
 use crate::config::FlushMode;
 use crate::consume_queue::ConsumeQueue;
-use crate::error::{Error, Result};
+use crate::error::{chain, Error, Result};
 use crate::format::checkpoint_layout::{Checkpoint, Trailer};
 use crate::results::PutStatus;
 
@@ -99,7 +99,7 @@ impl Engine {
                     gc.finish();
                 }
                 Err(e) => {
-                    let reason = format!("CommitLog sync failed: {e}");
+                    let reason = format!("CommitLog sync failed: {}", chain(&e));
                     let failure = match e {
                         Error::FlushFailed { path, source } => {
                             (path, source.kind(), source.to_string())
@@ -107,7 +107,7 @@ impl Engine {
                         other => (
                             self.root.path().to_path_buf(),
                             std::io::ErrorKind::Other,
-                            other.to_string(),
+                            chain(&other).to_string(),
                         ),
                     };
                     // The store turns read-only only once the failure is recorded: a waiter
@@ -146,7 +146,7 @@ impl Engine {
         let durable = self
             .commitlog
             .flush()
-            .inspect_err(|e| self.set_read_only(format!("CommitLog sync failed: {e}")))?;
+            .inspect_err(|e| self.set_read_only(format!("CommitLog sync failed: {}", chain(e))))?;
         for q in &all_queues() {
             q.flush()?;
         }
@@ -191,7 +191,7 @@ impl Engine {
                         last_thorough = now;
                     }
                     if let Err(e) = self.commitlog.flush() {
-                        self.set_read_only(format!("CommitLog sync failed: {e}"));
+                        self.set_read_only(format!("CommitLog sync failed: {}", chain(&e)));
                     }
                 }
             }
@@ -200,8 +200,9 @@ impl Engine {
                 if self.health.read_only.lock().is_none() {
                     if let Err(e) = self.flush_all() {
                         log::error!(
-                            "periodic flush of {} failed: {e}",
-                            self.root.path().display()
+                            "periodic flush of {} failed: {}",
+                            self.root.path().display(),
+                            chain(&e)
                         );
                     }
                 }

@@ -13,7 +13,7 @@ use crate::commitlog::Appender;
 use crate::config::FlushMode;
 use crate::consume_queue::ConsumeQueue;
 use crate::dispatch::dispatch;
-use crate::error::{Error, Result};
+use crate::error::{chain, Error, Result};
 use crate::format::dispatch_entry::DispatchEntry;
 use crate::format::properties;
 use crate::format::record::{
@@ -230,14 +230,14 @@ impl Engine {
                             e
                         }
                     } else {
-                        self.set_read_only(format!("append failed: {e}"));
+                        self.set_read_only(format!("append failed: {}", chain(&e)));
                         e
                     }
                 })?;
             let end = first + buf.len() as u64;
             if let Err(e) = self.dispatch_run(queue, run, buf, first, queue_offset, ts) {
                 // The records are in the CommitLog; recovery will dispatch them at the next open.
-                self.set_read_only(format!("dispatch failed: {e}"));
+                self.set_read_only(format!("dispatch failed: {}", chain(&e)));
                 return Err(e);
             }
             self.dispatched_offset.store(end, Ordering::Release);
