@@ -6,7 +6,7 @@
 //! rocketstore dump <root> --topic T --queue Q --from QOFF   records of a queue
 //! rocketstore verify <root>                                 CRCs, chain, ConsumeQueue, IndexFile
 //! rocketstore query <root> --key K --topic T                messages by key
-//! rocketstore query <root> --time MS --topic T --queue Q    queue offset for a time
+//! rocketstore query <root> --time MS|RFC3339 --topic T --queue Q  queue offset for a time
 //! rocketstore recover <root>                                open (recover) and close
 //! rocketstore bench <root> --flush sync --threads 4 ...     write load, print throughput
 //! rocketstore check-acks <root> <ack-log>                   every acknowledged put is there

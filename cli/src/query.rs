@@ -40,17 +40,18 @@ pub struct QueryArgs {
     /// Message key (KEYS or UNIQ_KEY) to look up in the IndexFile.
     #[arg(long, conflicts_with = "time", required_unless_present = "time")]
     pub key: Option<String>,
-    /// Store time (epoch ms) to find in a queue (needs --queue).
-    #[arg(long, requires = "queue")]
+    /// Store time to find in a queue (needs --queue): epoch milliseconds or RFC 3339
+    /// (`2026-12-03T06:00:00Z`, `2026-12-03T06:00:00.123+01:00`).
+    #[arg(long, requires = "queue", value_parser = parse_time)]
     pub time: Option<i64>,
     /// Queue id for --time.
     #[arg(long)]
     pub queue: Option<i32>,
-    /// --key: earliest store time (epoch ms).
-    #[arg(long, default_value_t = 0)]
+    /// --key: earliest store time (epoch ms or RFC 3339).
+    #[arg(long, default_value_t = 0, value_parser = parse_time)]
     pub begin: i64,
-    /// --key: latest store time (epoch ms).
-    #[arg(long, default_value_t = i64::MAX)]
+    /// --key: latest store time (epoch ms or RFC 3339).
+    #[arg(long, default_value_t = i64::MAX, value_parser = parse_time)]
     pub end: i64,
     /// --key: at most this many messages, newest first.
     #[arg(long, default_value_t = 64)]
@@ -63,6 +64,22 @@ pub struct QueryArgs {
     pub json: bool,
     #[command(flatten)]
     pub geometry: IndexGeometryArgs,
+}
+
+/// A time option: epoch milliseconds (`1764741600000`, may be negative) or an RFC 3339
+/// timestamp with `Z` or a numeric offset, fraction optional; sub-millisecond digits are cut.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    s.parse::<jiff::Timestamp>()
+        .map(|t| t.as_millisecond())
+        .map_err(|e| {
+            format!(
+                "{s:?} is neither epoch milliseconds nor an RFC 3339 time such as \
+                 2026-12-03T06:00:00Z or 2026-12-03T06:00:00.123+01:00 ({e})"
+            )
+        })
 }
 
 /// Runs `query`.

@@ -534,6 +534,106 @@ fn query_by_time_returns_the_first_message_stored_at_or_after_it() {
     assert!(out.starts_with("queue offset 30 "), "{out}");
 }
 
+/// `ms` as RFC 3339 at a UTC offset of `offset_min` minutes (`Z` for 0), with milliseconds.
+fn rfc3339(ms: i64, offset_min: i64) -> String {
+    let local = ms + offset_min * 60_000;
+    let (days, in_day) = (local.div_euclid(86_400_000), local.rem_euclid(86_400_000));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (h, mi, sec, milli) = (
+        in_day / 3_600_000,
+        in_day / 60_000 % 60,
+        in_day / 1000 % 60,
+        in_day % 1000,
+    );
+    let zone = if offset_min == 0 {
+        "Z".to_string()
+    } else {
+        let sign = if offset_min < 0 { '-' } else { '+' };
+        format!(
+            "{sign}{:02}:{:02}",
+            offset_min.abs() / 60,
+            offset_min.abs() % 60
+        )
+    };
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{sec:02}.{milli:03}{zone}")
+}
+
+/// `--time`, `--begin` and `--end` take RFC 3339 as well as epoch milliseconds (issue 14).
+#[test]
+fn time_options_accept_rfc3339_as_well_as_epoch_milliseconds() {
+    assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000Z");
+    assert_eq!(
+        rfc3339(1_796_277_600_123, 60),
+        "2026-12-03T07:00:00.123+01:00"
+    );
+    let (dir, puts) = own_root(200);
+    let root = p(dir.path());
+    let t = puts[101].store_timestamp;
+    let by_time = |time: &str| {
+        let out = run_ok(&[
+            "query", root, "--topic", TOPIC, "--queue", "1", "--time", time, "--json",
+        ]);
+        serde_json::from_str::<Value>(out.trim()).unwrap()
+    };
+    let epoch = by_time(&t.to_string());
+    assert_eq!(epoch["time"], t);
+    for text in [rfc3339(t, 0), rfc3339(t, 60), rfc3339(t, -330)] {
+        let v = by_time(&text);
+        assert_eq!(v["time"], t, "{text}");
+        assert_eq!(v, epoch, "{text}");
+    }
+    // Whole seconds, no fraction: the millisecond part is 0.
+    let whole = t - t.rem_euclid(1000);
+    let text = rfc3339(whole, 0).replace(".000Z", "Z");
+    assert_eq!(by_time(&text)["time"], whole, "{text}");
+    // --begin/--end in RFC 3339: a window that ends before the message finds nothing, one
+    // around it finds it.
+    let key = |begin: String, end: String| {
+        run_ok(&[
+            "query",
+            root,
+            "--topic",
+            TOPIC,
+            "--key",
+            "ORDER-101",
+            "--begin",
+            &begin,
+            "--end",
+            &end,
+        ])
+    };
+    let out = key(rfc3339(t - 60_000, 0), rfc3339(t + 60_000, 120));
+    assert!(out.ends_with("1 message(s)\n"), "{out}");
+    let out = key(rfc3339(0, 0), rfc3339(t - 10_000, 0));
+    assert!(out.ends_with("0 message(s)\n"), "{out}");
+    // Neither form: a usage error that names both.
+    let out = rocketstore(&[
+        "query",
+        root,
+        "--topic",
+        TOPIC,
+        "--queue",
+        "1",
+        "--time",
+        "yesterday",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("epoch milliseconds") && err.contains("RFC 3339"),
+        "{err}"
+    );
+}
+
 #[test]
 fn bench_json_reports_every_field() {
     let dir = tempfile::tempdir().unwrap();
