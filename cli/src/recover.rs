@@ -11,6 +11,7 @@ use serde_json::json;
 use crate::error::CliResult;
 use crate::open::{self, StoreArgs};
 use crate::output::Out;
+use crate::progress::Ticker;
 use crate::root::Root;
 
 /// Arguments of `recover`.
@@ -49,7 +50,11 @@ pub fn run(args: &RecoverArgs) -> CliResult<ExitCode> {
         Some(GapSide::KeepBefore) => GapPolicy::KeepBefore,
         Some(GapSide::KeepAfter) => GapPolicy::KeepAfter,
     };
-    let store = Store::open(&args.root, config)?;
+    // Recovery reports no progress of its own: on a terminal, show that it is still going.
+    let ticker = Ticker::start(format!("recovering {}", args.root.display()));
+    let store = Store::open(&args.root, config);
+    drop(ticker);
+    let store = store?;
     let r = store.recovery_report().clone();
     let (min, max, durable) = (
         store.commitlog_min_offset(),
