@@ -90,20 +90,35 @@ pub struct StoreConfig {
     /// Size of one CommitLog segment file in bytes. Default 1 GiB (RocketMQ
     /// `mappedFileSizeCommitLog`). Range: 4096 ..= 2^31 - 1 (record positions are i32 inside a
     /// segment), and large enough for the biggest record plus the 8-byte end-of-file blank.
-    /// Must not change for an existing store (segments of another size are a layout error).
+    ///
+    /// This and the other three geometry fields (`consume_queue_units_per_file`,
+    /// `index_hash_slots`, `index_max_entries`) are fixed when a root is created, and recorded
+    /// in its `rocketstore-geometry` file. Opening an existing root: a field left at the
+    /// default adopts the root's value (from that record; for a root without one, such as a
+    /// root RocketMQ wrote, from the length of its CommitLog segments and ConsumeQueue files
+    /// when they all agree, while the index geometry stays as configured); a field set to
+    /// another value that contradicts the root is [`Error::GeometryMismatch`]. So
+    /// `StoreConfig::default()` opens any root rocketstore created, whatever its geometry, and
+    /// [`Store::config`](crate::Store::config) shows the geometry in use.
     pub commitlog_segment_size: usize,
     /// ConsumeQueue units (20 bytes each) per ConsumeQueue file. Default 300,000 (6,000,000-byte
-    /// files). Range: >= 1. Must not change for an existing store.
+    /// files). Range: >= 1. Fixed for a root, adopted from it when left at the default (see
+    /// [`commitlog_segment_size`](Self::commitlog_segment_size)).
     pub consume_queue_units_per_file: usize,
-    /// Hash slots per IndexFile. Default 5,000,000. Range: >= 1.
+    /// Hash slots per IndexFile. Default 5,000,000. Range: >= 1. Fixed for a root, adopted from
+    /// its geometry record when left at the default (see
+    /// [`commitlog_segment_size`](Self::commitlog_segment_size)).
     pub index_hash_slots: u32,
     /// Entries per IndexFile (entry 0 is reserved, so a file holds one fewer). Default 20,000,000.
-    /// Range: >= 2.
+    /// Range: >= 2. Fixed for a root, adopted from its geometry record when left at the default
+    /// (see [`commitlog_segment_size`](Self::commitlog_segment_size)).
     pub index_max_entries: u32,
     /// Build the IndexFile (key lookups). Default true (RocketMQ `messageIndexEnable`).
     pub index_enabled: bool,
     /// Largest accepted body in bytes (and largest batch body). Default 4 MiB (RocketMQ
-    /// `maxMessageSize`). A record may be up to this plus 64 KiB of topic and properties.
+    /// `maxMessageSize`). A record may be up to this plus 64 KiB of topic and properties. Left
+    /// at the default while the segment size is adopted from a root whose segments cannot hold
+    /// 4 MiB records, it shrinks to the largest body a segment holds.
     pub max_message_size: usize,
     /// Queue ids must be in `0..max_queues_per_topic`. Default 1024.
     pub max_queues_per_topic: u32,
@@ -170,6 +185,13 @@ pub struct StoreConfig {
     /// At most this many CommitLog segments are deleted per cleaner pass. Default 10
     /// (RocketMQ `deleteFileBatchMax`).
     pub delete_files_batch_max: usize,
+    /// Let `open` create a store in an existing directory that holds other entries and is not a
+    /// store root. Default false: such an open fails with
+    /// [`Error::NotAStoreRoot`](crate::Error::NotAStoreRoot) and creates nothing, so a mistyped
+    /// path does not turn a directory of unrelated files into a store. A missing or empty
+    /// directory (or one holding only `lost+found`) always becomes a new store, and an existing
+    /// root always opens.
+    pub create_in_non_empty_dir: bool,
 }
 
 impl Default for StoreConfig {
@@ -204,6 +226,7 @@ impl Default for StoreConfig {
             disk_space_warning_level_ratio: 0.90,
             clean_file_forcibly_enable: true,
             delete_files_batch_max: 10,
+            create_in_non_empty_dir: false,
         }
     }
 }

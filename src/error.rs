@@ -178,6 +178,48 @@ pub enum Error {
         reason: String,
     },
 
+    /// `open` was given an existing directory that holds entries but is not a store root (none
+    /// of `commitlog/`, `consumequeue/`, `index/`, `checkpoint`; a store that crashed before
+    /// writing any of them leaves only `lock`, `abort` or rocketstore's own files, which do not
+    /// count). Nothing was created in it.
+    /// [`StoreConfig::create_in_non_empty_dir`](crate::StoreConfig::create_in_non_empty_dir)
+    /// makes `open` create a store there anyway.
+    #[error(
+        "{path} is not a store root and not empty ({total} unrelated entr{}: {}{}): refusing to \
+         create a store among them; nothing was created. Open an empty or missing directory, or \
+         set StoreConfig::create_in_non_empty_dir to create the store there",
+        if *total == 1 { "y" } else { "ies" },
+        entries.join(", "),
+        if *total > entries.len() { ", ..." } else { "" }
+    )]
+    NotAStoreRoot {
+        /// The directory.
+        path: PathBuf,
+        /// The first few unrelated entries, sorted by name.
+        entries: Vec<String>,
+        /// How many unrelated entries there are.
+        total: usize,
+    },
+
+    /// A file-geometry field of the [`StoreConfig`](crate::StoreConfig) contradicts the existing
+    /// root (its `rocketstore-geometry` record or the length of its files): files cannot change
+    /// size. A field left at `StoreConfig::default()`'s value adopts the root's value instead.
+    #[error(
+        "{field} is {configured} in the configuration but {found} in the store root ({path}): \
+         the files of an existing root cannot change size; set {field} to {found}, or leave it \
+         at StoreConfig::default()'s value to adopt the root's"
+    )]
+    GeometryMismatch {
+        /// The [`StoreConfig`](crate::StoreConfig) field.
+        field: &'static str,
+        /// The value the configuration asks for.
+        configured: u64,
+        /// The value the root has.
+        found: u64,
+        /// Where the root's value comes from (the geometry record or a file it was read off).
+        path: PathBuf,
+    },
+
     /// No record starts at this CommitLog offset (outside `[min, max)` or not a record boundary).
     #[error("no record at commitlog offset {offset} (readable range {min}..{max})")]
     NoRecordAt {

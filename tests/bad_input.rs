@@ -506,18 +506,31 @@ fn a_commitlog_segment_of_the_wrong_length_is_a_layout_error_naming_it() {
     assert_eq!(snapshot(&store), snap);
 }
 
+/// Segments cannot change size: the root's recorded geometry and the configuration's are both
+/// named (tests/geometry.rs has the rest of the geometry rules).
 #[test]
-fn reopening_with_another_segment_size_is_a_layout_error() {
+fn reopening_with_another_segment_size_is_a_geometry_mismatch() {
     let dir = tempfile::tempdir().unwrap();
     let snap = closed_multi_segment_store(dir.path());
-    let path = layout_error_path(
+    match Store::open(
         dir.path(),
         StoreConfig {
             commitlog_segment_size: 2 * SEG as usize,
             ..tiny()
         },
-    );
-    assert!(path.starts_with(dir.path().join("commitlog")), "{path:?}");
+    ) {
+        Err(Error::GeometryMismatch {
+            field,
+            configured,
+            found,
+            path,
+        }) => {
+            assert_eq!(field, "commitlog_segment_size");
+            assert_eq!((configured, found), (2 * SEG, SEG));
+            assert_eq!(path, dir.path().join("rocketstore-geometry"));
+        }
+        other => panic!("expected GeometryMismatch, got {:?}", other.map(|_| ())),
+    }
     let store = Store::open(dir.path(), tiny()).unwrap();
     assert_eq!(snapshot(&store), snap);
 }

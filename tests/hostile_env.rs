@@ -242,3 +242,126 @@ fn permission_denied_on_a_segment_is_a_typed_error_naming_it_and_changes_nothing
         before.keys().collect::<Vec<_>>()
     );
 }
+
+/// Names of the entries of `dir`, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A directory of someone's files, not a store root.
+fn unrelated_dir(dir: &Path) {
+    std::fs::write(dir.join("notes.txt"), b"mine").unwrap();
+    std::fs::create_dir(dir.join("src")).unwrap();
+    std::fs::write(dir.join("src").join("main.rs"), b"fn main() {}").unwrap();
+}
+
+#[test]
+fn a_directory_of_unrelated_files_is_refused_naming_them_and_nothing_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    unrelated_dir(dir.path());
+    let before = files(dir.path());
+    let names_before = names(dir.path());
+    match Store::open(dir.path(), config()) {
+        Err(e @ Error::NotAStoreRoot { .. }) => {
+            let text = e.to_string();
+            let Error::NotAStoreRoot {
+                path,
+                entries,
+                total,
+            } = e
+            else {
+                unreachable!()
+            };
+            assert_eq!(path, dir.path());
+            assert_eq!(entries, ["notes.txt", "src"]);
+            assert_eq!(total, 2);
+            for part in [
+                &*dir.path().to_string_lossy(),
+                "notes.txt",
+                "src",
+                "create_in_non_empty_dir",
+            ] {
+                assert!(text.contains(part), "{part:?} not in {text}");
+            }
+        }
+        other => panic!("expected NotAStoreRoot, got {:?}", other.map(|_| ())),
+    }
+    assert_eq!(names(dir.path()), names_before, "nothing is created");
+    assert_eq!(files(dir.path()), before);
+}
+
+#[test]
+fn a_store_is_created_among_unrelated_files_only_when_asked_and_then_reopens_as_a_root() {
+    let dir = tempfile::tempdir().unwrap();
+    unrelated_dir(dir.path());
+    let store = Store::open(
+        dir.path(),
+        StoreConfig {
+            create_in_non_empty_dir: true,
+            ..config()
+        },
+    )
+    .unwrap();
+    let r = store.put(&Message::new("t", 0, b"here")).unwrap();
+    store.close().unwrap();
+    assert_eq!(
+        std::fs::read(dir.path().join("notes.txt")).unwrap(),
+        b"mine"
+    );
+    // Now it is a store root: the default refuses nothing.
+    let store = Store::open(dir.path(), config()).unwrap();
+    let got = store.get("t", 0, r.queue_offset, 1).unwrap();
+    assert_eq!(got.messages().next().unwrap().body(), b"here");
+    store.close().unwrap();
+}
+
+/// A brand-new store that crashed before writing `commitlog/` or `checkpoint` leaves `lock`
+/// (and maybe `abort`): that root, an empty directory and a mount point's `lost+found` open.
+#[test]
+fn leftovers_of_a_new_store_an_empty_dir_and_lost_and_found_still_open() {
+    let cases: [&[&str]; 5] = [
+        &[],
+        &["lock"],
+        &["lock", "abort"],
+        &["abort", "checkpoint.tmp"],
+        &["lost+found/"],
+    ];
+    for entries in cases {
+        let dir = tempfile::tempdir().unwrap();
+        for e in entries {
+            match e.strip_suffix('/') {
+                Some(d) => std::fs::create_dir(dir.path().join(d)).unwrap(),
+                None => std::fs::write(dir.path().join(e), b"").unwrap(),
+            }
+        }
+        let store =
+            Store::open(dir.path(), config()).unwrap_or_else(|e| panic!("{entries:?}: {e}"));
+        store.put(&Message::new("t", 0, b"x")).unwrap();
+        store.close().unwrap();
+    }
+}
+
+/// A broker's root (RocketMQ's `config/` next to `commitlog/`, a `lock`, an `abort`) is a root.
+#[test]
+fn a_root_with_rocketmq_config_and_an_empty_commitlog_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("config")).unwrap();
+    std::fs::write(dir.path().join("config").join("topics.json"), b"{}").unwrap();
+    std::fs::create_dir(dir.path().join("commitlog")).unwrap();
+    std::fs::write(dir.path().join("lock"), b"lock").unwrap();
+    std::fs::write(dir.path().join("abort"), b"").unwrap();
+    let store = Store::open(dir.path(), config()).unwrap();
+    store.close().unwrap();
+    // `config/` alone is not evidence of a root: a project directory has one too.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("config")).unwrap();
+    assert!(matches!(
+        Store::open(dir.path(), config()),
+        Err(Error::NotAStoreRoot { .. })
+    ));
+}

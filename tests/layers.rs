@@ -22,6 +22,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("results", 4),
     // files of a root
     ("segments", 3),
+    ("root", 3), // is a directory a root, and its file geometry
     ("commitlog", 4),
     ("consume_queue", 4),
     ("index", 4),

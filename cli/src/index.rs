@@ -1,9 +1,11 @@
 //! Read-only access to IndexFiles: geometry, header, chain walks.
 //!
 //! The file does not record its geometry (hash slots, entries): RocketMQ takes it from the
-//! broker configuration. [`Geometry::resolve`] uses `--index-slots/--index-entries` when given,
-//! else the file length when it matches RocketMQ's default (5M/20M), rocketstore's
-//! `StoreConfig::small` (1000/4000) or, more generally, the 1:4 slot/entry ratio both use.
+//! broker configuration, rocketstore records it in the root (`rocketstore-geometry`, read by
+//! the library's `RootGeometry::read`). [`Geometry::resolve`] uses `--index-slots/--index-entries`
+//! when given, else the root's record, else the file length when it matches RocketMQ's default
+//! (5M/20M), rocketstore's `StoreConfig::small` (1000/4000) or, more generally, the 1:4
+//! slot/entry ratio both use.
 
 use byteorder::{BigEndian, ByteOrder};
 use rocketstore::format::index_layout::{self as layout, entry_pos, slot_pos};
@@ -21,8 +23,14 @@ pub struct Geometry {
 }
 
 impl Geometry {
-    /// The geometry of a file of `len` bytes: the given one (checked), or inferred.
-    pub fn resolve(file: &FileInfo, slots: Option<u32>, entries: Option<u32>) -> CliResult<Self> {
+    /// The geometry of a file of `len` bytes: the given one (checked), else the one the root
+    /// records (`recorded`) if the file has its length, else inferred.
+    pub fn resolve(
+        file: &FileInfo,
+        recorded: Option<Geometry>,
+        slots: Option<u32>,
+        entries: Option<u32>,
+    ) -> CliResult<Self> {
         let fits = |g: Geometry| layout::file_size(g.slots, g.entries) == file.len;
         let candidates: Vec<Geometry> = match (slots, entries) {
             (Some(slots), Some(entries)) => vec![Geometry { slots, entries }],
@@ -43,20 +51,23 @@ impl Geometry {
             (None, None) => {
                 let per_slot = (layout::SLOT_SIZE + 4 * layout::ENTRY_SIZE) as u64;
                 let ratio = file.len.saturating_sub(layout::HEADER_SIZE as u64) / per_slot;
-                vec![
-                    Geometry {
-                        slots: 5_000_000,
-                        entries: 20_000_000,
-                    },
-                    Geometry {
-                        slots: 1_000,
-                        entries: 4_000,
-                    },
-                    Geometry {
-                        slots: ratio as u32,
-                        entries: (ratio * 4) as u32,
-                    },
-                ]
+                recorded
+                    .into_iter()
+                    .chain([
+                        Geometry {
+                            slots: 5_000_000,
+                            entries: 20_000_000,
+                        },
+                        Geometry {
+                            slots: 1_000,
+                            entries: 4_000,
+                        },
+                        Geometry {
+                            slots: ratio as u32,
+                            entries: (ratio * 4) as u32,
+                        },
+                    ])
+                    .collect()
             }
         };
         candidates
@@ -156,7 +167,7 @@ impl<'r> IndexFile<'r> {
         slots: Option<u32>,
         entries: Option<u32>,
     ) -> CliResult<Self> {
-        let geometry = Geometry::resolve(info, slots, entries)?;
+        let geometry = Geometry::resolve(info, root.index_geometry(), slots, entries)?;
         let b = root.read_range(&info.path, 0, layout::HEADER_SIZE)?;
         Ok(IndexFile {
             root,

@@ -63,7 +63,9 @@ pub fn config(root: &Path, args: &StoreArgs) -> CliResult<(StoreConfig, Vec<Stri
     let mut notes = Vec::new();
     let existing = match Root::open(root) {
         Ok(r) => Some(r),
-        Err(CliError::Layout { .. }) if !root.exists() || is_empty_dir(root) => None,
+        // A new root, or a directory that is not one: the library decides whether it may
+        // become a store (it refuses a directory of unrelated files with NotAStoreRoot).
+        Err(CliError::Layout { .. }) if !root.exists() || root.is_dir() => None,
         Err(e) => return Err(e),
     };
     let layout = existing.as_ref().map(|r| r.layout()).transpose()?;
@@ -93,13 +95,19 @@ pub fn config(root: &Path, args: &StoreArgs) -> CliResult<(StoreConfig, Vec<Stri
             cfg.max_queues_per_topic = cfg.max_queues_per_topic.max(needed);
         }
         if let Some(f) = l.index.first() {
-            let g = Geometry::resolve(f, args.index_slots, args.index_entries)?;
+            let recorded = existing.as_ref().and_then(Root::index_geometry);
+            let g = Geometry::resolve(f, recorded, args.index_slots, args.index_entries)?;
             cfg.index_hash_slots = g.slots;
             cfg.index_max_entries = g.entries;
             if args.index_slots.is_none() || args.index_entries.is_none() {
+                let from = if recorded == Some(g) {
+                    rocketstore::format::root::GEOMETRY_FILE
+                } else {
+                    &f.name
+                };
                 notes.push(format!(
-                    "index geometry {} slots / {} entries (from {})",
-                    g.slots, g.entries, f.name
+                    "index geometry {} slots / {} entries (from {from})",
+                    g.slots, g.entries
                 ));
             }
         }
@@ -160,8 +168,4 @@ fn records_carry_crc(root: &Root, layout: &crate::root::Layout) -> CliResult<Opt
         }
     }
     Ok(seen)
-}
-
-fn is_empty_dir(p: &Path) -> bool {
-    std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_none())
 }

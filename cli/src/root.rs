@@ -11,9 +11,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rocketstore::format::checkpoint_layout::{self, Checkpoint, CHECKPOINT_SIZE, TRAILER_POS};
+use rocketstore::format::root::GEOMETRY_FILE;
 use rocketstore::vfs::{FileKind, OpenMode, OsVfs, Vfs};
+use rocketstore::RootGeometry;
 
 use crate::error::{CliError, CliResult};
+use crate::index::Geometry;
 
 /// One file of the root.
 #[derive(Clone, Debug)]
@@ -104,6 +107,9 @@ pub struct Root {
     pub path: PathBuf,
     /// The file system (the real one; a trait object so the readers could run on another).
     pub vfs: Box<dyn Vfs>,
+    /// The file geometry recorded in the root (`rocketstore-geometry`), if it has a readable
+    /// record; a damaged one is an anomaly of [`Root::layout`].
+    pub geometry: Option<RootGeometry>,
 }
 
 impl Root {
@@ -129,9 +135,19 @@ impl Root {
                 "not a store root (no commitlog/, consumequeue/, index/ or checkpoint)",
             ));
         }
+        let geometry = RootGeometry::read(&*vfs, path).unwrap_or(None);
         Ok(Root {
             path: path.to_path_buf(),
             vfs,
+            geometry,
+        })
+    }
+
+    /// The index geometry recorded in the root, if any.
+    pub fn index_geometry(&self) -> Option<Geometry> {
+        self.geometry.map(|g| Geometry {
+            slots: g.index_hash_slots,
+            entries: g.index_max_entries,
         })
     }
 
@@ -141,6 +157,9 @@ impl Root {
         let commitlog = self.segment_dir(&self.path.join("commitlog"), &mut anomalies)?;
         let queues = self.queue_dirs(&mut anomalies)?;
         let index = self.index_dir(&mut anomalies)?;
+        if let Err(e) = RootGeometry::read(&*self.vfs, &self.path) {
+            anomalies.push((self.path.join(GEOMETRY_FILE), e.to_string()));
+        }
         let checkpoint = self.checkpoint()?;
         let abort_path = self.path.join("abort");
         let abort = match self

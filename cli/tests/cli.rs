@@ -979,3 +979,100 @@ fn verify_rejects_a_record_whose_crc_property_name_was_damaged() {
         "not counted as absent: {text}"
     );
 }
+
+/// A root whose index geometry (1:6) no guess from a file length finds: the library records it
+/// in the root, and every subcommand opens the root without `--index-slots/--index-entries`.
+#[test]
+fn a_root_with_recorded_index_geometry_needs_no_geometry_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        dir.path(),
+        StoreConfig {
+            index_hash_slots: 50,
+            index_max_entries: 300,
+            ..config(true)
+        },
+    )
+    .unwrap();
+    let puts = put_orders(&store, 0, 700);
+    store.close().unwrap();
+    assert!(fs::read_dir(dir.path().join("index")).unwrap().count() >= 2);
+    let root = p(dir.path());
+    run_ok(&["stat", root]);
+    run_ok(&["verify", root]);
+    let out = run_ok(&[
+        "query",
+        root,
+        "--topic",
+        TOPIC,
+        "--key",
+        "ORDER-650",
+        "--json",
+    ]);
+    let hits = json_lines(&out);
+    assert_eq!(hits.len(), 1, "{out}");
+    assert_eq!(hits[0]["offset"], puts[650].commitlog_offset);
+    let out = run_ok(&["recover", root]);
+    assert!(out.contains("rocketstore-geometry"), "{out}");
+    // Flags still decide for a root without the record.
+    fs::remove_file(dir.path().join("rocketstore-geometry")).unwrap();
+    assert_eq!(
+        rocketstore(&["query", root, "--topic", TOPIC, "--key", "ORDER-650"])
+            .status
+            .code(),
+        Some(2)
+    );
+    run_ok(&[
+        "stat",
+        root,
+        "--index-slots",
+        "50",
+        "--index-entries",
+        "300",
+    ]);
+}
+
+/// `bench` creates a root, but not among unrelated files (the library's NotAStoreRoot, nothing
+/// created); a directory holding only the `lock` a crashed new store left is a root to it.
+#[test]
+fn bench_refuses_a_directory_of_unrelated_files_but_takes_a_crashed_new_root() {
+    let bench = |root: &Path| {
+        rocketstore(&[
+            "bench",
+            p(root),
+            "--flush",
+            "async",
+            "--threads",
+            "1",
+            "--messages",
+            "20",
+            "--size",
+            "100",
+            "--queues",
+            "1",
+            "--segment-size",
+            "262144",
+        ])
+    };
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("notes.txt"), b"mine").unwrap();
+    let out = bench(dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not a store root") && err.contains("notes.txt"),
+        "{err}"
+    );
+    let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "nothing created");
+
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("lock"), b"").unwrap();
+    let out = bench(dir.path());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

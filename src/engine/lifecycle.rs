@@ -1,9 +1,12 @@
 //! Opening and closing a store root: the order of the steps is what makes a crash at any point
 //! recoverable.
 //!
-//! Open: validate the configuration → create the root if missing → take the `lock` file →
-//! read `abort` and the checkpoint → recover (`crate::recovery`) → write the `abort` marker
-//! (synced, with the root directory) → checkpoint the recovered state → start the threads.
+//! Open: validate the configuration → refuse a directory of unrelated files
+//! (`crate::root`) → create the root if missing → take the `lock` file → take the file geometry
+//! from the root (`crate::root`) → read `abort` and the checkpoint → recover
+//! (`crate::recovery`) → record the geometry if the root had no record → write the `abort`
+//! marker (synced, with the root directory) → checkpoint the recovered state → start the
+//! threads.
 //! Close: stop the threads → wait for in-flight puts → flush everything and write the
 //! checkpoint → remove `abort` (synced) → release the lock. A store that turned read-only keeps
 //! its `abort`, so the next open recovers instead of trusting a checkpoint.
@@ -22,6 +25,7 @@ use crate::checkpoint;
 use crate::commitlog::CommitLog;
 use crate::config::{FlushMode, StoreConfig};
 use crate::error::{Error, Result};
+use crate::format::geometry::RootGeometry;
 use crate::format::root::StoreRoot;
 use crate::recovery;
 use crate::storage::{FileKind, LockGuard, OpenMode, Vfs};
@@ -32,7 +36,10 @@ impl Engine {
     pub(crate) fn open(root: &Path, config: StoreConfig, vfs: Arc<dyn Vfs>) -> Result<Arc<Engine>> {
         config.validate()?;
         let root = StoreRoot::new(root);
+        crate::root::check_is_store_root(&*vfs, &root, config.create_in_non_empty_dir)?;
         let lock = lock_root(&*vfs, &root)?;
+        let (config, geometry_recorded) = crate::root::resolve(&*vfs, &root, config)?;
+        config.validate()?;
         let abort_path = root.abort();
         let abort_present = vfs
             .metadata(&abort_path)
@@ -40,6 +47,14 @@ impl Engine {
             .is_some();
         let cp = checkpoint::read(&*vfs, &root)?;
         let rec = recovery::recover(&*vfs, &root, &config, abort_present, &cp)?;
+        if !geometry_recorded {
+            // Recovery has checked the files against this geometry (the index files only when
+            // the index is enabled): from now on the root says what its files are.
+            let g = RootGeometry::of_config(&config);
+            if config.index_enabled || crate::root::index_files_fit(&*vfs, &root, &g)? {
+                crate::root::write_geometry(&*vfs, &root, &g)?;
+            }
+        }
         let commitlog_dir = root.commitlog_dir();
         vfs.create_dir_all(&commitlog_dir)
             .map_err(|e| Error::io(&commitlog_dir, e))?;

@@ -8,6 +8,7 @@
 //! <root>/abort                                    present while a store has the root open
 //! <root>/lock                                     flock'ed by the process that has it open
 //! <root>/config/                                  RocketMQ's JSON configuration files
+//! <root>/rocketstore-geometry                     rocketstore: the sizes of the root's files
 //! ```
 //!
 //! Pure path arithmetic: nothing here touches the disk.
@@ -30,6 +31,11 @@ pub const ABORT_FILE: &str = "abort";
 pub const LOCK_FILE: &str = "lock";
 /// Name of RocketMQ's configuration directory.
 pub const CONFIG_DIR: &str = "config";
+/// Name of rocketstore's record of the root's file geometry (`format::geometry`); RocketMQ
+/// ignores it.
+pub const GEOMETRY_FILE: &str = "rocketstore-geometry";
+/// Name of the file a new geometry record is written to before it is renamed into place.
+pub const GEOMETRY_TMP_FILE: &str = "rocketstore-geometry.tmp";
 
 /// A store root directory and the paths of everything in it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,6 +107,16 @@ impl StoreRoot {
     /// `config/`.
     pub fn config_dir(&self) -> PathBuf {
         self.path.join(CONFIG_DIR)
+    }
+
+    /// `rocketstore-geometry`.
+    pub fn geometry(&self) -> PathBuf {
+        self.path.join(GEOMETRY_FILE)
+    }
+
+    /// `rocketstore-geometry.tmp`.
+    pub fn geometry_tmp(&self) -> PathBuf {
+        self.path.join(GEOMETRY_TMP_FILE)
     }
 }
 
