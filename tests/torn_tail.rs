@@ -480,37 +480,52 @@ fn damage_first_blank(fx: &Fixture, root: &Path) -> u64 {
     blank
 }
 
-/// A BLANK record whose size is not the rest of its segment ends the log there when nothing is
-/// known durable: later segments go.
+/// A BLANK record whose size is not the rest of its segment, with nothing known durable, is
+/// not a torn tail while later segments hold valid records: the open fails and changes
+/// nothing; with salvage the damaged BLANK is replaced and every later segment is kept.
 #[test]
-fn blank_with_wrong_size_is_cut_when_not_durable() {
+fn blank_with_wrong_size_before_later_segments_is_corruption_not_a_cut() {
     let fx = Fixture::build(crash_config(FlushMode::Async));
     let root = fx.copy("blank-cut");
     let blank = damage_first_blank(&fx, &root);
-    let later = segments_on_disk(&root).len() - 1;
     fs::remove_file(root.join("checkpoint")).unwrap();
     create_abort(&root);
-    let store = fx.open(&root).unwrap();
+    let before = snapshot_files(&root, &["commitlog"]);
+    let Err(err) = fx.open(&root) else {
+        panic!("open must refuse")
+    };
+    match &err {
+        Error::Corruption {
+            path,
+            offset,
+            reason,
+        } => {
+            assert_eq!(*offset, blank, "{err}");
+            assert!(path.ends_with(format!("{:020}", 0)), "{err}");
+            assert!(reason.contains("later segment"), "{err}");
+        }
+        other => panic!("expected Corruption, got {other:?}"),
+    }
+    assert_same_files(
+        &before,
+        &snapshot_files(&root, &["commitlog"]),
+        "failed open",
+    );
+
+    let config = StoreConfig {
+        salvage_corrupt_log: true,
+        ..fx.config.clone()
+    };
+    let store = Store::open(&root, config).unwrap();
     let r = store.recovery_report().clone();
-    assert_eq!(r.truncated_at, Some(blank), "{r:?}");
-    assert_eq!(r.end_offset, blank, "{r:?}");
-    assert_eq!(r.segments_removed, later, "{r:?}");
-    assert_eq!(store.commitlog_max_offset(), blank);
-    let kept: Vec<&Acked> = fx.records.iter().filter(|a| a.end() <= blank).collect();
-    for a in &kept {
+    assert_eq!(r.salvaged.len(), 1, "{r:?}");
+    assert_eq!(r.salvaged[0].offset, blank);
+    assert_eq!(r.segments_removed, 0, "{r:?}");
+    assert_eq!(store.commitlog_max_offset(), fx.end());
+    for a in &fx.records {
         assert_acked_present(&store, a);
     }
-    for q in 0..QUEUES as i32 {
-        let n = kept.iter().filter(|a| a.queue == q).count() as u64;
-        assert_eq!(store.max_offset(TOPIC, q).unwrap(), n);
-    }
-    let (path, pos) = locate(&root, blank);
-    assert!(fs::read(&path).unwrap()[pos as usize..]
-        .iter()
-        .all(|&b| b == 0));
     store.close().unwrap();
-    drop(store);
-    assert_eq!(segments_on_disk(&root).len(), 1);
 }
 
 /// Damage below the checkpoint's durable offset after a crash is an error, not a silent cut,
@@ -586,14 +601,18 @@ fn corruption_below_the_durable_offset_is_an_error_and_changes_nothing() {
     }
 }
 
-/// With `salvage_corrupt_log` the same damage is cut like a torn tail instead, and the report
-/// says exactly what acknowledged data was given up.
+/// With `salvage_corrupt_log` the same damage (valid records follow it) is skipped instead: the
+/// damaged record's bytes are kept under `salvaged/`, a filler takes its place, its queue offset
+/// reads as removed, and every other record stays where it was.
 #[test]
-fn salvage_cuts_at_damage_below_the_durable_offset_and_reports_the_loss() {
+fn salvage_skips_damage_below_the_durable_offset_and_keeps_what_follows() {
     let fx = Fixture::build(crash_config(FlushMode::Async));
-    let victim = &fx.records[fx.records.len() - 3];
+    // Not the last of its queue: the later one of its queue makes the queue skip its offset.
+    let victim = &fx.records[fx.records.len() - 6];
     let root = fx.copy("salvage");
     flip_bit(&root, victim.offset + 90, 4);
+    let (path, pos) = locate(&root, victim.offset);
+    let damaged = read_at(&path, pos, victim.bytes.len());
     create_abort(&root);
     let config = StoreConfig {
         salvage_corrupt_log: true,
@@ -601,36 +620,109 @@ fn salvage_cuts_at_damage_below_the_durable_offset_and_reports_the_loss() {
     };
     let store = Store::open(&root, config.clone()).unwrap();
     let report = store.recovery_report().clone();
-    let salvage = report.salvaged.as_ref().expect("salvage reported");
+    assert_eq!(report.salvaged.len(), 1, "{report:?}");
+    let salvage = &report.salvaged[0];
     assert_eq!(salvage.offset, victim.offset);
+    assert_eq!(salvage.len, victim.bytes.len() as u64);
+    assert_eq!(salvage.resumed_at, Some(victim.end()));
     assert_eq!(salvage.durable_offset, fx.last().end());
-    assert!(salvage
-        .path
-        .ends_with(format!("{:020}", victim.offset / CRASH_SEG * CRASH_SEG)));
+    assert_eq!(salvage.path, path);
+    let saved = salvage.saved_to.as_ref().expect("damaged bytes saved");
+    assert!(saved.starts_with(root.join("salvaged")));
+    assert_eq!(
+        fs::read(saved).unwrap(),
+        damaged,
+        "the copy holds the damaged bytes as they were"
+    );
+    assert_eq!(report.end_offset, fx.last().end());
+    assert_eq!(store.commitlog_max_offset(), fx.last().end());
+    for a in fx.records.iter().filter(|a| a.offset != victim.offset) {
+        assert_acked_present(&store, a);
+    }
+    // The lost message's queue offset is skipped: a read there finds the next message of its
+    // queue (or nothing, if it was the last).
+    let g = store
+        .get(TOPIC, victim.queue, victim.queue_offset, 1)
+        .unwrap();
+    let next = fx
+        .records
+        .iter()
+        .find(|a| a.queue == victim.queue && a.queue_offset == victim.queue_offset + 1);
+    match next {
+        Some(n) => {
+            assert_eq!(g.status(), GetStatus::Found);
+            assert_eq!(g.messages().next().unwrap().commitlog_offset(), n.offset);
+        }
+        None => assert_ne!(g.status(), GetStatus::Found),
+    }
+    for q in 0..QUEUES as i32 {
+        let n = fx.records.iter().filter(|a| a.queue == q).count() as u64;
+        assert_eq!(
+            store.max_offset(TOPIC, q).unwrap(),
+            n,
+            "queue {q} keeps its length"
+        );
+    }
+    // New messages continue every queue.
+    let r = store
+        .put(&Message::new(TOPIC, victim.queue, b"after"))
+        .unwrap();
+    assert_eq!(r.commitlog_offset, fx.last().end());
+    store.close().unwrap();
+    drop(store);
+    // The salvaged store is an ordinary store now: a second open, clean or after a crash with
+    // a full rebuild, salvages nothing more and loses nothing.
+    for rebuild in [false, true] {
+        if rebuild {
+            fs::remove_file(root.join("checkpoint")).unwrap();
+            create_abort(&root);
+        }
+        let store = Store::open(&root, fx.config.clone()).unwrap();
+        let r = store.recovery_report();
+        assert!(r.salvaged.is_empty(), "rebuild {rebuild}: {r:?}");
+        for a in fx.records.iter().filter(|a| a.offset != victim.offset) {
+            assert_acked_present(&store, a);
+        }
+        let q = victim.queue;
+        let n = fx.records.iter().filter(|a| a.queue == q).count() as u64 + 1;
+        assert_eq!(store.max_offset(TOPIC, q).unwrap(), n, "rebuild {rebuild}");
+        store.close().unwrap();
+    }
+}
+
+/// Damage below the durable offset with nothing valid after it cannot be skipped: salvage cuts
+/// the log there and reports the acknowledged bytes given up.
+#[test]
+fn salvage_cuts_damage_below_the_durable_offset_that_nothing_valid_follows() {
+    let fx = Fixture::build(crash_config(FlushMode::Async));
+    let victim = &fx.records[fx.records.len() - 3];
+    let root = fx.copy("salvage-cut");
+    let (path, pos) = locate(&root, victim.offset);
+    zero_at(
+        &path,
+        pos + 90,
+        (fx.last().end() - victim.offset - 90) as usize,
+    );
+    create_abort(&root);
+    let config = StoreConfig {
+        salvage_corrupt_log: true,
+        ..fx.config.clone()
+    };
+    let store = Store::open(&root, config).unwrap();
+    let report = store.recovery_report().clone();
+    assert_eq!(report.salvaged.len(), 1, "{report:?}");
+    let salvage = &report.salvaged[0];
+    assert_eq!(salvage.offset, victim.offset);
+    assert_eq!(salvage.resumed_at, None);
+    assert_eq!(salvage.len, fx.last().end() - victim.offset);
+    assert_eq!(salvage.durable_offset, fx.last().end());
     assert_eq!(report.end_offset, victim.offset);
-    assert_eq!(store.commitlog_max_offset(), victim.offset);
-    // Everything before the damage is there; the damaged record and what followed are gone.
     for a in fx.records.iter().filter(|a| a.end() <= victim.offset) {
         assert_acked_present(&store, a);
     }
-    for q in 0..QUEUES as i32 {
-        let n = fx
-            .records
-            .iter()
-            .filter(|a| a.queue == q && a.end() <= victim.offset)
-            .count() as u64;
-        assert_eq!(store.max_offset(TOPIC, q).unwrap(), n);
-    }
-    let (path, pos) = locate(&root, victim.offset);
     assert!(fs::read(&path).unwrap()[pos as usize..]
         .iter()
         .all(|&b| b == 0));
-    store.close().unwrap();
-    drop(store);
-    // The salvaged store is an ordinary store now: a second open is clean and loses nothing more.
-    let store = Store::open(&root, config).unwrap();
-    assert!(store.recovery_report().salvaged.is_none());
-    assert_eq!(store.commitlog_max_offset(), victim.offset);
     store.close().unwrap();
 }
 
@@ -831,6 +923,70 @@ fn checkpoint_newer_than_the_data_is_ignored() {
             .map(|q| store.max_offset(TOPIC, q).unwrap())
             .sum();
         assert_eq!(total, RECORDS - lost);
+        store.close().unwrap();
+    }
+}
+
+/// Issue 14's reproduction and its variants: one flipped byte with the checkpoint gone or
+/// untrusted. Valid records follow the damage (in its segment, or in later segments), so it is
+/// not a torn tail: the open fails with `Error::Corruption` naming the file and offset, and no
+/// CommitLog byte changes; with salvage only the damaged record is given up.
+#[test]
+fn one_flipped_byte_without_a_trusted_checkpoint_is_corruption_not_a_cut() {
+    let fx = Fixture::build(crash_config(FlushMode::Async));
+    let first_segment = &fx.records[5];
+    let last_segment = &fx.records[fx.records.len() - 3];
+    assert_eq!(first_segment.offset / CRASH_SEG, 0);
+    assert!(last_segment.offset / CRASH_SEG > 1);
+    for (name, victim, checkpoint) in [
+        ("missing checkpoint, first segment", first_segment, "remove"),
+        ("damaged trailer, first segment", first_segment, "damage"),
+        ("missing checkpoint, last segment", last_segment, "remove"),
+    ] {
+        let root = fx.copy(&name.replace([' ', ','], "-"));
+        // Inside the body: only the CRCs can tell.
+        flip_bit(&root, victim.offset + 120, 3);
+        match checkpoint {
+            "remove" => fs::remove_file(root.join("checkpoint")).unwrap(),
+            _ => {
+                let cp = root.join("checkpoint");
+                let mut bytes = fs::read(&cp).unwrap();
+                bytes[3968 + 20] ^= 0x10; // inside the trailer (CHECKPOINT trailer at 3968)
+                fs::write(&cp, bytes).unwrap();
+            }
+        }
+        create_abort(&root);
+        let before = snapshot_files(&root, &["commitlog"]);
+        let err = fx
+            .open(&root)
+            .err()
+            .unwrap_or_else(|| panic!("{name}: open must refuse"));
+        let Error::Corruption {
+            path,
+            offset,
+            reason,
+        } = &err
+        else {
+            panic!("{name}: expected Corruption, got {err:?}")
+        };
+        assert_eq!(*offset, victim.offset, "{name}: {err}");
+        assert_eq!(*path, locate(&root, victim.offset).0, "{name}: {err}");
+        assert!(reason.contains("followed by valid data"), "{name}: {err}");
+        assert_same_files(&before, &snapshot_files(&root, &["commitlog"]), name);
+
+        let config = StoreConfig {
+            salvage_corrupt_log: true,
+            ..fx.config.clone()
+        };
+        let store = Store::open(&root, config).unwrap();
+        let r = store.recovery_report().clone();
+        assert_eq!(r.salvaged.len(), 1, "{name}: {r:?}");
+        assert_eq!(r.salvaged[0].offset, victim.offset, "{name}");
+        assert_eq!(r.salvaged[0].resumed_at, Some(victim.end()), "{name}");
+        assert_eq!(store.commitlog_max_offset(), fx.end(), "{name}");
+        for a in fx.records.iter().filter(|a| a.offset != victim.offset) {
+            assert_acked_present(&store, a);
+        }
         store.close().unwrap();
     }
 }

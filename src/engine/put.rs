@@ -161,10 +161,18 @@ impl Engine {
     }
 
     pub(super) fn validate_queue(&self, topic: &str, queue_id: i32) -> Result<()> {
-        check_topic(topic).map_err(|reason| Error::InvalidTopic {
-            topic: topic.into(),
-            reason,
-        })?;
+        check_topic(topic)
+            .and_then(|()| {
+                if topic == crate::format::filler::SALVAGE_TOPIC {
+                    Err("reserved for the filler records of salvaged CommitLog spans")
+                } else {
+                    Ok(())
+                }
+            })
+            .map_err(|reason| Error::InvalidTopic {
+                topic: topic.into(),
+                reason,
+            })?;
         if queue_id < 0 || queue_id as u32 >= self.config.max_queues_per_topic {
             return Err(Error::QueueIdOutOfRange {
                 queue_id,

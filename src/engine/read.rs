@@ -8,6 +8,7 @@ use super::Engine;
 use crate::consume_queue::ConsumeQueue;
 use crate::error::{Error, Result};
 use crate::format::cq_unit::CqUnit;
+use crate::format::filler;
 use crate::format::properties;
 use crate::format::record::{self, DecodeOptions, Decoded};
 use crate::format::FormatError;
@@ -19,7 +20,7 @@ pub const MAX_QUERY_RESULTS: usize = 64;
 
 /// What one ConsumeQueue unit of a `get` came to.
 enum UnitRead {
-    /// Its record was deleted by retention.
+    /// Its record was deleted by retention, or lost in a salvaged CommitLog span.
     Removed,
     /// Its record does not match the tag filter.
     Filtered,
@@ -167,6 +168,10 @@ impl Engine {
                 });
             }
         };
+        if filler::is_filler(rec.topic(), rec.transaction_type()) {
+            // A message lost in a salvaged span (recovery's report and `salvaged/` say which).
+            return Ok(UnitRead::Removed);
+        }
         if rec.queue_offset() as u64 != n
             || rec.queue_id() != q.queue_id()
             || rec.topic() != q.topic()

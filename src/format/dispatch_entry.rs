@@ -40,4 +40,20 @@ impl<'a> DispatchEntry<'a> {
             props: rec.dispatch_properties(),
         }
     }
+
+    /// The entry of the first salvage filler record (`size` bytes at `physical_offset`, see
+    /// [`super::filler`]): dispatch gives it no unit and lets the queues of the messages the
+    /// damaged span held skip their offsets.
+    pub fn filler(physical_offset: u64, size: usize) -> DispatchEntry<'static> {
+        DispatchEntry {
+            topic: super::filler::SALVAGE_TOPIC,
+            queue_id: 0,
+            queue_offset: 0,
+            physical_offset,
+            size: i32::try_from(size).unwrap_or(i32::MAX),
+            store_timestamp: 0,
+            transaction_type: super::record::TRANSACTION_ROLLBACK,
+            props: DispatchProperties::default(),
+        }
+    }
 }

@@ -91,6 +91,9 @@ const MAX_TOPIC_LEN: usize = i16::MAX as usize;
 const RECORD_HEADROOM: usize = 64 * 1024;
 /// Shortest possible V1 record: IPv4 hosts, empty body, topic and properties.
 const MIN_V1_RECORD_LEN: usize = FIXED_FIELDS_LEN + 2 * HOST_V4_LEN + 1;
+/// No valid record is shorter than this (TOTALSIZE of a V1 record with IPv4 hosts and empty
+/// body, topic and properties).
+pub const MIN_RECORD_LEN: usize = MIN_V1_RECORD_LEN;
 
 /// What the encoder needs for one record.
 #[derive(Clone, Copy, Debug)]

@@ -30,6 +30,7 @@
 //! stale record can ever resurface), and later segments are deleted.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::checkpoint::summarize;
@@ -40,6 +41,7 @@ use crate::error::{Error, Result};
 use crate::format::checkpoint_layout::{Checkpoint, Trailer};
 use crate::format::cq_unit::CqUnit;
 use crate::format::dispatch_entry::DispatchEntry;
+use crate::format::filler;
 use crate::format::record::{
     self, DecodeOptions, Decoded, RecordView, TRANSACTION_COMMIT, TRANSACTION_NOT_TYPE,
 };
@@ -49,7 +51,9 @@ use crate::index::{EntryRecord, IndexService};
 use crate::segments::{self, Segment};
 use crate::storage::{FileKind, FlushStrategy, MappedFile, Vfs};
 
+mod evidence;
 mod gaps;
+mod salvage;
 pub use gaps::GapRepair;
 
 /// What recovery found and did at open.
@@ -106,26 +110,44 @@ pub struct RecoveryReport {
     /// the whole log and rebuilt derived data. Acknowledged data may be missing.
     pub checkpoint_rejected: Option<String>,
     /// With [`StoreConfig::salvage_corrupt_log`](crate::StoreConfig::salvage_corrupt_log):
-    /// why the log was cut below the checkpoint's durable offset, and how many acknowledged
-    /// bytes (`durable offset - cut`) were given up. `None` when nothing acknowledged was lost.
-    pub salvaged: Option<Salvage>,
+    /// exactly what damaged data was given up, in CommitLog order (skipped spans, or the cut
+    /// below the checkpoint's durable offset). Empty when nothing was.
+    pub salvaged: Vec<Salvage>,
     /// The CommitLog's segment files had a gap and recovery deleted the files on one side of it
     /// (see [`GapRepair`] and [`StoreConfig::segment_gap`](crate::StoreConfig::segment_gap)).
     pub gap_repaired: Option<GapRepair>,
+    /// The log was cut at a damaged record although valid records follow it, because a crash
+    /// that lost some unsynced writes and kept later ones explains the damage (see
+    /// `src/recovery/evidence.rs`): the CommitLog offset of the first of those records, all of
+    /// them past the durable offset. `None` when nothing valid followed the end.
+    pub cut_after_lost_write: Option<u64>,
 }
 
-/// An invalid record below the durable offset that recovery cut at instead of refusing to open
+/// Damaged CommitLog data that recovery gave up instead of refusing to open
 /// ([`StoreConfig::salvage_corrupt_log`](crate::StoreConfig::salvage_corrupt_log)).
+///
+/// When valid records follow the damage, the damaged span `[offset, resumed_at)` is skipped:
+/// its bytes are copied to [`saved_to`](Self::saved_to), then replaced by filler records (topic
+/// `%SALVAGED%`, never dispatched; a span running to its segment's end also gets the BLANK that
+/// closes the segment), and the ConsumeQueue offsets of the messages it held read as removed.
+/// Otherwise the log is cut at `offset`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Salvage {
-    /// Segment file holding the invalid record.
+    /// Segment file holding the damage.
     pub path: std::path::PathBuf,
-    /// CommitLog offset of the invalid record: the log now ends here.
+    /// CommitLog offset where the damage starts (the first invalid record).
     pub offset: u64,
-    /// The checkpoint's durable offset: everything between `offset` and it was acknowledged.
+    /// Bytes given up: the skipped span, or for a cut the acknowledged bytes from `offset` to
+    /// the durable offset.
+    pub len: u64,
+    /// Where the log goes on after the skipped span; `None` when the log was cut at `offset`.
+    pub resumed_at: Option<u64>,
+    /// The checkpoint's durable offset (0 when no checkpoint vouched for any).
     pub durable_offset: u64,
-    /// What was wrong with the record.
+    /// What was wrong with the first damaged record.
     pub reason: String,
+    /// File under the root's `salvaged/` directory holding the skipped span's bytes as they were.
+    pub saved_to: Option<std::path::PathBuf>,
 }
 
 /// The recovered state handed to the store.
@@ -464,6 +486,7 @@ fn recover_writing_back(
         size,
         first_start,
         durable,
+        vouched: trailer.is_some(),
         write_back_every,
     };
     let (queues, index, walked) = loop {
@@ -497,7 +520,8 @@ fn recover_writing_back(
                 report.scanned_bytes = 0;
                 report.records_without_crc = 0;
                 report.records_dispatched = 0;
-                report.salvaged = None;
+                report.salvaged.clear();
+                report.cut_after_lost_write = None;
                 drop((queues, index));
                 plan = Plan::full(first_start);
             }
@@ -514,6 +538,17 @@ fn recover_writing_back(
     let walk_from = report.scanned_from;
     let mut queues = queues;
     report.end_offset = end;
+
+    // Salvaged spans the walk skipped: copied aside, then filled, before anything is cut.
+    salvage::write_fillers(
+        vfs,
+        root,
+        &mut files,
+        size,
+        config.max_record_size(),
+        &mut report.salvaged,
+        last_store_timestamp,
+    )?;
 
     // Cut: zero the rest of the segment holding `end`, delete the segments after it.
     let keep = if files.is_empty() {
@@ -611,6 +646,9 @@ struct WalkCtx<'a> {
     size: usize,
     first_start: u64,
     durable: u64,
+    /// A checkpoint (ours, or RocketMQ's shutdown point) vouches for `durable`: damage past it
+    /// may be a crash's lost write-back (see [`evidence`]).
+    vouched: bool,
     /// Dispatched log bytes between two background write-backs of a rebuild.
     write_back_every: u64,
 }
@@ -773,8 +811,9 @@ where
         Some((offset, Dispatched::Invalid(reason))) => {
             // The log ends at the refused record: whatever the walk found after it does not
             // count (the ConsumeQueue units dispatched after it are cut by `recover`).
-            report.salvaged = None;
-            invalid_at(ctx, report, offset, reason)?;
+            report.salvaged.retain(|s| s.offset < offset);
+            report.cut_after_lost_write = None;
+            invalid_at(ctx, report, offset, reason, false)?;
             report.scanned_bytes = offset - walk_from;
             Ok(Walked::End {
                 end: offset,
@@ -797,7 +836,7 @@ enum Sink<'a, 'q, 'w> {
     ),
 }
 
-impl Sink<'_, '_, '_> {
+impl<'a> Sink<'a, '_, '_> {
     /// The queues of an inline sink (an incremental walk checks kept units against them);
     /// a pipe, used only by rebuilds, has none to show.
     fn queues(&self) -> &HashMap<String, HashMap<i32, ConsumeQueue>> {
@@ -815,6 +854,35 @@ impl Sink<'_, '_, '_> {
         }
     }
 
+    /// Dispatches one entry (an inline sink) or queues it for the dispatching thread (a pipe);
+    /// `Some` says why dispatch stopped.
+    fn send(
+        &mut self,
+        entry: DispatchEntry<'a>,
+        report: &mut RecoveryReport,
+    ) -> Result<Option<Stop>> {
+        match self {
+            Sink::Inline(dispatcher, write_back) => {
+                match dispatcher.dispatch(&entry, *write_back)? {
+                    Dispatched::Done => {}
+                    Dispatched::Invalid(reason) => return Ok(Some(Stop::Refused(reason))),
+                    Dispatched::Abandoned(reason) => return Ok(Some(Stop::Abandoned(reason))),
+                }
+                report.records_dispatched = dispatcher.records;
+                Ok(None)
+            }
+            Sink::Pipe(batch, tx, _) => {
+                batch.push(entry);
+                if batch.len() >= PIPE_BATCH && tx.send(std::mem::take(batch)).is_err() {
+                    // The dispatcher refused a record: the log ends there (see
+                    // `walk_pipelined`).
+                    return Ok(Some(Stop::PipeClosed));
+                }
+                Ok(None)
+            }
+        }
+    }
+
     /// Sends what the pipe holds.
     fn finish(&mut self) {
         if let Sink::Pipe(batch, tx, _) = self {
@@ -823,6 +891,16 @@ impl Sink<'_, '_, '_> {
             }
         }
     }
+}
+
+/// Why [`Sink::send`] stopped the walk.
+enum Stop {
+    /// Dispatch refused this record (it does not continue its queue).
+    Refused(String),
+    /// An incremental walk met a record its kept data disagrees with: rebuild everything.
+    Abandoned(String),
+    /// The dispatching thread refused an earlier record: the log ends there.
+    PipeClosed,
 }
 
 /// What dispatching one record came to.
@@ -850,6 +928,11 @@ struct Dispatcher<'a, 'q> {
     write_back_every: u64,
     records: u64,
     last_store_timestamp: i64,
+    /// The unit of the last salvage filler met: from there on a queue may skip offsets (the
+    /// messages of a salvaged span), which get this unit and read as removed.
+    filler: Option<CqUnit>,
+    /// Offsets queues may still skip: one per shortest record the salvaged spans could hold.
+    skippable: u64,
 }
 
 impl<'a, 'q> Dispatcher<'a, 'q> {
@@ -877,6 +960,8 @@ impl<'a, 'q> Dispatcher<'a, 'q> {
             write_back_every: ctx.write_back_every,
             records: 0,
             last_store_timestamp: 0,
+            filler: None,
+            skippable: 0,
         }
     }
 
@@ -894,6 +979,17 @@ impl<'a, 'q> Dispatcher<'a, 'q> {
         write_back: &mut dyn FnMut(Vec<Arc<MappedFile>>),
     ) -> Result<Dispatched> {
         let offset = entry.physical_offset;
+        if filler::is_filler(entry.topic, entry.transaction_type) {
+            self.filler = Some(CqUnit {
+                commitlog_offset: offset as i64,
+                size: entry.size,
+                tags_code: 0,
+            });
+            self.skippable = self
+                .skippable
+                .saturating_add(entry.size.max(0) as u64 / record::MIN_RECORD_LEN as u64 + 1);
+            return Ok(Dispatched::Done);
+        }
         let queues = &mut *self.queues;
         // Look the topic up by `&str`: an owned key only for a topic's first record; none at
         // all while records keep to the topic of the last one (topics are never removed
@@ -915,7 +1011,15 @@ impl<'a, 'q> Dispatcher<'a, 'q> {
                     config.consume_queue_file_size(),
                 )
             });
-        if let Err(e) = dispatch(self.vfs, q, self.index, entry, self.allow_late_start) {
+        let skipped = match self.filler {
+            Some(hole) if consumable(entry) && entry.queue_offset > q.max_offset() => {
+                fill_skipped(self.vfs, q, entry.queue_offset, hole, &mut self.skippable)
+            }
+            _ => Ok(()),
+        };
+        let dispatched =
+            skipped.and_then(|()| dispatch(self.vfs, q, self.index, entry, self.allow_late_start));
+        if let Err(e) = dispatched {
             return match e {
                 // Kept derived data and this record disagree: the derived data is suspect,
                 // not the log.
@@ -942,42 +1046,215 @@ impl<'a, 'q> Dispatcher<'a, 'q> {
     }
 }
 
-/// The log ends at `offset` for `reason`: an error below the durable offset (unless salvaging,
-/// which `report` records), a warning above it.
+/// Whether dispatch gives the record a ConsumeQueue unit (not a prepared or rolled-back
+/// transaction half).
+fn consumable(entry: &DispatchEntry<'_>) -> bool {
+    matches!(
+        entry.transaction_type,
+        record::TRANSACTION_NOT_TYPE | record::TRANSACTION_COMMIT
+    )
+}
+
+/// Gives the offsets `q` skips before `queue_offset` (messages of a salvaged span) the filler's
+/// unit, within `budget`.
+fn fill_skipped(
+    vfs: &dyn Vfs,
+    q: &ConsumeQueue,
+    queue_offset: u64,
+    hole: CqUnit,
+    budget: &mut u64,
+) -> Result<()> {
+    let from = q.max_offset();
+    let n = queue_offset - from;
+    if n > *budget {
+        return Err(Error::Corruption {
+            path: PathBuf::new(),
+            offset: queue_offset,
+            reason: format!(
+                "queue {}:{} skips {n} offsets after a salvaged span that cannot have held more than {budget} messages",
+                q.topic(),
+                q.queue_id()
+            ),
+        });
+    }
+    *budget -= n;
+    for k in from..queue_offset {
+        q.append(vfs, k, hole, false)?;
+    }
+    Ok(())
+}
+
+/// What recovery does about an invalid record.
+enum Verdict {
+    /// The log ends here.
+    End,
+    /// Salvage: the damaged span up to `to` is given up (filled once the walk is over) and the
+    /// walk goes on at `to`.
+    Skip { to: u64 },
+}
+
+/// Decides about the invalid record at `offset` ([`evidence`]):
+///
+/// - nothing valid follows it: the end of the log (a torn tail), unless the checkpoint vouches
+///   for data past it, which is then lost: [`Error::Corruption`];
+/// - valid records follow and a crash's lost writes explain the damage (past the durable
+///   offset only): the end of the log, those records were never durable;
+/// - valid records follow otherwise: [`Error::Corruption`] naming how much.
+///
+/// With [`StoreConfig::salvage_corrupt_log`] the errors become salvage instead, recorded in
+/// `report`: the damaged span is skipped when valid records follow it (and `can_skip`), else
+/// the log is cut there.
 fn invalid_at(
     ctx: &WalkCtx<'_>,
     report: &mut RecoveryReport,
     offset: u64,
     reason: String,
-) -> Result<()> {
+    can_skip: bool,
+) -> Result<Verdict> {
     let (durable, config) = (ctx.durable, ctx.config);
-    if offset < durable {
-        let path = usize::try_from((offset - ctx.first_start) / ctx.size as u64)
-            .ok()
-            .and_then(|i| ctx.files.get(i))
-            .map_or_else(|| ctx.root.commitlog_dir(), |(_, f)| f.path().to_path_buf());
-        if !config.salvage_corrupt_log {
-            return Err(Error::Corruption {
-                path,
-                offset,
-                reason: format!("invalid record below the durable offset {durable}: {reason}"),
+    let idx = usize::try_from((offset - ctx.first_start) / ctx.size as u64).ok();
+    let path = idx
+        .and_then(|i| ctx.files.get(i))
+        .map_or_else(|| ctx.root.commitlog_dir(), |(_, f)| f.path().to_path_buf());
+    let follows = idx.and_then(|i| valid_after(ctx, i, offset));
+    let acknowledged = offset < durable;
+    match &follows {
+        None if !acknowledged => {
+            // The ordinary end of a log is a zero header; anything else was torn.
+            let zero_header = bytes_at(ctx.files, ctx.size, offset).is_none_or(|b| {
+                b.iter()
+                    .take(record::END_FILE_MIN_BLANK_LENGTH)
+                    .all(|&x| x == 0)
             });
+            if zero_header {
+                log::debug!("recovery: CommitLog ends at {offset}");
+            } else {
+                log::warn!("recovery: CommitLog ends at {offset} (torn tail): {reason}");
+            }
+            return Ok(Verdict::End);
         }
-        log::error!(
-            "recovery (salvage): invalid record at {offset} in {}, below the durable offset {durable}: {reason}; cutting the log there and giving up {} acknowledged bytes",
-            path.display(),
-            durable - offset
-        );
-        report.salvaged = Some(Salvage {
+        Some(f) if f.explained && !acknowledged => {
+            log::warn!(
+                "recovery: CommitLog ends at {offset}: {reason}; {} records written after it reached the disk before it did (a crash during write-back) and are cut too",
+                f.chain.records
+            );
+            report.cut_after_lost_write = Some(f.chain.start);
+            return Ok(Verdict::End);
+        }
+        _ => {}
+    }
+    let what = match &follows {
+        Some(f) => {
+            let later = if f.later_segments > 0 {
+                format!(
+                    " and {} later segment(s) start with valid records",
+                    f.later_segments
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "invalid record ({reason}) followed by valid data: {} records ({} bytes) from offset {}{later}",
+                f.chain.records, f.chain.bytes, f.chain.start
+            )
+        }
+        None => format!("invalid record below the durable offset {durable}: {reason}"),
+    };
+    if !config.salvage_corrupt_log {
+        return Err(Error::Corruption {
             path,
             offset,
-            durable_offset: durable,
-            reason,
+            reason: format!(
+                "{what}; this is not a torn tail, so nothing was changed (StoreConfig::salvage_corrupt_log gives the damaged records up instead)"
+            ),
         });
-        return Ok(());
     }
-    log::warn!("recovery: CommitLog ends at {offset}: {reason}");
-    Ok(())
+    let skip_to = follows
+        .as_ref()
+        .filter(|_| can_skip)
+        .and_then(|f| salvage_span(ctx, offset, f))
+        .map(|(resume, _)| resume);
+    let given_up = match skip_to {
+        Some(to) => to - offset,
+        None => durable.saturating_sub(offset),
+    };
+    log::error!(
+        "recovery (salvage): {what} at {offset} in {}; {}",
+        path.display(),
+        match skip_to {
+            Some(to) => format!("skipping the {given_up} damaged bytes up to {to}"),
+            None => format!("cutting the log there and giving up {given_up} acknowledged bytes"),
+        }
+    );
+    report.salvaged.push(Salvage {
+        path,
+        offset,
+        len: given_up,
+        resumed_at: skip_to,
+        durable_offset: durable,
+        reason,
+        saved_to: None,
+    });
+    Ok(skip_to.map_or(Verdict::End, |to| Verdict::Skip { to }))
+}
+
+/// Where the log resumes after a salvaged span that starts at `offset`, and the length of the
+/// filler records that take its place: the valid chain in its segment, or the next segment
+/// when the valid data is in a later one (the fillers then stop short of the segment's end,
+/// leaving room for the BLANK that closes it). `None` when the span cannot hold a filler (it
+/// is then cut instead).
+fn salvage_span(ctx: &WalkCtx<'_>, offset: u64, f: &ValidAfter) -> Option<(u64, u64)> {
+    let seg_end = offset - (offset - ctx.first_start) % ctx.size as u64 + ctx.size as u64;
+    let (resume, filled) = if f.chain.start < seg_end {
+        (f.chain.start, f.chain.start - offset)
+    } else {
+        let closing = record::END_FILE_MIN_BLANK_LENGTH as u64;
+        (seg_end, (seg_end - offset).checked_sub(closing)?)
+    };
+    (filled >= filler::min_len() as u64).then_some((resume, filled))
+}
+
+/// Valid data found after an invalid record.
+struct ValidAfter {
+    /// The first valid chain after it.
+    chain: evidence::Chain,
+    /// Later segments that start with a valid record (the chain's own included if it is in one).
+    later_segments: usize,
+    /// Whether a crash's lost writes can explain the damage (see [`evidence`]).
+    explained: bool,
+}
+
+/// Looks past the invalid record at `offset` (in segment `idx`) for valid records: a chain
+/// later in its segment, else a later segment that starts with one.
+fn valid_after(ctx: &WalkCtx<'_>, idx: usize, offset: u64) -> Option<ValidAfter> {
+    let opts = point_check_options(ctx.config);
+    let (seg_start, file) = ctx.files.get(idx)?;
+    let seg = file.readable();
+    let pos = usize::try_from(offset - seg_start).ok()?;
+    let later = ctx
+        .files
+        .iter()
+        .skip(idx + 1)
+        .filter(|(s, f)| evidence::starts_valid(f.readable(), *s, &opts));
+    let (chain, span_end) = match evidence::chain_after(seg, *seg_start, pos, &opts) {
+        Some(c) => (c, (c.start - seg_start) as usize),
+        None => {
+            let (s, f) = later.clone().next()?;
+            (
+                evidence::chain_at_start(f.readable(), *s, &opts)?,
+                seg.len(),
+            )
+        }
+    };
+    // Past a checkpoint's durable offset a sector may have been written back once while the
+    // record was copied into it; with nothing vouching for any offset, only sectors that were
+    // never written back (zeros from the damage to their end) count as lost writes.
+    let explained = evidence::lost_writes_explain(seg, pos, span_end, !ctx.vouched);
+    Some(ValidAfter {
+        chain,
+        later_segments: later.count(),
+        explained,
+    })
 }
 
 /// [`walk`] itself: validates records and hands those from the dispatch start on to `sink`.
@@ -1012,14 +1289,14 @@ fn walk_dispatching<'a>(
     // The segment the last record was in and its bytes (nothing writes the CommitLog during
     // the walk), looked up again only when the walk leaves it.
     let mut current: Option<(usize, u64, &MappedFile, &[u8])> = None;
-    while !files.is_empty() {
+    'walk: while !files.is_empty() {
         let (idx, seg_start, _, bytes) = match current {
             Some(c) if offset.wrapping_sub(c.1) < size as u64 => c,
             _ => {
                 let idx = ((offset - first_start) / size as u64) as usize;
                 let Some((seg_start, file)) = files.get(idx) else {
                     cut = Some(offset);
-                    break;
+                    break 'walk;
                 };
                 let c = (idx, *seg_start, file, file.readable());
                 current = Some(c);
@@ -1029,111 +1306,125 @@ fn walk_dispatching<'a>(
         let pos = (offset - seg_start) as usize;
         let data = &bytes[pos..];
         let decoded = record::decode(data, &opts);
-        let mut invalid = |reason: String| invalid_at(ctx, report, offset, reason);
-        match decoded {
-            Ok(Decoded::Blank { total_size }) => {
-                if total_size as usize != data.len() {
-                    invalid(format!(
+        let problem: Option<(String, bool)> = 'check: {
+            match decoded {
+                Ok(Decoded::Blank { total_size }) => {
+                    if total_size as usize != data.len() {
+                        break 'check Some((
+                            format!(
                         "BLANK record of {total_size} bytes but {} bytes left in the segment",
                         data.len()
-                    ))?;
-                    cut = Some(offset);
-                    break;
-                }
-                report.scanned_bytes += data.len() as u64;
-                offset = seg_start + size as u64;
-                if idx + 1 == files.len() {
-                    cut = Some(offset);
-                    break;
-                }
-            }
-            Ok(Decoded::Record(rec)) => {
-                if rec.physical_offset() as u64 != offset {
-                    invalid(format!(
-                        "record claims physical offset {}",
-                        rec.physical_offset()
-                    ))?;
-                    cut = Some(offset);
-                    break;
-                }
-                if data.len() - rec.total_size() < record::END_FILE_MIN_BLANK_LENGTH {
-                    invalid("record ends closer than 8 bytes to the segment end".into())?;
-                    cut = Some(offset);
-                    break;
-                }
-                if offset >= plan.cq_from {
-                    if rec.queue_id() < 0
-                        || rec.queue_id() as u32 >= config.max_queues_per_topic
-                        || check_topic(rec.topic()).is_err()
-                    {
-                        invalid(format!(
-                            "record names an unusable queue {}:{}",
-                            rec.topic(),
-                            rec.queue_id()
-                        ))?;
+                    ),
+                            true,
+                        ));
+                    }
+                    report.scanned_bytes += data.len() as u64;
+                    offset = seg_start + size as u64;
+                    if idx + 1 == files.len() {
                         cut = Some(offset);
-                        break;
+                        break 'walk;
                     }
-                    match sink {
-                        Sink::Inline(dispatcher, write_back) => {
-                            match dispatcher
-                                .dispatch(&DispatchEntry::of_record(&rec), *write_back)?
-                            {
-                                Dispatched::Done => {}
-                                Dispatched::Invalid(reason) => {
-                                    invalid(reason)?;
-                                    cut = Some(offset);
-                                    break;
-                                }
-                                Dispatched::Abandoned(reason) => {
-                                    return Ok(Walked::Abandoned(reason));
-                                }
-                            }
-                            report.records_dispatched = dispatcher.records;
+                }
+                Ok(Decoded::Record(rec)) => {
+                    if rec.physical_offset() as u64 != offset {
+                        break 'check Some((
+                            format!("record claims physical offset {}", rec.physical_offset()),
+                            true,
+                        ));
+                    }
+                    if data.len() - rec.total_size() < record::END_FILE_MIN_BLANK_LENGTH {
+                        break 'check Some((
+                            "record ends closer than 8 bytes to the segment end".into(),
+                            true,
+                        ));
+                    }
+                    if offset >= plan.cq_from {
+                        if rec.queue_id() < 0
+                            || rec.queue_id() as u32 >= config.max_queues_per_topic
+                            || check_topic(rec.topic()).is_err()
+                        {
+                            break 'check Some((
+                                format!(
+                                    "record names an unusable queue {}:{}",
+                                    rec.topic(),
+                                    rec.queue_id()
+                                ),
+                                true,
+                            ));
                         }
-                        Sink::Pipe(batch, tx, _) => {
-                            batch.push(DispatchEntry::of_record(&rec));
-                            if batch.len() >= PIPE_BATCH && tx.send(std::mem::take(batch)).is_err()
-                            {
-                                // The dispatcher refused a record: the log ends there (see
-                                // `walk_pipelined`).
+                        match sink.send(DispatchEntry::of_record(&rec), report)? {
+                            None => {}
+                            // A record whose bytes are valid but that dispatch refuses is never skipped
+                            // (the dispatching thread of a long rebuild could not skip it either).
+                            Some(Stop::Refused(reason)) => break 'check Some((reason, false)),
+                            Some(Stop::Abandoned(reason)) => return Ok(Walked::Abandoned(reason)),
+                            Some(Stop::PipeClosed) => {
                                 cut = Some(offset);
-                                break;
+                                break 'walk;
                             }
                         }
-                    }
-                } else if plan.incremental && !unit_agrees(sink.queues(), &mut kept_units, &rec) {
-                    // Below `Dd` the kept ConsumeQueue already has this record: it must be
-                    // the unit at its queue offset (this also checks the queue offset as a
-                    // re-dispatch would). If not, the kept data or the record is wrong: a
-                    // rebuild finds out which.
-                    return Ok(Walked::Abandoned(format!(
+                    } else if plan.incremental && !unit_agrees(sink.queues(), &mut kept_units, &rec)
+                    {
+                        // Below `Dd` the kept ConsumeQueue already has this record: it must be
+                        // the unit at its queue offset (this also checks the queue offset as a
+                        // re-dispatch would). If not, the kept data or the record is wrong: a
+                        // rebuild finds out which.
+                        return Ok(Walked::Abandoned(format!(
                         "the record at {offset} ({}:{} offset {}) is not where the kept ConsumeQueue points",
                         rec.topic(),
                         rec.queue_id(),
                         rec.queue_offset()
                     )));
-                } else if offset >= plan.index_from && sink.index().is_some() {
-                    // Between the end of the kept IndexFile and `Dd`: the checkpoint vouches for
-                    // the index entries of these records, so there may be none.
-                    if !IndexService::key_hashes(&DispatchEntry::of_record(&rec)).is_empty() {
-                        return Ok(Walked::Abandoned(format!(
+                    } else if offset >= plan.index_from && sink.index().is_some() {
+                        // Between the end of the kept IndexFile and `Dd`: the checkpoint vouches for
+                        // the index entries of these records, so there may be none.
+                        if !IndexService::key_hashes(&DispatchEntry::of_record(&rec)).is_empty() {
+                            return Ok(Walked::Abandoned(format!(
                             "the record at {offset}, below the derived-durable offset {}, has index keys the kept IndexFile lacks",
                             plan.cq_from
                         )));
+                        }
                     }
+                    last_store_timestamp = last_store_timestamp.max(rec.store_timestamp());
+                    if rec.record_crc().is_none() {
+                        report.records_without_crc += 1;
+                    }
+                    report.scanned_bytes += rec.total_size() as u64;
+                    offset += rec.total_size() as u64;
                 }
-                last_store_timestamp = last_store_timestamp.max(rec.store_timestamp());
-                if rec.record_crc().is_none() {
-                    report.records_without_crc += 1;
+                Err(e) => {
+                    break 'check Some((e.to_string(), true));
                 }
-                report.scanned_bytes += rec.total_size() as u64;
-                offset += rec.total_size() as u64;
             }
-            Err(e) => {
-                invalid(e.to_string())?;
+            None
+        };
+        let Some((reason, can_skip)) = problem else {
+            continue;
+        };
+        match invalid_at(ctx, report, offset, reason, can_skip)? {
+            Verdict::End => {
                 cut = Some(offset);
                 break;
+            }
+            Verdict::Skip { to } => {
+                // The damaged span becomes filler records once the walk is over; what follows
+                // is dispatched as if they were there already (their queues skip the lost
+                // offsets).
+                if offset >= plan.cq_from {
+                    let filled = filler::filled_len(offset, to, size);
+                    let first = filler::pieces(filled, config.max_record_size());
+                    let filler = DispatchEntry::filler(offset, first[0]);
+                    match sink.send(filler, report)? {
+                        None => {}
+                        Some(Stop::Abandoned(reason)) => return Ok(Walked::Abandoned(reason)),
+                        Some(Stop::Refused(_) | Stop::PipeClosed) => {
+                            cut = Some(offset);
+                            break;
+                        }
+                    }
+                }
+                report.scanned_bytes += to - offset;
+                offset = to;
             }
         }
     }
@@ -1655,15 +1946,17 @@ mod tests {
         let (mut report_a, _, cq_a, index_a) = rebuild(&a, &config, 64 << 10);
         let (mut report_b, _, cq_b, index_b) = rebuild(&b, &config, u64::MAX);
         for (report, root) in [(&mut report_a, &a), (&mut report_b, &b)] {
-            let salvage = report
-                .salvaged
-                .as_mut()
-                .expect("cut below the durable offset");
+            assert_eq!(report.salvaged.len(), 1, "cut below the durable offset");
+            let salvage = &mut report.salvaged[0];
+            assert_eq!(
+                salvage.resumed_at, None,
+                "a record dispatch refuses is not skipped"
+            );
             salvage.path = salvage.path.strip_prefix(root).unwrap().to_path_buf();
         }
         assert_eq!(report_a.end_offset, bad);
         assert_eq!(report_a.records_dispatched, 5_000);
-        assert_eq!(report_a.salvaged.as_ref().map(|s| s.offset), Some(bad));
+        assert_eq!(report_a.salvaged[0].offset, bad);
         assert_eq!(report_a, report_b);
         assert!(cq_a == cq_b, "ConsumeQueue differs");
         assert!(index_a == index_b, "IndexFile differs");
@@ -1722,8 +2015,9 @@ mod tests {
             let (mut report_a, _, cq_a, index_a) = rebuild(&a, &config, 64 << 10);
             let (mut report_b, _, cq_b, index_b) = rebuild(&b, &config, u64::MAX);
             for (report, root) in [(&mut report_a, &a), (&mut report_b, &b)] {
-                if let Some(s) = report.salvaged.as_mut() {
+                for s in &mut report.salvaged {
                     s.path = s.path.strip_prefix(root).unwrap().to_path_buf();
+                    s.saved_to = s.saved_to.as_ref().map(|p| p.strip_prefix(root).unwrap().to_path_buf());
                 }
             }
             proptest::prop_assert_eq!(&report_a, &report_b);

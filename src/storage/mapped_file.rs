@@ -251,6 +251,30 @@ impl MappedFile {
         Ok(())
     }
 
+    /// Writes `bytes` at `pos` through the file ([`VfsFile::write_all_at`]) and syncs it
+    /// (`fdatasync`): recovery's in-place repair of a damaged span below the write position.
+    ///
+    /// Takes `&mut self`: no reader or writer can exist (recovery, before the file is shared).
+    /// `InvalidInput` if the bytes do not fit the file.
+    pub fn overwrite(&mut self, pos: usize, bytes: &[u8]) -> io::Result<()> {
+        if pos
+            .checked_add(bytes.len())
+            .is_none_or(|end| end > self.size)
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "overwrite of {} bytes at {pos} of {}, past its size {}",
+                    bytes.len(),
+                    self.path.display(),
+                    self.size
+                ),
+            ));
+        }
+        self.file.write_all_at(bytes, pos as u64)?;
+        self.file.sync_data()
+    }
+
     /// Forces `[flushed, write position)` to disk and advances the flushed position to the
     /// write position read before syncing; a failed sync never advances it (and, as on any
     /// Linux file, the pages it failed to write may since have been marked clean: the engine
