@@ -421,7 +421,10 @@ fn recover_writing_back(
                 }
             }
             (Err(e), _) | (_, Err(e)) => {
-                log::warn!("derived data unusable ({e}); rebuilding ConsumeQueue and IndexFile from the CommitLog");
+                log::warn!(
+                    "derived data unusable ({}); rebuilding ConsumeQueue and IndexFile from the CommitLog",
+                    crate::error::chain(&e)
+                );
                 None
             }
         }
@@ -1617,7 +1620,7 @@ fn rocketmq_shutdown_end(
     let first_start = files.first().map_or(0, |(s, _)| *s);
     let data_end = files.last().map_or(0, |(s, _)| s + size as u64);
     let queues = load_queues(vfs, root, config)
-        .map_err(|e| format!("its ConsumeQueue is unusable ({e})"))?;
+        .map_err(|e| format!("its ConsumeQueue is unusable ({})", crate::error::chain(&e)))?;
     let newest = queues
         .values()
         .flat_map(|m| m.values())
@@ -1698,11 +1701,21 @@ fn prepare_incremental(
     }
     let mut queues = match load_queues(vfs, root, config) {
         Ok(q) => q,
-        Err(e) => return Ok(Err(format!("ConsumeQueue unusable: {e}"))),
+        Err(e) => {
+            return Ok(Err(format!(
+                "ConsumeQueue unusable: {}",
+                crate::error::chain(&e)
+            )))
+        }
     };
     let index = match index_load(vfs, root, config) {
         Ok(i) => i,
-        Err(e) => return Ok(Err(format!("IndexFile unusable: {e}"))),
+        Err(e) => {
+            return Ok(Err(format!(
+                "IndexFile unusable: {}",
+                crate::error::chain(&e)
+            )))
+        }
     };
     for qs in queues.values_mut() {
         for q in qs.values_mut() {
