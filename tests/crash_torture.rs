@@ -854,6 +854,8 @@ struct Totals {
     async_lost: AtomicU64,
     recoveries: AtomicU64,
     nested: AtomicU64,
+    /// Final recoveries that cut at damage explained by lost write-back (no valid record after it).
+    lost_write_cuts: AtomicU64,
     violations: Mutex<Vec<String>>,
 }
 
@@ -899,6 +901,9 @@ fn recover_and_verify(
     let before = disk.op_count();
     let store = open(&disk, w.first_mode).map_err(|e| format!("recovery failed{trail}: {e}"))?;
     totals.recoveries.fetch_add(1, Ordering::Relaxed);
+    if store.recovery_report().cut_after_lost_write.is_some() {
+        totals.lost_write_cuts.fetch_add(1, Ordering::Relaxed);
+    }
     *est_ops = (disk.op_count() - before).max(1);
     let stats = verify(&store, model, keep_page_cache, rng).map_err(|e| format!("{e}{trail}"))?;
     totals
@@ -1016,6 +1021,9 @@ fn crash_torture() {
     let target = env_u64("CRASH_POINTS").unwrap_or(20_000);
     let only_seed = env_u64("CRASH_SEED");
     let only_point = env_u64("CRASH_POINT");
+    // Shifts both seed ranges, so a second long run covers workloads the first did not.
+    let base = env_u64("CRASH_SEED_BASE").unwrap_or(0);
+
     let totals = Totals::default();
     let modes = CrashMode::ALL.len() as u64;
 
@@ -1053,12 +1061,16 @@ fn crash_torture() {
         add_seed(s, &mut jobs);
     } else {
         // Half the crash points exhaustive, half random.
-        let mut seed = 1;
+        let mut seed = 1 + base;
         while planned < target / 2 {
+            assert!(
+                seed < RANDOM_SEEDS_FROM,
+                "CRASH_SEED_BASE too large: exhaustive seeds must stay below {RANDOM_SEEDS_FROM}"
+            );
             planned += add_seed(seed, &mut jobs);
             seed += 1;
         }
-        let mut seed = RANDOM_SEEDS_FROM;
+        let mut seed = RANDOM_SEEDS_FROM + base;
         while planned < target {
             planned += add_seed(seed, &mut jobs);
             seed += 1;
@@ -1105,8 +1117,9 @@ fn crash_torture() {
     let summary = Path::new(env!("CARGO_TARGET_TMPDIR")).join("crash-torture.txt");
     std::fs::write(&summary, format!("{line}\n")).unwrap();
     eprintln!(
-        "crash-torture: {} nested crashes during recovery; {:.1} s",
+        "crash-torture: seed_base={base}; {} nested crashes during recovery; {} final recoveries cut at a lost write-back; {:.1} s",
         totals.nested.load(Ordering::Relaxed),
+        totals.lost_write_cuts.load(Ordering::Relaxed),
         started.elapsed().as_secs_f64()
     );
     assert!(
