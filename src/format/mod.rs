@@ -5,6 +5,7 @@
 pub mod checkpoint_layout;
 pub mod cq_unit;
 pub mod dispatch_entry;
+pub mod evidence;
 pub mod filler;
 pub mod geometry;
 pub mod index_layout;

@@ -41,6 +41,7 @@ use crate::error::{Error, Result};
 use crate::format::checkpoint_layout::{Checkpoint, Trailer};
 use crate::format::cq_unit::CqUnit;
 use crate::format::dispatch_entry::DispatchEntry;
+use crate::format::evidence;
 use crate::format::filler;
 use crate::format::record::{
     self, DecodeOptions, Decoded, RecordView, TRANSACTION_COMMIT, TRANSACTION_NOT_TYPE,
@@ -51,7 +52,6 @@ use crate::index::{EntryRecord, IndexService};
 use crate::segments::{self, Segment};
 use crate::storage::{FileKind, FlushStrategy, MappedFile, Vfs};
 
-mod evidence;
 mod gaps;
 mod salvage;
 pub use gaps::GapRepair;
@@ -118,7 +118,7 @@ pub struct RecoveryReport {
     pub gap_repaired: Option<GapRepair>,
     /// The log was cut at a damaged record although valid records follow it, because a crash
     /// that lost some unsynced writes and kept later ones explains the damage (see
-    /// `src/recovery/evidence.rs`): the CommitLog offset of the first of those records, all of
+    /// `src/format/evidence.rs`): the CommitLog offset of the first of those records, all of
     /// them past the durable offset. `None` when nothing valid followed the end.
     pub cut_after_lost_write: Option<u64>,
 }

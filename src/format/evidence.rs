@@ -23,7 +23,7 @@ use memchr::memchr2;
 use crate::format::record::{self, DecodeOptions, Decoded, BLANK_MAGIC, MAGIC_V1, MAGIC_V2};
 
 /// The unit a disk writes atomically: a lost write leaves whole sectors at older contents.
-pub(super) const SECTOR: usize = 512;
+pub const SECTOR: usize = 512;
 
 /// A run of this many zero bytes after the damage ends the search in its segment: the log
 /// ended there (corruption that wipes more than this and keeps later records is not told apart
@@ -35,7 +35,7 @@ const WINDOW: usize = 16 << 10;
 
 /// Valid records found after an invalid one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Chain {
+pub struct Chain {
     /// CommitLog offset of the first valid record.
     pub start: u64,
     /// Records in the chain (a closing BLANK counts as none).
@@ -84,12 +84,7 @@ fn chain_from(seg: &[u8], seg_start: u64, pos: usize, opts: &DecodeOptions) -> O
 /// The first valid record chain in segment `seg` (starting at CommitLog offset `seg_start`)
 /// that begins after `pos`, resyncing on the magic codes; `None` if the segment holds none
 /// before a long zero run or its end.
-pub(super) fn chain_after(
-    seg: &[u8],
-    seg_start: u64,
-    pos: usize,
-    opts: &DecodeOptions,
-) -> Option<Chain> {
+pub fn chain_after(seg: &[u8], seg_start: u64, pos: usize, opts: &DecodeOptions) -> Option<Chain> {
     let mut zeros = 0usize;
     let mut from = pos + 1;
     while from < seg.len() {
@@ -132,12 +127,12 @@ pub(super) fn chain_after(
 }
 
 /// Whether a later segment starts with a valid record.
-pub(super) fn starts_valid(seg: &[u8], seg_start: u64, opts: &DecodeOptions) -> bool {
+pub fn starts_valid(seg: &[u8], seg_start: u64, opts: &DecodeOptions) -> bool {
     valid_at(seg, seg_start, 0, opts).is_some()
 }
 
 /// The chain at the start of a later segment, if its first record is valid.
-pub(super) fn chain_at_start(seg: &[u8], seg_start: u64, opts: &DecodeOptions) -> Option<Chain> {
+pub fn chain_at_start(seg: &[u8], seg_start: u64, opts: &DecodeOptions) -> Option<Chain> {
     chain_from(seg, seg_start, 0, opts)
 }
 
@@ -147,7 +142,7 @@ pub(super) fn chain_at_start(seg: &[u8], seg_start: u64, opts: &DecodeOptions) -
 /// (a sector never written back since it was zeroed, which is what a crash leaves in every
 /// sector past the last sync); otherwise its last byte being zero is enough (the sector may
 /// have been written back once while the record was being copied into it).
-pub(super) fn lost_writes_explain(seg: &[u8], from: usize, to: usize, whole: bool) -> bool {
+pub fn lost_writes_explain(seg: &[u8], from: usize, to: usize, whole: bool) -> bool {
     let to = to.min(seg.len());
     let mut end = (from / SECTOR + 1) * SECTOR;
     while end <= to {
