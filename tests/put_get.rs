@@ -907,7 +907,7 @@ fn tag_filter_does_not_confuse_tags_with_equal_java_hashes() {
 }
 
 #[test]
-fn verify_crc_detects_a_flipped_body_byte_that_plain_gets_return() {
+fn gets_detect_a_flipped_body_byte_unless_verification_is_turned_off() {
     let dir = tempfile::tempdir().unwrap();
     let (store, puts) = three_segment_store(dir.path());
     let verified = |off: u64| {
@@ -964,8 +964,26 @@ fn verify_crc_detects_a_flipped_body_byte_that_plain_gets_return() {
         store.read_at(victim.commitlog_offset),
         Err(Error::CorruptRecord { .. })
     ));
+    // The default get checks too.
+    assert!(matches!(
+        store.get("r", 1, victim.queue_offset, 1),
+        Err(Error::CorruptRecord { offset, .. }) if offset == victim.commitlog_offset
+    ));
+    // A batch that starts before the damaged message returns the messages up to it, and the
+    // next get, at the damaged one, fails.
+    assert!(victim.queue_offset > 0, "the victim is in segment 1");
+    let g = store.get("r", 1, victim.queue_offset - 1, 32).unwrap();
+    assert_eq!(g.status(), GetStatus::Found);
+    assert_eq!(g.len(), 1);
+    assert_eq!(g.next_offset(), victim.queue_offset);
     // Without verification the (corrupted) bytes come back as stored.
-    let g = store.get("r", 1, victim.queue_offset, 1).unwrap();
+    let unverified = GetOptions {
+        verify_crc: false,
+        ..GetOptions::new(1)
+    };
+    let g = store
+        .get_with("r", 1, victim.queue_offset, &unverified)
+        .unwrap();
     let v = g.messages().next().unwrap();
     assert_eq!(v.body()[0], victim.spec.body[0] ^ 0xFF);
     assert_eq!(v.body()[1..], victim.spec.body[1..]);

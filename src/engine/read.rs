@@ -103,7 +103,17 @@ impl Engine {
                     filtered = true;
                     continue;
                 }
-                match self.read_unit(&q, next - 1, unit, &decode_opts, filter)? {
+                let read = match self.read_unit(&q, next - 1, unit, &decode_opts, filter) {
+                    Ok(read) => read,
+                    // What came before the damaged message is returned; the get that starts at
+                    // it gets the error, so a consumer sees it at its exact offset.
+                    Err(_) if examined > 1 => {
+                        next -= 1;
+                        break 'outer;
+                    }
+                    Err(e) => return Err(e),
+                };
+                match read {
                     UnitRead::Removed => removed = true,
                     UnitRead::Filtered => filtered = true,
                     UnitRead::Found(file, pos) => {
