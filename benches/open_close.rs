@@ -6,6 +6,11 @@
 //!   the close that follows is not timed.
 //! * `open_close/<empty|large>/close`: `Store::close` right after an (untimed) open: stop the
 //!   flusher, final flush, checkpoint, remove `abort`, unlock.
+//! * `open_close/rocketmq_large/open`: the same large root as RocketMQ's broker leaves it at a
+//!   clean shutdown: a checkpoint with RocketMQ's three timestamps and nothing of ours (no
+//!   trailer, no geometry record), no `abort`. Before each open the previous close's trailer and
+//!   geometry record are taken away again (untimed). Target (issue 19): at most 2× the open of
+//!   the same root closed by rocketstore.
 //! * `ceiling_map_files/<empty|large>`: open and `mmap` every regular file under the root, then
 //!   unmap and close them all — the least an open that maps its files has to do.
 //!
@@ -53,6 +58,33 @@ fn map_all(root: &Path) {
     std::hint::black_box(&maps);
 }
 
+/// Copies a store root (regular files and directories).
+fn copy_root(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_root(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), &dst).unwrap();
+        }
+    }
+}
+
+/// Makes a cleanly closed rocketstore root look as a RocketMQ broker leaves one: only
+/// RocketMQ's 24 bytes of checkpoint (our trailer zeroed) and no geometry record.
+fn as_rocketmq_root(root: &Path) {
+    let cp = root.join("checkpoint");
+    let mut bytes = std::fs::read(&cp).unwrap();
+    bytes[24..].fill(0);
+    std::fs::write(&cp, &bytes).unwrap();
+    let geometry = root.join("rocketstore-geometry");
+    if geometry.exists() {
+        std::fs::remove_file(geometry).unwrap();
+    }
+}
+
 fn main() {
     let mut c = common::criterion();
     let timing = Timing::new(0.5, 4.0, 10);
@@ -64,6 +96,8 @@ fn main() {
         .unwrap();
     let large = dir.path().join("large");
     let (messages, end) = build_store(&large, scale((1u64 << 30) - (32 << 20), 128 << 20));
+    let rocketmq = dir.path().join("rocketmq_large");
+    copy_root(&large, &rocketmq);
 
     const GROUP: &str = "open_close";
     let mut g = c.benchmark_group(GROUP);
@@ -81,6 +115,22 @@ fn main() {
             }
             (total, Vec::new())
         });
+        if name == "large" {
+            bench_custom(&mut g, GROUP, "rocketmq_large/open", |iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    as_rocketmq_root(&rocketmq);
+                    let t0 = Instant::now();
+                    let store = Store::open(&rocketmq, StoreConfig::default()).unwrap();
+                    total += t0.elapsed();
+                    let r = store.recovery_report();
+                    assert!(r.rocketmq_normal_recovery && !r.derived_rebuilt, "{r:?}");
+                    assert_eq!(r.end_offset, end);
+                    store.close().unwrap();
+                }
+                (total, Vec::new())
+            });
+        }
         bench_custom(&mut g, GROUP, &format!("{name}/close"), |iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
@@ -137,6 +187,28 @@ fn main() {
             );
         }
     }
+    let clean = stats(&format!("{GROUP}/large/open"), n);
+    let rocketmq_open = stats(&format!("{GROUP}/rocketmq_large/open"), n);
+    let ratio = rocketmq_open
+        .as_ref()
+        .zip(clean.as_ref())
+        .map(|(r, c)| r.median_s / c.median_s);
+    rows.push(
+        Row::new("open large RocketMQ root (clean shutdown)")
+            .store(
+                rocketmq_open
+                    .as_ref()
+                    .map_or("-".into(), |s| fmt_ns(s.median_s * 1e9)),
+            )
+            .ceiling(clean.as_ref().map_or("-".into(), |c| {
+                format!(
+                    "{} open of the same root closed by rocketstore",
+                    fmt_ns(c.median_s * 1e9)
+                )
+            }))
+            .ratio(ratio)
+            .target("≤ 2× (issue 19)", ratio.map(|r| r <= 2.0)),
+    );
     let mut files = Vec::new();
     files_under(&large, &mut files);
     let notes = vec![
@@ -145,7 +217,7 @@ fn main() {
             "large store: {messages} messages of 1 KiB with one key each, CommitLog end {end} B, {} files; both roots closed cleanly, so open trusts the checkpoint",
             files.len()
         ),
-        "medians; ratio = open time / ceiling time (lower is better); no target in the issue".into(),
+        "medians; ratio = open time / ceiling time (lower is better)".into(),
     ];
     print_summary("open and close (benches/open_close.rs)", &notes, &rows);
 }

@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use crate::error::{Error, Result};
 use crate::format::cq_unit::{CqUnit, CQ_UNIT_SIZE};
 use crate::format::root::StoreRoot;
-use crate::segments::{self, file_name, Segment, SegmentList};
+use crate::segments::{self, file_name, Segment, SegmentList, Tail};
 use crate::storage::{FlushStrategy, MappedFile, MappedWriter, Vfs};
 
 /// Units are written into pages prefaulted this many bytes at a time, one chunk ahead of the
@@ -68,14 +68,21 @@ impl ConsumeQueue {
     }
 
     /// Loads an existing queue directory: maps its files, finds the end of the written units
-    /// (the first invalid unit of the last file), zeroes anything after it and computes min/max.
-    /// Any layout problem is an error: the caller drops the queue and rebuilds it.
+    /// (the first invalid unit of the last file) and computes min/max. Any layout problem is an
+    /// error: the caller drops the queue and rebuilds it.
+    ///
+    /// After a crash the bytes past the end may hold units whose pages reached the disk while an
+    /// earlier page did not; appends filling the hole would make them look written. So
+    /// everything after the end is zeroed and synced before the queue is used, unless `tail` is
+    /// [`Tail::Clean`] and the first unit past the end is all zero (a clean shutdown leaves
+    /// nothing past the end: the zeroing and its `fdatasync` were most of a clean open's cost).
     pub fn load(
         vfs: &dyn Vfs,
         root: &StoreRoot,
         topic: &str,
         queue_id: i32,
         file_size: usize,
+        tail: Tail,
     ) -> Result<Self> {
         let dir = root.queue_dir(topic, queue_id);
         let mut loaded = segments::load_dir(vfs, &dir, file_size, true)?;
@@ -92,9 +99,17 @@ impl ConsumeQueue {
             .count();
         let end_pos = valid * CQ_UNIT_SIZE;
         let last_start = *last_start;
+        let stale = tail == Tail::MayHoldStale
+            || data[end_pos..(end_pos + CQ_UNIT_SIZE).min(file_size)]
+                .iter()
+                .any(|&b| b != 0);
         if end_pos < file_size {
-            last.truncate(end_pos)
-                .map_err(|e| Error::io(last.path(), e))?;
+            if stale {
+                last.truncate(end_pos)
+            } else {
+                last.end_at(end_pos)
+            }
+            .map_err(|e| Error::io(last.path(), e))?;
         }
         let max = (last_start + end_pos as u64) / CQ_UNIT_SIZE as u64;
         let mut segs = Vec::with_capacity(loaded.len());

@@ -20,6 +20,7 @@ use crate::format::index_layout::{self as layout, entry_pos, slot_pos, time_diff
 use crate::format::java_hash;
 use crate::format::record::TRANSACTION_ROLLBACK;
 use crate::format::root::StoreRoot;
+use crate::segments::Tail;
 use crate::storage::{self, FileKind, FlushStrategy, MappedWords, OpenError, Vfs};
 
 /// Java `String.hashCode` of `topic#key`, made non-negative as RocketMQ's `indexKeyHashMethod`.
@@ -787,11 +788,17 @@ impl IndexService {
     /// record, whose keys were all found at the end of the kept entries; 0 when that record is
     /// gone); `Ok(Ok(None))`: nothing kept, re-index the whole CommitLog; `Ok(Err(reason))`: the
     /// files are not what the checkpoint describes, the caller rebuilds everything.
+    ///
+    /// With `tail` [`Tail::Clean`] (the previous run shut down cleanly) a salvaged file whose
+    /// header already counts exactly the kept entries, ends at the last one and has nothing
+    /// written after it is kept as it is: its slot table was complete at the shutdown, and
+    /// rebuilding it touches every page of it (most of a clean RocketMQ root's open).
     pub fn cut_for_recovery(
         &self,
         vfs: &dyn Vfs,
         dd: u64,
         record: &dyn Fn(u64) -> EntryRecord,
+        tail: Tail,
     ) -> Result<std::result::Result<Option<u64>, String>> {
         let mut files = self.files.write();
         if self.max_entries < 2 {
@@ -845,13 +852,23 @@ impl IndexService {
                         .begin_timestamp()
                         .saturating_add(i64::from(last.diff) * 1000),
                 };
-                let path = f.path().to_path_buf();
-                Arc::get_mut(f)
-                    .ok_or_else(|| Error::Io {
-                        path,
-                        source: std::io::Error::other("index file still shared during recovery"),
-                    })?
-                    .keep_entries(n, end_ts)?;
+                let untouched = |e: Entry| (e.hash, e.offset, e.diff, e.prev) == (0, 0, 0, 0);
+                let intact = tail == Tail::Clean
+                    && n == f.entry_count()
+                    && f.end_phy_offset() == last.offset
+                    && f.end_timestamp() == end_ts
+                    && (n + 1 >= self.max_entries || untouched(f.entry(n + 1)));
+                if !intact {
+                    let path = f.path().to_path_buf();
+                    Arc::get_mut(f)
+                        .ok_or_else(|| Error::Io {
+                            path,
+                            source: std::io::Error::other(
+                                "index file still shared during recovery",
+                            ),
+                        })?
+                        .keep_entries(n, end_ts)?;
+                }
                 kept += 1;
             }
         }

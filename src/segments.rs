@@ -15,6 +15,19 @@ use crate::storage::{FileKind, MappedFile, OpenError, Vfs};
 
 pub(crate) use crate::format::root::{file_name, parse_file_name};
 
+/// What the bytes after the last written byte of a loaded file can hold: recovery's choice
+/// between zeroing them (and syncing) and leaving them as they are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tail {
+    /// The previous run shut down cleanly (no `abort` file: it is removed last, after every
+    /// file was synced): nothing was written past the end, and whatever an earlier recovery
+    /// found there it zeroed and synced.
+    Clean,
+    /// The previous run may have crashed: pages past the end may hold stale data whose earlier
+    /// pages were lost; zero them so that appends filling the hole cannot make them reappear.
+    MayHoldStale,
+}
+
 /// One file of a list and the absolute offset of its first byte.
 #[derive(Clone, Debug)]
 pub(crate) struct Segment {

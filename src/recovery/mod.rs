@@ -17,9 +17,12 @@
 //!   fails, or a re-dispatched record that does not continue its queue, falls back to the
 //!   rebuild below (see [`RecoveryReport::derived_fallback`]);
 //! * a clean RocketMQ root (no `abort`, a checkpoint RocketMQ wrote, none of our trailer): as
-//!   RocketMQ's normal recovery, made safe: the newest ConsumeQueue unit (which must point at
-//!   its record) stands in for both offsets of the case above, so the last three segments are
-//!   validated and derived data is kept after the same checks;
+//!   RocketMQ's normal recovery, made safe and cheap: the newest ConsumeQueue unit (which must
+//!   point at its record) stands in for both offsets of the case above, derived data is kept
+//!   after the same checks, and the walk validates the log from the oldest of the queues' newest
+//!   units (never before the third segment from the end, where RocketMQ's own walk starts) to
+//!   its end, re-dispatching what a lagging queue lacks. Below that the log is trusted as a clean
+//!   open trusts it below the durable offset (reads check CRCs; `rocketstore verify` checks all);
 //! * no usable trailer (a RocketMQ root after a crash, a damaged checkpoint), or derived data that
 //!   cannot be kept: ConsumeQueue and IndexFile are deleted and rebuilt by re-dispatching every
 //!   record, so the whole CommitLog is scanned.
@@ -49,7 +52,7 @@ use crate::format::record::{
 use crate::format::root::StoreRoot;
 use crate::format::topic::check_topic;
 use crate::index::{EntryRecord, IndexService};
-use crate::segments::{self, Segment};
+use crate::segments::{self, Segment, Tail};
 use crate::storage::{FileKind, FlushStrategy, MappedFile, Vfs};
 
 mod gaps;
@@ -65,9 +68,10 @@ pub struct RecoveryReport {
     pub checkpoint_trusted: bool,
     /// No `abort` file and a checkpoint RocketMQ wrote (no trailer of ours): recovered as
     /// RocketMQ's normal recovery does, made safe. The newest ConsumeQueue unit's record end
-    /// stood in for the durable and derived-durable offsets: the last three segments were
-    /// validated, ConsumeQueue and IndexFile kept after their tails were checked against the
-    /// log (any doubt rebuilds them, see [`derived_fallback`](Self::derived_fallback)).
+    /// stood in for the durable and derived-durable offsets: the log was validated from the
+    /// oldest of the queues' newest units (at most the last three segments, RocketMQ's own
+    /// window) to its end, ConsumeQueue and IndexFile kept after their tails were checked
+    /// against the log (any doubt rebuilds them, see [`derived_fallback`](Self::derived_fallback)).
     pub rocketmq_normal_recovery: bool,
     /// RocketMQ's timestamps in the checkpoint are newer than its trailer recorded: another
     /// store (a RocketMQ broker) wrote to the root after this crate's last checkpoint. The
@@ -78,7 +82,7 @@ pub struct RecoveryReport {
     pub scanned_from: u64,
     /// Bytes validated by the scan.
     pub scanned_bytes: u64,
-    /// Records the scan accepted without a `__CRC32#` property (written by RocketMQ 4.x, by
+    /// Records the scan (from [`scanned_from`](Self::scanned_from)) accepted without a `__CRC32#` property (written by RocketMQ 4.x, by
     /// 5.x without `enabledAppendPropCRC`, or with `append_crc_property = false`): valid on
     /// their BODYCRC and structure, wherever they sit in the log.
     pub records_without_crc: u64,
@@ -161,10 +165,14 @@ pub(crate) struct Recovered {
 }
 
 /// Loads every ConsumeQueue under `consumequeue/`.
+/// Every ConsumeQueue of the root, by topic and queue id.
+type Queues = HashMap<String, HashMap<i32, ConsumeQueue>>;
+
 fn load_queues(
     vfs: &dyn Vfs,
     root: &StoreRoot,
     config: &StoreConfig,
+    tail: Tail,
 ) -> Result<HashMap<String, HashMap<i32, ConsumeQueue>>> {
     let dir = root.consume_queue_dir();
     let mut out: HashMap<String, HashMap<i32, ConsumeQueue>> = HashMap::new();
@@ -202,6 +210,7 @@ fn load_queues(
                 &topic.name,
                 qid,
                 config.consume_queue_file_size(),
+                tail,
             )?;
             out.entry(topic.name.clone()).or_default().insert(qid, cq);
         }
@@ -326,6 +335,13 @@ fn recover_writing_back(
 ) -> Result<Recovered> {
     let size = config.commitlog_segment_size;
     let dir = root.commitlog_dir();
+    // What a file may hold past its written end: after a clean shutdown nothing, so a clean
+    // open does not zero and sync every tail again.
+    let tail = if abort_present {
+        Tail::MayHoldStale
+    } else {
+        Tail::Clean
+    };
     let (mut files, gap_repaired) = gaps::join(
         vfs,
         &dir,
@@ -363,22 +379,23 @@ fn recover_writing_back(
     // offsets, so the ConsumeQueue and IndexFile are kept after their tails are checked against
     // the log (as after a crash with a trailer), and the last segments are validated.
     let mut rocketmq_tail = None;
+    let mut preloaded = None;
     if !abort_present
         && trailer.is_none()
         && rejected.is_none()
         && !files.is_empty()
         && crate::checkpoint::written_by_rocketmq(vfs, root)?
     {
-        match rocketmq_shutdown_end(vfs, root, config, &files, size) {
-            Ok(end) => {
-                log::info!("recovery: a RocketMQ root shut down cleanly; its ConsumeQueue ends at {end}: validating the last segments and the derived data's tails");
+        match rocketmq_shutdown_end(vfs, root, config, &files, size, tail) {
+            Ok((walk_from, end, queues)) => {
+                preloaded = Some(queues);
+                log::info!("recovery: a RocketMQ root shut down cleanly; its ConsumeQueue ends at {end}: validating the log from {walk_from} and the derived data's tails");
                 trailer = Some(Trailer {
                     durable_commitlog_offset: end,
                     derived_durable_offset: end,
                     ..Trailer::default()
                 });
-                let last_segments = files.len().saturating_sub(ROCKETMQ_TAIL_SEGMENTS);
-                rocketmq_tail = Some(files[last_segments].0.min(end - (end - first_start) % size as u64));
+                rocketmq_tail = Some(walk_from);
             }
             Err(reason) => log::info!("recovery: a RocketMQ root, but {reason}: rebuilding ConsumeQueue and IndexFile from the whole CommitLog"),
         }
@@ -397,7 +414,7 @@ fn recover_writing_back(
         None
     } else if clean {
         match (
-            load_queues(vfs, root, config),
+            load_queues(vfs, root, config, tail),
             index_load(vfs, root, config),
         ) {
             (Ok(q), Ok(i)) => {
@@ -456,7 +473,7 @@ fn recover_writing_back(
     };
     // Unclean shutdown with an intact checkpoint: keep what it vouches for, re-dispatch the rest.
     if let (None, false, Some(t)) = (&derived, clean, trailer) {
-        match prepare_incremental(vfs, root, config, &files, size, t)? {
+        match prepare_incremental(vfs, root, config, &files, size, t, preloaded.take(), tail)? {
             Ok((queues, index, p)) => {
                 log::info!(
                     "recovery: keeping derived data below {}, re-dispatching the records from there",
@@ -566,14 +583,18 @@ fn recover_writing_back(
         let pos = (end - *start) as usize;
         if pos < size {
             // A zero header is the ordinary end of data; anything else was torn or stale.
-            if last.readable()[pos..]
-                .iter()
-                .take(record::END_FILE_MIN_BLANK_LENGTH)
-                .any(|&b| b != 0)
-            {
+            let rest = &last.readable()[pos..];
+            let nonzero = |n: usize| rest.iter().take(n).any(|&b| b != 0);
+            if nonzero(record::END_FILE_MIN_BLANK_LENGTH) {
                 report.truncated_at = Some(end);
             }
-            last.truncate(pos).map_err(|e| Error::io(last.path(), e))?;
+            // After a clean shutdown nothing lies past the end (checked for its first page).
+            if tail == Tail::MayHoldStale || nonzero(PAGE) {
+                last.truncate(pos)
+            } else {
+                last.end_at(pos)
+            }
+            .map_err(|e| Error::io(last.path(), e))?;
         }
     }
     if !clean {
@@ -664,6 +685,9 @@ enum Walked {
     /// ends below the kept data: nothing of the CommitLog was changed, rebuild everything.
     Abandoned(String),
 }
+
+/// A page: how much of a clean file's tail recovery checks is zero before it trusts the rest.
+const PAGE: usize = 4096;
 
 /// CommitLog bytes a rebuild dispatches between two background write-backs of its derived data
 /// (see [`walk`]); a walk over less than twice this writes nothing back early (nor starts a
@@ -1604,22 +1628,26 @@ fn point_check_options(config: &StoreConfig) -> DecodeOptions {
 }
 
 /// Segments RocketMQ's normal recovery validates at the end of the log (`recoverNormally`
-/// starts at the third segment from the end).
+/// starts at the third segment from the end): no walk of a clean RocketMQ root starts before.
 const ROCKETMQ_TAIL_SEGMENTS: usize = 3;
 
-/// Where the log ended when RocketMQ shut down cleanly: the end of the record the newest
-/// ConsumeQueue unit points at (RocketMQ's dispatch is complete at a clean shutdown). `Err`
-/// when the ConsumeQueue cannot say: unloadable, empty, or pointing outside the segments.
+/// Where the log ended when RocketMQ shut down cleanly, as `(walk from, end, the ConsumeQueues
+/// loaded to find it)`: `end` is the end
+/// of the record the newest ConsumeQueue unit points at (RocketMQ's dispatch is complete at a
+/// clean shutdown), `walk from` the oldest of the queues' newest units within the last
+/// [`ROCKETMQ_TAIL_SEGMENTS`] segments. `Err` when the ConsumeQueue cannot say: unloadable,
+/// empty, or pointing outside the segments.
 fn rocketmq_shutdown_end(
     vfs: &dyn Vfs,
     root: &StoreRoot,
     config: &StoreConfig,
     files: &[(u64, MappedFile)],
     size: usize,
-) -> std::result::Result<u64, String> {
+    tail: Tail,
+) -> std::result::Result<(u64, u64, Queues), String> {
     let first_start = files.first().map_or(0, |(s, _)| *s);
     let data_end = files.last().map_or(0, |(s, _)| s + size as u64);
-    let queues = load_queues(vfs, root, config)
+    let queues = load_queues(vfs, root, config, tail)
         .map_err(|e| format!("its ConsumeQueue is unusable ({})", crate::error::chain(&e)))?;
     let newest = queues
         .values()
@@ -1651,7 +1679,22 @@ fn rocketmq_shutdown_end(
             newest.queue_id()
         ));
     }
-    Ok(end)
+    // Where a walk finds every record the ConsumeQueue lacks: a queue's records after its
+    // newest unit would be missing, so the walk starts at the oldest of the queues' newest
+    // units (only queues with a unit in the segments RocketMQ itself checks count: anything
+    // before those is as RocketMQ's recoverNormally leaves it).
+    let window = files[files.len().saturating_sub(ROCKETMQ_TAIL_SEGMENTS)].0;
+    let start = queues
+        .values()
+        .flat_map(|m| m.values())
+        .filter(|q| q.max_offset() > q.min_offset())
+        .filter_map(|q| q.unit(q.max_offset() - 1))
+        .map(|unit| unit.commitlog_offset as u64)
+        .filter(|&offset| offset >= window)
+        .min()
+        .unwrap_or(end)
+        .min(end);
+    Ok((start, end, queues))
 }
 
 /// The derived data an incremental recovery keeps, and where its re-dispatch starts.
@@ -1685,6 +1728,8 @@ fn prepare_incremental(
     files: &[(u64, MappedFile)],
     size: usize,
     t: Trailer,
+    preloaded: Option<Queues>,
+    tail: Tail,
 ) -> Result<std::result::Result<Kept, String>> {
     let first_start = files.first().map_or(0, |(s, _)| *s);
     let dd = t.derived_durable_offset;
@@ -1699,7 +1744,7 @@ fn prepare_incremental(
             t.durable_commitlog_offset
         )));
     }
-    let mut queues = match load_queues(vfs, root, config) {
+    let mut queues = match preloaded.map_or_else(|| load_queues(vfs, root, config, tail), Ok) {
         Ok(q) => q,
         Err(e) => {
             return Ok(Err(format!(
@@ -1786,7 +1831,7 @@ fn prepare_incremental(
                 None => EntryRecord::Missing,
             }
         };
-        match i.cut_for_recovery(vfs, dd, &record)? {
+        match i.cut_for_recovery(vfs, dd, &record, tail)? {
             Ok(resume) => index_from = resume.unwrap_or(0).clamp(first_start, dd),
             Err(reason) => return Ok(Err(reason)),
         }

@@ -251,6 +251,26 @@ impl MappedFile {
         Ok(())
     }
 
+    /// Sets the write position to `pos` and leaves the bytes after it as they are: for a file
+    /// whose rest is known to be zero (recovery after a clean shutdown, see
+    /// [`crate::segments::Tail`]), where [`truncate`](Self::truncate) would only cost a sync.
+    /// Both write and flushed positions become `pos`. `InvalidInput` if `pos > size`.
+    pub fn end_at(&mut self, pos: usize) -> io::Result<()> {
+        if pos > self.size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "end of {} at {pos}, past its size {}",
+                    self.path.display(),
+                    self.size
+                ),
+            ));
+        }
+        *self.published.get_mut() = pos;
+        *self.flushed.get_mut() = pos;
+        Ok(())
+    }
+
     /// Writes `bytes` at `pos` through the file ([`VfsFile::write_all_at`]) and syncs it
     /// (`fdatasync`): recovery's in-place repair of a damaged span below the write position.
     ///
