@@ -184,6 +184,43 @@ fn a_gap_after_a_full_segment_is_refused_with_a_typed_error_and_nothing_changes(
     assert!(store.recovery_report().checkpoint_rejected.is_some());
 }
 
+/// Found by the recovery fuzz target: a flipped byte in segment 0 with valid records after it,
+/// segment 1 gone and no checkpoint. The chain stops inside segment 0, which looked like the
+/// end of an interrupted cut, so the gap repair deleted segments 2 and 3 before the walk
+/// refused the damage as corruption: a failed open that changed the log.
+#[test]
+fn damage_before_a_gap_with_valid_records_after_it_is_refused_before_anything_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("s");
+    let config = tiny();
+    let written = write_store(&root, &config, 4);
+    let victim = written[2].0 as usize;
+    assert!(victim + 100 < SEG as usize && written[3].0 < SEG);
+    let seg0 = segment(&root, 0);
+    let mut bytes = fs::read(&seg0).unwrap();
+    bytes[victim + 100] ^= 0x01;
+    fs::write(&seg0, &bytes).unwrap();
+    fs::remove_file(segment(&root, 1)).unwrap();
+    fs::remove_file(root.join("checkpoint")).unwrap();
+    fs::write(root.join("abort"), b"").unwrap();
+    let before = image(&root);
+
+    match Store::open(&root, config.clone()) {
+        Err(Error::SegmentGap {
+            missing_from,
+            missing_to,
+            ref reason,
+            ..
+        }) => {
+            assert_eq!((missing_from, missing_to), (SEG, 2 * SEG));
+            assert!(reason.contains("corruption"), "{reason}");
+            assert!(reason.contains(&format!("breaks at {victim}")), "{reason}");
+        }
+        other => panic!("expected SegmentGap, got {other:?}"),
+    }
+    assert!(image(&root) == before, "a refused open changed the root");
+}
+
 #[test]
 fn a_gap_the_checkpoint_says_holds_acknowledged_data_is_refused() {
     let dir = tempfile::tempdir().unwrap();

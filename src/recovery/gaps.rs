@@ -8,7 +8,10 @@
 //! have one:
 //!
 //! - **The remains of an interrupted cut.** The files before the gap end in a segment whose
-//!   record chain stops inside it (a torn or zeroed tail, or an empty prepared segment). A later
+//!   record chain stops inside it (a torn or zeroed tail, or an empty prepared segment) with
+//!   nothing valid after the stop in that segment (the walk's evidence rule,
+//!   [`evidence::chain_after`]: valid records after damage are corruption, which the walk
+//!   refuses, so deleting files for it first would change the log of an `open` that fails). A later
 //!   segment is written only after the one before it is full, so nothing after the gap can
 //!   continue the log: recovery deletes those files, as the cut it finishes would have, and
 //!   says so in [`RecoveryReport::gap_repaired`](super::RecoveryReport::gap_repaired). Unless
@@ -24,6 +27,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{GapPolicy, StoreConfig};
 use crate::error::{Error, Result};
 use crate::format::checkpoint_layout::Trailer;
+use crate::format::evidence;
 use crate::format::record::{self, Decoded};
 use crate::segments;
 use crate::storage::{MappedFile, Vfs};
@@ -61,8 +65,18 @@ pub(super) fn join(
     let (last_start, last) = first.last().expect("runs are never empty");
     let missing_from = last_start + size;
     let missing_to = runs[1][0].0;
-    let chain_end = chain_end(*last_start, last.readable(), config);
     let vouched = trailer.map_or(0, |t| t.durable_commitlog_offset);
+    let chain_end = chain_end(*last_start, last.readable(), config);
+    // Valid records after the stop: corruption, not the end of the log.
+    let corrupt = chain_end.and_then(|end| {
+        let seg = last.readable();
+        let pos = (end - last_start) as usize;
+        let opts = super::point_check_options(config);
+        evidence::chain_after(seg, *last_start, pos, &opts).filter(|c| {
+            let span_end = (c.start - last_start) as usize;
+            !evidence::lost_writes_explain(seg, pos, span_end, trailer.is_none())
+        })
+    });
     let after: usize = runs[1..].iter().map(Vec::len).sum();
 
     let keep_before = |reason: String, runs: &mut Vec<Files>| -> Result<(Files, GapRepair)> {
@@ -85,7 +99,7 @@ pub(super) fn join(
     };
 
     let (files, repair) = match (chain_end, config.segment_gap) {
-        (Some(end), _) if vouched <= end => {
+        (Some(end), _) if vouched <= end && corrupt.is_none() => {
             let reason = format!(
                 "the log ends at {end}, inside segment {last_start}, before the gap: the {after} segment(s) after it are the rest of an interrupted cut"
             );
@@ -119,11 +133,15 @@ pub(super) fn join(
         }
         (end, GapPolicy::Refuse) => {
             let before = first.len();
-            let reason = match end {
-                Some(end) => format!(
+            let reason = match (end, corrupt) {
+                (Some(end), Some(c)) => format!(
+                    "the log's record chain breaks at {end}, inside segment {last_start} before the gap, but {} valid record(s) follow at {}: corruption, not the end of an interrupted cut",
+                    c.records, c.start
+                ),
+                (Some(end), None) => format!(
                     "the log ends at {end} before the gap, but the checkpoint says {vouched} bytes are durable"
                 ),
-                None => format!(
+                (None, _) => format!(
                     "segment {last_start}, the last of {before} before the gap, is full, so the missing segment held data"
                 ),
             };
