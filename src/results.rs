@@ -148,6 +148,14 @@ pub struct GetOptions {
     /// `get` that starts before it returns the messages up to it. Turning it off saves one
     /// CRC pass over each record (the README's read table has the cost).
     pub verify_crc: bool,
+    /// Return only messages whose record is durable (entirely below the CommitLog's durable
+    /// offset, [`StoreStats::durable_offset`](crate::StoreStats::durable_offset)); the result's
+    /// max offset is then one past the newest durable message. Default false: a `get` sees every
+    /// message whose `put` returned, and in Async mode, or in Sync mode while its sync runs,
+    /// that includes messages a power loss can still take back (a crash of the process alone
+    /// cannot: their bytes are in the page cache). Consumers of a Sync store read durable only
+    /// by default ([`crate::consumer`]).
+    pub durable_only: bool,
 }
 
 impl Default for GetOptions {
@@ -157,6 +165,7 @@ impl Default for GetOptions {
             max_bytes: 256 * 1024,
             tag_filter: None,
             verify_crc: true,
+            durable_only: false,
         }
     }
 }

@@ -99,6 +99,54 @@ impl Store {
         self.engine.get(topic, queue_id, offset, opts)
     }
 
+    /// [`Store::get_with`] that waits up to `timeout` for a message to return: in-process long
+    /// polling, woken by the puts into this queue (by the syncs with
+    /// [`GetOptions::durable_only`]) rather than by polling, so waiting threads cost nothing.
+    /// Returns as soon as there are messages, at once for an offset to correct
+    /// (`OffsetTooSmall`, `OffsetOverflowBadly`), and at the timeout with an empty result whose
+    /// `next_offset` is where to go on (past messages the tag filter rejected). A `close`
+    /// meanwhile ends the wait with [`Error::Closed`].
+    ///
+    /// ```
+    /// use rocketstore::{GetOptions, GetStatus, Message, Store, StoreConfig};
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path(), StoreConfig::small())?;
+    /// std::thread::scope(|s| {
+    ///     let consumer = s.spawn(|| {
+    ///         store.get_waiting("t", 0, 0, &GetOptions::new(8), Duration::from_secs(30))
+    ///     });
+    ///     store.put(&Message::new("t", 0, b"hello")).unwrap();
+    ///     let got = consumer.join().unwrap().unwrap();
+    ///     assert_eq!(got.status(), GetStatus::Found);
+    /// });
+    /// # Ok::<(), rocketstore::Error>(())
+    /// ```
+    pub fn get_waiting(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: u64,
+        opts: &GetOptions,
+        timeout: std::time::Duration,
+    ) -> Result<GetResult> {
+        self.engine
+            .get_waiting(topic, queue_id, offset, opts, timeout)
+    }
+
+    /// Waits up to `timeout` until one of `queues` (`(topic, queue id, offset)`) has a message
+    /// at or after its offset and returns the index of the first such queue, or `None` at the
+    /// timeout. Woken by the puts into those queues; `durable_only` waits for durable messages
+    /// instead, woken by the syncs. [`Error::Closed`] when the store closes meanwhile.
+    pub fn wait_for_messages(
+        &self,
+        queues: &[(&str, i32, u64)],
+        durable_only: bool,
+        timeout: std::time::Duration,
+    ) -> Result<Option<usize>> {
+        self.engine.wait_for_messages(queues, durable_only, timeout)
+    }
+
     /// The message stored at CommitLog offset `offset` (fully validated, CRCs included).
     pub fn read_at(&self, offset: u64) -> Result<StoredMessage> {
         self.engine.check_open()?;

@@ -97,6 +97,7 @@ impl Engine {
                     // generation, and only `requested > served` makes that one run.
                     served = served.max(target);
                     gc.finish();
+                    self.arrivals.synced();
                 }
                 Err(e) => {
                     let reason = format!("CommitLog sync failed: {}", chain(&e));
@@ -147,6 +148,7 @@ impl Engine {
             .commitlog
             .flush()
             .inspect_err(|e| self.set_read_only(format!("CommitLog sync failed: {}", chain(e))))?;
+        self.arrivals.synced();
         for q in &all_queues() {
             q.flush()?;
         }
@@ -190,8 +192,11 @@ impl Engine {
                     if thorough {
                         last_thorough = now;
                     }
-                    if let Err(e) = self.commitlog.flush() {
-                        self.set_read_only(format!("CommitLog sync failed: {}", chain(&e)));
+                    match self.commitlog.flush() {
+                        Ok(_) => self.arrivals.synced(),
+                        Err(e) => {
+                            self.set_read_only(format!("CommitLog sync failed: {}", chain(&e)))
+                        }
                     }
                 }
             }

@@ -96,6 +96,7 @@ impl Engine {
             derived_damaged: AtomicBool::new(false),
             appending: AtomicUsize::new(0),
             group_commit: GroupCommit::default(),
+            arrivals: Default::default(),
             workers: Default::default(),
             cleanup_lock: Mutex::new(()),
             checkpoint_lock: Mutex::new(()),
@@ -115,6 +116,7 @@ impl Engine {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Err(Error::Closed);
         }
+        self.arrivals.close();
         self.workers.stop_background();
         // Wait for in-flight puts: they hold the append lock while writing.
         drop(self.append.lock());

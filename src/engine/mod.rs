@@ -4,7 +4,7 @@
 //! One concern per file: [`lifecycle`] opens (lock, recovery, abort marker) and closes a root,
 //! [`put`] is the append path, [`read`] the read path, [`flush`] the durability threads and the
 //! checkpoint, [`cleanup`] retention, [`health`] whether writes are taken, [`workers`] the
-//! threads, [`queues`] the queue table.
+//! threads, [`queues`] the queue table, [`arrivals`] the readers waiting for messages.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -21,8 +21,8 @@ use crate::recovery::RecoveryReport;
 use crate::stats::{QueueStats, StoreStats};
 use crate::storage::{LockGuard, Vfs};
 
+mod arrivals;
 mod cleanup;
-
 mod flush;
 mod group_commit;
 mod health;
@@ -32,6 +32,8 @@ mod queues;
 mod read;
 mod workers;
 
+use arrivals::Arrivals;
+pub(crate) use arrivals::WaitOn;
 pub(crate) use cleanup::Trigger;
 use group_commit::GroupCommit;
 use health::Health;
@@ -62,6 +64,8 @@ pub(crate) struct Engine {
     /// Whether puts are refused, and why.
     health: Health,
     group_commit: GroupCommit,
+    /// Readers waiting for messages (long polling), woken by puts, syncs and `close`.
+    arrivals: Arrivals,
     /// The background threads and their stop signal.
     workers: Workers,
     /// Serialises cleanup passes (background cleaner and the manual calls).

@@ -252,6 +252,7 @@ impl Engine {
             (first, end, queue_offset, ts)
         };
         drop(appending);
+        self.arrivals.arrived(run.topic, run.queue_id);
         let mut status = PutStatus::Ok;
         if self.config.flush_mode == FlushMode::Sync {
             status = self.wait_durable(end)?;

@@ -58,7 +58,18 @@ impl Engine {
         let Some(q) = self.queue(topic, queue_id) else {
             return Ok(GetResult::empty(GetStatus::NoMatchedLogicQueue, 0, 0, 0));
         };
-        let (min, max) = (q.min_offset(), q.max_offset());
+        let min = q.min_offset();
+        let max = self.visible_max(&q, opts.durable_only);
+        if max < q.max_offset() && offset >= max && offset <= q.max_offset() {
+            // Durable only: the message there (or the offset a non-durable read reached) is
+            // not durable yet. Nothing new, not an offset to correct.
+            return Ok(GetResult::empty(
+                GetStatus::OffsetOverflowOne,
+                offset,
+                min,
+                max,
+            ));
+        }
         if let Some(result) = out_of_bounds(offset, min, max) {
             return Ok(result);
         }
@@ -134,6 +145,95 @@ impl Engine {
             GetStatus::OffsetFoundNull
         };
         Ok(result)
+    }
+
+    /// One past the newest message of `q` a read may return: its max offset, or with
+    /// `durable_only` one past its newest message whose record is durable. Units are in
+    /// CommitLog order, and only the few newest can be ahead of the durable offset, so the walk
+    /// back is short.
+    pub(crate) fn visible_max(&self, q: &ConsumeQueue, durable_only: bool) -> u64 {
+        let mut max = q.max_offset();
+        if !durable_only {
+            return max;
+        }
+        let (min, durable) = (q.min_offset(), self.commitlog.flushed_offset());
+        while max > min {
+            match q.unit(max - 1) {
+                Some(u) if u.commitlog_offset as u64 + u.size as u64 > durable => max -= 1,
+                _ => break,
+            }
+        }
+        max
+    }
+
+    /// Waits until one of `queues` has a message a read may return at or after its offset
+    /// (`(topic, queue id, offset)`; with `durable_only` a durable one) and returns its index,
+    /// or `None` once `timeout` passed. Woken by the puts into those queues (or by the syncs,
+    /// with `durable_only`), not by polling; [`Error::Closed`] when the store closes meanwhile.
+    pub(crate) fn wait_for_messages(
+        &self,
+        queues: &[(&str, i32, u64)],
+        durable_only: bool,
+        timeout: std::time::Duration,
+    ) -> Result<Option<usize>> {
+        self.check_open()?;
+        let deadline = std::time::Instant::now() + timeout;
+        let keys: Vec<(&str, i32)> = queues.iter().map(|&(t, q, _)| (t, q)).collect();
+        let on = if durable_only {
+            super::WaitOn::Durable
+        } else {
+            super::WaitOn::Queues(&keys)
+        };
+        let mut found = None;
+        let ready = self.arrivals.wait(on, deadline, || {
+            found = queues.iter().position(|&(topic, queue_id, offset)| {
+                self.queue(topic, queue_id)
+                    .is_some_and(|q| self.visible_max(&q, durable_only) > offset)
+            });
+            found.is_some()
+        })?;
+        Ok(if ready { found } else { None })
+    }
+
+    /// [`Engine::get`] that waits, at most `timeout`, while there is nothing to return: no
+    /// message at the offset yet, or only messages the tag filter rejects (the wait then goes
+    /// on from past them). Returns the first result with messages, or an error, or a bounds
+    /// status the caller must act on (`OffsetTooSmall`, `OffsetOverflowBadly`), or, at the
+    /// timeout, the last empty result, whose `next_offset` is where to continue.
+    pub(crate) fn get_waiting(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: u64,
+        opts: &GetOptions,
+        timeout: std::time::Duration,
+    ) -> Result<GetResult> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut offset = offset;
+        loop {
+            self.check_open()?;
+            let r = self.get(topic, queue_id, offset, opts)?;
+            match r.status {
+                GetStatus::Found | GetStatus::OffsetTooSmall | GetStatus::OffsetOverflowBadly => {
+                    return Ok(r)
+                }
+                _ if r.next_offset < r.max_offset => {
+                    // Filtered, removed or unreadable units before the max: read on.
+                    offset = r.next_offset.max(offset + 1);
+                    continue;
+                }
+                _ => {}
+            }
+            offset = r.next_offset.max(offset);
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero()
+                || self
+                    .wait_for_messages(&[(topic, queue_id, offset)], opts.durable_only, left)?
+                    .is_none()
+            {
+                return Ok(r);
+            }
+        }
     }
 
     /// The record unit `n` of `q` points at, checked: it decodes (CRCs as `opts` says), has the
