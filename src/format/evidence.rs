@@ -144,6 +144,11 @@ pub fn chain_at_start(seg: &[u8], seg_start: u64, opts: &DecodeOptions) -> Optio
 /// have been written back once while the record was being copied into it).
 pub fn lost_writes_explain(seg: &[u8], from: usize, to: usize, whole: bool) -> bool {
     let to = to.min(seg.len());
+    // The valid record at `to` may begin with zero bytes (the high bytes of a small TOTALSIZE)
+    // that lie in the sector that missed its write: they read the same either way, so that
+    // sector counts as ending inside the span (its zeros run up to the record's first byte
+    // that is not zero, at most 4 bytes on: its magic code).
+    let to = to + seg[to..].iter().take(4).take_while(|&&b| b == 0).count();
     let mut end = (from / SECTOR + 1) * SECTOR;
     while end <= to {
         let lo = if whole {
@@ -182,5 +187,23 @@ mod tests {
         seg[3 * SECTOR..].fill(0);
         assert!(!lost_writes_explain(&seg, 100, 3 * SECTOR - 1, false));
         assert!(lost_writes_explain(&seg, 100, 4 * SECTOR, true));
+    }
+
+    /// Found by the crash torture (`Torn`): a page torn at a sector boundary left the sector
+    /// holding a record's tail and the next record's first bytes unwritten. That record's
+    /// TOTALSIZE begins with zero bytes, which read the same in the unwritten sector, so the
+    /// valid chain starts up to 3 bytes before the sector's end.
+    #[test]
+    fn a_chain_starting_in_the_unwritten_sector_is_explained_by_its_zero_prefix() {
+        let mut seg = vec![0xAAu8; 4 * SECTOR];
+        let next = 2 * SECTOR - 3;
+        // Sector 1 never written from the damage on; the next record is 200 bytes long.
+        seg[SECTOR + 100..2 * SECTOR].fill(0);
+        seg[2 * SECTOR - 3..2 * SECTOR + 1].copy_from_slice(&200u32.to_be_bytes());
+        assert!(lost_writes_explain(&seg, SECTOR + 100, next, true));
+        assert!(lost_writes_explain(&seg, SECTOR + 100, next, false));
+        // A size whose third byte is not zero ends the prefix: that sector was written.
+        seg[2 * SECTOR - 3..2 * SECTOR + 1].copy_from_slice(&0x0190u32.to_be_bytes());
+        assert!(!lost_writes_explain(&seg, SECTOR + 100, next, true));
     }
 }
