@@ -20,15 +20,9 @@ const ORDERS: u32 = 200;
 const PRODUCERS: u32 = 4;
 const STEPS: [&str; 3] = ["created", "paid", "shipped"];
 
-/// Java `String.hashCode`, as RocketMQ clients hash the sharding key.
-fn java_hash(s: &str) -> i32 {
-    s.encode_utf16()
-        .fold(0i32, |h, u| h.wrapping_mul(31).wrapping_add(i32::from(u)))
-}
-
-/// The queue of an order: `abs(hash) % queues`, as `SelectMessageQueueByHash` does.
+/// The queue of an order, as RocketMQ's `SelectMessageQueueByHash` picks it.
 fn queue_of(order_id: &str) -> i32 {
-    java_hash(order_id).wrapping_abs().rem_euclid(QUEUES)
+    rocketstore::queue_for_key(order_id, QUEUES as u32)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

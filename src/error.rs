@@ -231,6 +231,52 @@ pub enum Error {
         max: u64,
     },
 
+    /// A consumer group name is empty, too long or uses characters outside
+    /// `[%|a-zA-Z0-9_-]` (RocketMQ's rule for group names, the same as for topics).
+    #[error("illegal consumer group {group:?}: {reason}")]
+    InvalidGroup {
+        /// The rejected group.
+        group: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+
+    /// A configuration file of the root (`config/*.json`) is unreadable, and so is its `.bak`:
+    /// nothing was reset; fix or remove the file.
+    #[error("{path}: {reason}")]
+    CorruptConfig {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it (and with its `.bak`).
+        reason: String,
+    },
+
+    /// Ordered consumption: another consumer of the group holds the queue's consume lock.
+    #[error("{topic}:{queue_id} is locked by consumer {holder} of group {group}")]
+    QueueLocked {
+        /// The group.
+        group: String,
+        /// The topic.
+        topic: String,
+        /// The queue.
+        queue_id: i32,
+        /// The consumer holding the lock.
+        holder: String,
+    },
+
+    /// An offset past the end of its queue: a commit or seek to a message that does not exist.
+    #[error("offset {offset} of {topic}:{queue_id} is past the queue's max offset {max}")]
+    OffsetPastMax {
+        /// The topic.
+        topic: String,
+        /// The queue.
+        queue_id: i32,
+        /// The rejected offset.
+        offset: u64,
+        /// One past the newest message of the queue.
+        max: u64,
+    },
+
     /// The disk is (nearly) full; puts are refused until space returns.
     #[error("disk full at {path}: {reason}")]
     DiskFull {

@@ -45,6 +45,7 @@ mod checkpoint;
 mod commitlog;
 mod config;
 mod consume_queue;
+pub mod consumer;
 mod dispatch;
 mod engine;
 mod error;
@@ -72,7 +73,7 @@ pub use error::{Error, Result};
 pub use format::geometry::RootGeometry;
 pub use format::topic::MAX_TOPIC_LEN;
 pub use format::FormatError;
-pub use message::{Message, MessageView};
+pub use message::{queue_for_key, Message, MessageView};
 pub use recovery::{GapRepair, RecoveryReport, Salvage};
 pub use results::{
     GetOptions, GetResult, GetStatus, PutResult, PutStatus, StoredMessage, TagFilter, TimeBoundary,

@@ -285,6 +285,36 @@ impl fmt::Debug for MessageView<'_> {
     }
 }
 
+/// The queue RocketMQ's `SelectMessageQueueByHash` picks for sharding key `key` among
+/// `queue_count` queues: Java's `key.hashCode() % queue_count`, made non-negative. Every event
+/// of one order id (or account, or user) goes to one queue, so an ordered consumer sees them in
+/// order; the same key maps to the same queue as in a Java producer.
+///
+/// ```
+/// assert_eq!(rocketstore::queue_for_key("ORDER-1", 8), rocketstore::queue_for_key("ORDER-1", 8));
+/// assert!((0..8).contains(&rocketstore::queue_for_key("ORDER-2", 8)));
+/// ```
+///
+/// # Panics
+///
+/// If `queue_count` is 0.
+pub fn queue_for_key(key: &str, queue_count: u32) -> i32 {
+    assert!(queue_count > 0, "queue_count must be positive");
+    let n = i32::try_from(queue_count).unwrap_or(i32::MAX);
+    // Java's `%` keeps the dividend's sign; `Math.abs` of the (small) remainder cannot overflow.
+    (crate::format::java_hash::java_string_hash(key) % n).abs()
+}
+
+/// The CommitLog offset in an offset message id ([`MessageView::msg_id`], RocketMQ's
+/// `MessageDecoder.decodeMessageId`): its last 8 bytes. `None` unless it is 32 (IPv4) or 56
+/// (IPv6) hex digits.
+pub(crate) fn offset_of_msg_id(id: &str) -> Option<u64> {
+    if !(id.len() == 32 || id.len() == 56) || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(&id[id.len() - 16..], 16).ok()
+}
+
 /// RocketMQ `MessageDecoder.createMessageId`: hex of `addr ‖ port(i32) ‖ offset(i64)`.
 pub(crate) fn offset_msg_id(store_host: SocketAddr, commitlog_offset: u64) -> String {
     use std::fmt::Write;

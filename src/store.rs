@@ -147,6 +147,116 @@ impl Store {
         self.engine.wait_for_messages(queues, durable_only, timeout)
     }
 
+    /// A consumer of `topic` in `group` (see [`crate::consumer`]): joins the group in this
+    /// process (its clustering consumers split the queues) and reads from the group's
+    /// committed offsets.
+    ///
+    /// ```
+    /// use rocketstore::consumer::{ConsumerConfig, StartFrom};
+    /// use rocketstore::{Message, Store, StoreConfig};
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path(), StoreConfig::small())?;
+    /// store.put(&Message::new("orders", 0, b"a"))?;
+    /// let config = ConsumerConfig { start_from: StartFrom::First, ..ConsumerConfig::default() };
+    /// let mut consumer = store.consumer("billing", "orders", config)?;
+    /// let batch = consumer.poll(32, Duration::from_secs(1))?;
+    /// assert_eq!(batch.messages().next().unwrap().body(), b"a");
+    /// consumer.commit()?;
+    /// # Ok::<(), rocketstore::Error>(())
+    /// ```
+    pub fn consumer(
+        &self,
+        group: &str,
+        topic: &str,
+        config: crate::consumer::ConsumerConfig,
+    ) -> Result<crate::consumer::Consumer> {
+        crate::consumer::Consumer::new(self.engine.clone(), group, topic, config)
+    }
+
+    /// Commits consumer-group offsets: `group` has consumed each `(queue id, offset)` of
+    /// `topic` up to, not including, `offset` (the next message it will read, as RocketMQ's
+    /// `commitOffset`). Kept in the store root and recovered with it: in Sync mode durable when
+    /// this returns (it shares the group commit with the puts), in Async mode with the next
+    /// flush; after any crash a group's offset is a value it committed and never ahead of the
+    /// messages the store still holds. Also written to `config/consumerOffset.json` in
+    /// RocketMQ's format at every checkpoint. An offset past the queue's max offset is refused
+    /// ([`Error::OffsetPastMax`]). Returns the put of the commit record (its status says
+    /// whether a Sync store's flush timed out).
+    ///
+    /// ```
+    /// use rocketstore::{Message, Store, StoreConfig};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path(), StoreConfig::small())?;
+    /// store.put(&Message::new("orders", 0, b"a"))?;
+    /// assert_eq!(store.committed_offset("billing", "orders", 0)?, None);
+    /// store.commit_offsets("billing", "orders", &[(0, 1)])?;
+    /// assert_eq!(store.committed_offset("billing", "orders", 0)?, Some(1));
+    /// store.close()?;
+    /// let store = Store::open(dir.path(), StoreConfig::small())?;
+    /// assert_eq!(store.committed_offset("billing", "orders", 0)?, Some(1));
+    /// # Ok::<(), rocketstore::Error>(())
+    /// ```
+    pub fn commit_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        offsets: &[(i32, u64)],
+    ) -> Result<PutResult> {
+        self.engine.commit_offsets(group, topic, offsets, false)
+    }
+
+    /// [`Store::commit_offsets`] that returns only once the commit is durable, in Async mode
+    /// too (one `fdatasync` of the CommitLog).
+    pub fn commit_offsets_durable(
+        &self,
+        group: &str,
+        topic: &str,
+        offsets: &[(i32, u64)],
+    ) -> Result<PutResult> {
+        self.engine.commit_offsets(group, topic, offsets, true)
+    }
+
+    /// The offset `group` last committed for `topic:queue_id`; `None` if it never did
+    /// (RocketMQ's `queryOffset` answers `-1`). An offset below the queue's min offset
+    /// (retention deleted what it pointed at) comes back as the min offset, with a log line.
+    pub fn committed_offset(&self, group: &str, topic: &str, queue_id: i32) -> Result<Option<u64>> {
+        self.engine.committed_offset(group, topic, queue_id)
+    }
+
+    /// Every committed offset: `(topic, group)` → queue id → offset (`-1`: unknown, as in a
+    /// RocketMQ file).
+    pub fn committed_offsets(
+        &self,
+    ) -> Result<std::collections::BTreeMap<(String, String), std::collections::BTreeMap<i32, i64>>>
+    {
+        self.engine.check_open()?;
+        Ok(self.engine.all_committed())
+    }
+
+    /// The message with RocketMQ's offset message id `msg_id` ([`MessageView::msg_id`]: store
+    /// host, port and CommitLog offset in hex). [`Error::InvalidArgument`] for a string that is
+    /// not one; [`Error::NoRecordAt`] when no message starts at its offset (or the id names
+    /// another store host).
+    ///
+    /// [`MessageView::msg_id`]: crate::MessageView::msg_id
+    pub fn read_by_msg_id(&self, msg_id: &str) -> Result<StoredMessage> {
+        let offset = crate::message::offset_of_msg_id(msg_id).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "{msg_id:?} is not a RocketMQ offset message id (32 or 56 hex digits)"
+            ))
+        })?;
+        let found = self.read_at(offset)?;
+        if !found.view().msg_id().eq_ignore_ascii_case(msg_id) {
+            return Err(Error::NoRecordAt {
+                offset,
+                min: self.commitlog_min_offset(),
+                max: self.commitlog_max_offset(),
+            });
+        }
+        Ok(found)
+    }
+
     /// The message stored at CommitLog offset `offset` (fully validated, CRCs included).
     pub fn read_at(&self, offset: u64) -> Result<StoredMessage> {
         self.engine.check_open()?;

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rocketstore::format::offset_commit;
 use rocketstore::internals::{CrashMode, SimVfs, Vfs};
 use rocketstore::{
     Error, FlushMode, GetOptions, GetStatus, Message, PutStatus, Store, StoreConfig, TagFilter,
@@ -130,7 +131,16 @@ enum Step {
     Flush,
     Get,
     Reopen(FlushMode),
+    /// Group [`GROUP`] commits the queue's max offset (everything acknowledged so far).
+    Commit {
+        topic: usize,
+        queue: i32,
+        durable: bool,
+    },
 }
+
+/// The consumer group of the commit steps.
+const GROUP: &str = "torture";
 
 #[derive(Clone, Debug)]
 struct Workload {
@@ -189,8 +199,13 @@ fn gen_workload(seed: u64, len: usize) -> Workload {
                 queue,
                 count: 2 + rng.below(3) as usize,
             },
-            85..=90 => Step::Flush,
-            91..=95 => Step::Get,
+            85..=88 => Step::Flush,
+            89..=91 => Step::Commit {
+                topic,
+                queue,
+                durable: rng.chance(30),
+            },
+            92..=95 => Step::Get,
             _ => Step::Reopen(mode(&mut rng)),
         };
         steps.push(step);
@@ -387,6 +402,11 @@ impl<'a> Driver<'a> {
                     }
                 }
                 Step::Get => self.check_reads(&store),
+                Step::Commit {
+                    topic,
+                    queue,
+                    durable,
+                } => self.commit(&store, mode, TOPICS[*topic], *queue, *durable),
                 Step::Reopen(next) => {
                     // Flush first: `close` deadlocks if its own CommitLog sync fails (engine bug,
                     // see `discard`); after a successful flush it has nothing left to sync.
@@ -537,6 +557,85 @@ impl<'a> Driver<'a> {
                         known: None,
                     });
                 }
+            }
+        }
+    }
+
+    /// Commits the queue's max offset for [`GROUP`] and records the commit record like a put.
+    fn commit(&mut self, store: &Store, mode: FlushMode, topic: &str, queue: i32, durable: bool) {
+        let offset = store.max_offset(topic, queue).unwrap_or(0);
+        let r = if durable {
+            store.commit_offsets_durable(GROUP, topic, &[(queue, offset)])
+        } else {
+            store.commit_offsets(GROUP, topic, &[(queue, offset)])
+        };
+        let crashed = self.sim.is_crashed();
+        match r {
+            Ok(res) => {
+                let bytes = match store.read_at(res.commitlog_offset) {
+                    Ok(sm) => sm.view().as_bytes().to_vec(),
+                    Err(e) => {
+                        self.violations.push(format!(
+                            "acknowledged commit record at {} unreadable: {e}",
+                            res.commitlog_offset
+                        ));
+                        return;
+                    }
+                };
+                let is_durable =
+                    res.status == PutStatus::Ok && (durable || mode == FlushMode::Sync);
+                if crashed && !is_durable {
+                    self.model.inflight.push(Inflight {
+                        topic: offset_commit::TOPIC.to_owned(),
+                        queue: 0,
+                        body: Vec::new(),
+                        keys: Vec::new(),
+                        known: Some((res.commitlog_offset, bytes)),
+                    });
+                    return;
+                }
+                self.model.recs.insert(
+                    res.commitlog_offset,
+                    Rec {
+                        offset: res.commitlog_offset,
+                        bytes,
+                        topic: offset_commit::TOPIC.to_owned(),
+                        queue: 0,
+                        queue_offset: res.queue_offset,
+                        keys: Vec::new(),
+                        tag: Some(GROUP.to_owned()),
+                        durable: is_durable,
+                        before_crash: !crashed,
+                    },
+                );
+                if is_durable {
+                    self.model.mark_all_durable();
+                }
+            }
+            Err(e) => {
+                if !crashed {
+                    self.violations
+                        .push(format!("commit failed on a good disk: {e}"));
+                }
+                // The record may or may not be in the log: whatever is there, the oracle reads
+                // the commits back from the recovered log itself.
+                let mut body = Vec::new();
+                offset_commit::encode(
+                    &offset_commit::OffsetCommit {
+                        group: GROUP,
+                        topic,
+                        entries: vec![(queue, offset as i64)],
+                    },
+                    &mut body,
+                )
+                .unwrap();
+                self.model.inflight.push(Inflight {
+                    topic: offset_commit::TOPIC.to_owned(),
+                    queue: 0,
+                    body,
+                    keys: Vec::new(),
+                    known: None,
+                });
             }
         }
     }
@@ -742,6 +841,40 @@ fn verify(
             {
                 return Err(format!(
                     "queue {t}:{q} has units but the log has no record of it"
+                ));
+            }
+        }
+    }
+    // 5. Consumer offsets: the group's committed offset of each queue is the one the last
+    // commit record left in the recovered log holds (none: never committed), and never ahead
+    // of the queue's recovered messages.
+    let mut expected: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for (o, _, t, ..) in &recovered {
+        if t != offset_commit::TOPIC {
+            continue;
+        }
+        let sm = store.read_at(*o).map_err(|e| e.to_string())?;
+        let c = offset_commit::decode(sm.view().body())
+            .map_err(|e| format!("commit record does not decode: {e}"))?;
+        for (q, o) in c.entries {
+            expected.insert((c.topic.to_owned(), q), o);
+        }
+    }
+    for t in TOPICS {
+        for q in 0..QUEUES {
+            let got = store
+                .committed_offset(GROUP, t, q)
+                .map_err(|e| e.to_string())?;
+            let want = expected.get(&(t.to_owned(), q)).map(|&o| o as u64);
+            if got != want {
+                return Err(format!(
+                    "committed offset of {t}:{q} is {got:?}, the recovered log's last commit says {want:?}"
+                ));
+            }
+            let max = store.max_offset(t, q).map_err(|e| e.to_string())?;
+            if got.is_some_and(|o| o > max) {
+                return Err(format!(
+                    "committed offset {got:?} of {t}:{q} is ahead of its {max} recovered messages"
                 ));
             }
         }

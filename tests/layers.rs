@@ -32,13 +32,15 @@ const LAYERS: &[(&str, u32)] = &[
     ("recovery", 6),
     // the running store
     ("engine", 7),
+    // consumer groups on the running store
+    ("consumer", 8),
     // the facade
-    ("store", 8),
-    ("lib", 9),
+    ("store", 9),
+    ("lib", 10),
     // test seams still inside the library (to move to the test-support crate)
-    ("fault_tests", 9),
-    ("fuzz_targets", 9),
-    ("internals", 9),
+    ("fault_tests", 10),
+    ("fuzz_targets", 10),
+    ("internals", 10),
 ];
 
 fn layer(module: &str) -> Option<u32> {

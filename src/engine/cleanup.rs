@@ -106,6 +106,10 @@ impl Engine {
             }
             return Ok(report);
         }
+        if (below.is_some() || decision.delete_expired) && self.offsets.dirty() {
+            // Commit records after the last snapshot of consumer offsets must outlive it.
+            self.flush_all()?;
+        }
         let reserved =
             i64::try_from(self.config.file_reserved_time.as_millis()).unwrap_or(i64::MAX);
         report.segments_deleted = match below {

@@ -144,6 +144,9 @@ impl Engine {
         // at least this much. Exact when nothing is being put (close, end of open).
         let derived = checkpoint::summarize(all_queues().iter().map(|q| &**q), self.index.as_ref());
         let dispatched = self.dispatched_offset.load(Ordering::Acquire);
+        // Taken before the CommitLog sync, so every commit the snapshot holds is durable when
+        // the snapshot is written (see `offsets`).
+        let offsets = self.offsets.dirty().then(|| self.offsets.snapshot());
         let durable = self
             .commitlog
             .flush()
@@ -170,7 +173,12 @@ impl Engine {
             }),
             ..Checkpoint::default()
         };
-        checkpoint::write(&*self.vfs, &self.root, &cp)
+        checkpoint::write(&*self.vfs, &self.root, &cp)?;
+        if let Some((table, end)) = offsets {
+            super::offsets::write_snapshot(&*self.vfs, &self.root, &table, end)?;
+            self.offsets.persisted(end);
+        }
+        Ok(())
     }
 
     pub(super) fn run_flusher(&self) {

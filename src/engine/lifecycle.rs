@@ -77,6 +77,7 @@ impl Engine {
             .into_iter()
             .map(|(t, qs)| (t, qs.into_iter().map(|(id, q)| (id, Arc::new(q))).collect()))
             .collect();
+        let (offsets, offsets_from) = super::offsets::load_snapshot(&*vfs, &root, rec.end)?;
         write_abort_marker(&*vfs, &root)?;
         let engine = Arc::new(Engine {
             root,
@@ -97,12 +98,18 @@ impl Engine {
             appending: AtomicUsize::new(0),
             group_commit: GroupCommit::default(),
             arrivals: Default::default(),
+            offsets,
+            groups: Default::default(),
             workers: Default::default(),
             cleanup_lock: Mutex::new(()),
             checkpoint_lock: Mutex::new(()),
             report: rec.report,
             config,
         });
+        let replayed = engine.replay_offsets(offsets_from)?;
+        if replayed > 0 {
+            log::info!("consumer offsets: {replayed} commit records applied after the snapshot");
+        }
         // Make the recovered state the checkpointed one right away, so a crash before the
         // first periodic flush does not redo this recovery's work.
         engine.flush_all()?;

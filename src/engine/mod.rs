@@ -4,7 +4,8 @@
 //! One concern per file: [`lifecycle`] opens (lock, recovery, abort marker) and closes a root,
 //! [`put`] is the append path, [`read`] the read path, [`flush`] the durability threads and the
 //! checkpoint, [`cleanup`] retention, [`health`] whether writes are taken, [`workers`] the
-//! threads, [`queues`] the queue table, [`arrivals`] the readers waiting for messages.
+//! threads, [`queues`] the queue table, [`arrivals`] the readers waiting for messages, [`offsets`]
+//! the consumer groups' committed offsets.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -25,8 +26,10 @@ mod arrivals;
 mod cleanup;
 mod flush;
 mod group_commit;
+mod groups;
 mod health;
 mod lifecycle;
+mod offsets;
 mod put;
 mod queues;
 mod read;
@@ -36,7 +39,9 @@ use arrivals::Arrivals;
 pub(crate) use arrivals::WaitOn;
 pub(crate) use cleanup::Trigger;
 use group_commit::GroupCommit;
+use groups::Groups;
 use health::Health;
+use offsets::Offsets;
 use put::AppendState;
 use queues::QueueTable;
 pub use read::MAX_QUERY_RESULTS;
@@ -66,6 +71,10 @@ pub(crate) struct Engine {
     group_commit: GroupCommit,
     /// Readers waiting for messages (long polling), woken by puts, syncs and `close`.
     arrivals: Arrivals,
+    /// Consumer groups' committed offsets.
+    offsets: Offsets,
+    /// The consumers of this process (group members, ordered-consumption locks).
+    groups: Groups,
     /// The background threads and their stop signal.
     workers: Workers,
     /// Serialises cleanup passes (background cleaner and the manual calls).
@@ -90,6 +99,11 @@ impl Engine {
     /// What recovery found and did at open.
     pub(crate) fn report(&self) -> &RecoveryReport {
         &self.report
+    }
+
+    /// The consumers of this process.
+    pub(crate) fn groups(&self) -> &Groups {
+        &self.groups
     }
 
     /// The CommitLog.

@@ -15,6 +15,7 @@ use crate::consume_queue::ConsumeQueue;
 use crate::dispatch::dispatch;
 use crate::error::{chain, Error, Result};
 use crate::format::dispatch_entry::DispatchEntry;
+use crate::format::offset_commit::{self, OffsetCommit};
 use crate::format::properties;
 use crate::format::record::{
     self, DispatchProperties, EncodeError, EncodeOptions, EncodedLayout, RecordFields,
@@ -82,6 +83,66 @@ impl Engine {
     /// Appends messages of one (topic, queue) as one contiguous run with consecutive queue
     /// offsets (all or nothing).
     pub(crate) fn put_batch(&self, msgs: &[Message<'_>]) -> Result<PutResult> {
+        if msgs
+            .first()
+            .is_some_and(|m| m.topic() == offset_commit::TOPIC)
+        {
+            return Err(Error::InvalidTopic {
+                topic: offset_commit::TOPIC.into(),
+                reason: "reserved for consumer offset commits (Store::commit_offsets)",
+            });
+        }
+        self.put_any(msgs)
+    }
+
+    /// Commits consumer-group offsets: `group` has consumed `topic:queue` up to (not including)
+    /// each `(queue, offset)`. Appended as a record of the system topic (see
+    /// [`offsets`](super::offsets)): durable on return in Sync mode, or with `durable` in
+    /// Async mode (one `fdatasync`); otherwise with the next flush, and never after the
+    /// messages put before it. An offset past its queue's max is refused.
+    pub(crate) fn commit_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        entries: &[(i32, u64)],
+        durable: bool,
+    ) -> Result<PutResult> {
+        check_topic(group).map_err(|reason| Error::InvalidGroup {
+            group: group.into(),
+            reason,
+        })?;
+        for &(queue_id, offset) in entries {
+            self.validate_queue(topic, queue_id)?;
+            let max = self.queue(topic, queue_id).map_or(0, |q| q.max_offset());
+            if offset > max {
+                return Err(Error::OffsetPastMax {
+                    topic: topic.into(),
+                    queue_id,
+                    offset,
+                    max,
+                });
+            }
+        }
+        let mut body = Vec::new();
+        let commit = OffsetCommit {
+            group,
+            topic,
+            entries: entries.iter().map(|&(q, o)| (q, o as i64)).collect(),
+        };
+        offset_commit::encode(&commit, &mut body)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let r = self.put_any(&[Message::new(offset_commit::TOPIC, 0, &body).with_tags(group)])?;
+        if durable && self.config.flush_mode == FlushMode::Async && r.status == PutStatus::Ok {
+            self.commitlog.flush().inspect_err(|e| {
+                self.set_read_only(format!("CommitLog sync failed: {}", chain(e)))
+            })?;
+            self.arrivals.synced();
+        }
+        Ok(r)
+    }
+
+    /// [`Engine::put_batch`] without the reserved-topic check.
+    fn put_any(&self, msgs: &[Message<'_>]) -> Result<PutResult> {
         let inner = self;
         inner.check_writable()?;
         let appending = (inner.config.flush_mode == FlushMode::Sync)
@@ -247,6 +308,13 @@ impl Engine {
                 // The records are in the CommitLog; recovery will dispatch them at the next open.
                 self.set_read_only(format!("dispatch failed: {}", chain(&e)));
                 return Err(e);
+            }
+            if run.topic == offset_commit::TOPIC {
+                let mut at = first;
+                for (m, l) in run.msgs.iter().zip(layouts) {
+                    at += l.total_size as u64;
+                    self.offsets.apply(m.body(), at);
+                }
             }
             self.dispatched_offset.store(end, Ordering::Release);
             (first, end, queue_offset, ts)

@@ -10,6 +10,8 @@ pub mod filler;
 pub mod geometry;
 pub mod index_layout;
 pub mod java_hash;
+pub mod offset_commit;
+pub mod offset_table;
 pub mod properties;
 pub mod record;
 pub mod root;

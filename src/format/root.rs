@@ -8,6 +8,7 @@
 //! <root>/abort                                    present while a store has the root open
 //! <root>/lock                                     flock'ed by the process that has it open
 //! <root>/config/                                  RocketMQ's JSON configuration files
+//! <root>/config/consumerOffset.json               consumer groups' offsets (+ .bak, .tmp)
 //! <root>/rocketstore-geometry                     rocketstore: the sizes of the root's files
 //! ```
 //!
@@ -31,6 +32,8 @@ pub const ABORT_FILE: &str = "abort";
 pub const LOCK_FILE: &str = "lock";
 /// Name of RocketMQ's configuration directory.
 pub const CONFIG_DIR: &str = "config";
+/// Name of RocketMQ's consumer offset file (`ConsumerOffsetManager`), in [`CONFIG_DIR`].
+pub const CONSUMER_OFFSET_FILE: &str = "consumerOffset.json";
 /// Name of rocketstore's record of the root's file geometry (`format::geometry`); RocketMQ
 /// ignores it.
 pub const GEOMETRY_FILE: &str = "rocketstore-geometry";
@@ -107,6 +110,13 @@ impl StoreRoot {
     /// `config/`.
     pub fn config_dir(&self) -> PathBuf {
         self.path.join(CONFIG_DIR)
+    }
+
+    /// `config/consumerOffset.json`, or with `suffix` (`".bak"`, `".tmp"`) the file RocketMQ
+    /// keeps the previous version in, or the one a new version is written to.
+    pub fn consumer_offsets(&self, suffix: &str) -> PathBuf {
+        self.config_dir()
+            .join(format!("{CONSUMER_OFFSET_FILE}{suffix}"))
     }
 
     /// `rocketstore-geometry`.

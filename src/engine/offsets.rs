@@ -1,0 +1,315 @@
+//! Consumer groups' committed offsets: derived data of the CommitLog, like the ConsumeQueue.
+//!
+//! A commit is a record of the system topic [`offset_commit::TOPIC`] (queue 0), appended
+//! through the ordinary put path: in Sync mode it is durable when `commit` returns, and one
+//! sync makes a batch of messages and the offsets committed after them durable together. The
+//! table in memory is updated when the record is dispatched, under the append lock, so it
+//! changes in CommitLog order. The CommitLog is durable as a prefix (recovery cuts only a
+//! suffix), and a consumer commits an offset only after reading the messages before it, which
+//! were appended earlier: so after any crash a group's recovered offset is a value it
+//! committed, and never ahead of the messages the store still holds.
+//!
+//! `config/consumerOffset.json` (RocketMQ's `ConsumerOffsetManager` file) is a snapshot: every
+//! checkpoint writes the table with the CommitLog offset its records reach, and an open loads
+//! it and replays the commit records from that offset on (found through the system topic's
+//! ConsumeQueue). Retention never deletes a segment holding commits past the snapshot: a
+//! cleanup pass writes the snapshot first.
+
+use std::path::Path;
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::format::offset_commit::{self, OffsetCommit};
+use crate::format::root::StoreRoot;
+use crate::storage::{OpenMode, Vfs};
+
+/// Committed offsets by `(topic, group)`, then queue id.
+pub(crate) type Table = crate::format::offset_table::OffsetTable;
+
+#[derive(Default)]
+struct Inner {
+    table: Table,
+    /// End of the last commit record applied: the snapshot's CommitLog offset.
+    applied_end: u64,
+    /// `applied_end` of the last snapshot written (or loaded).
+    persisted_end: u64,
+}
+
+/// The committed-offset table of one engine (see the module docs).
+#[derive(Default)]
+pub(crate) struct Offsets {
+    inner: Mutex<Inner>,
+}
+
+impl Offsets {
+    /// Starts from a loaded snapshot whose records reach `end`.
+    pub(crate) fn from_snapshot(table: Table, end: u64) -> Offsets {
+        Offsets {
+            inner: Mutex::new(Inner {
+                table,
+                applied_end: end,
+                persisted_end: end,
+            }),
+        }
+    }
+
+    /// Applies the commit record `body` that ends at CommitLog offset `end`. A body that does
+    /// not decode is logged and skipped: it cannot have come from this store's `commit`.
+    pub(crate) fn apply(&self, body: &[u8], end: u64) {
+        match offset_commit::decode(body) {
+            Ok(c) => self.apply_commit(&c, end),
+            Err(e) => log::warn!(
+                "skipping a record of {} ending at {end}: {e}",
+                offset_commit::TOPIC
+            ),
+        }
+    }
+
+    fn apply_commit(&self, c: &OffsetCommit<'_>, end: u64) {
+        let mut inner = self.inner.lock();
+        let queues = inner
+            .table
+            .entry((c.topic.to_owned(), c.group.to_owned()))
+            .or_default();
+        for &(queue_id, offset) in &c.entries {
+            queues.insert(queue_id, offset);
+        }
+        inner.applied_end = inner.applied_end.max(end);
+    }
+
+    /// The offset `group` committed for `topic:queue_id`, if any.
+    pub(crate) fn get(&self, group: &str, topic: &str, queue_id: i32) -> Option<i64> {
+        let inner = self.inner.lock();
+        inner
+            .table
+            .get(&(topic.to_owned(), group.to_owned()))?
+            .get(&queue_id)
+            .copied()
+    }
+
+    /// A copy of the table and the CommitLog offset its records reach.
+    pub(crate) fn snapshot(&self) -> (Table, u64) {
+        let inner = self.inner.lock();
+        (inner.table.clone(), inner.applied_end)
+    }
+
+    /// Whether commits were applied since the last snapshot was written.
+    pub(crate) fn dirty(&self) -> bool {
+        let inner = self.inner.lock();
+        inner.applied_end > inner.persisted_end
+    }
+
+    /// Records that the snapshot reaching `end` is on disk.
+    pub(crate) fn persisted(&self, end: u64) {
+        let mut inner = self.inner.lock();
+        inner.persisted_end = inner.persisted_end.max(end);
+    }
+}
+
+impl super::Engine {
+    /// Applies the commit records from CommitLog offset `from` on (the snapshot's end), read
+    /// through the system topic's ConsumeQueue: at open, after recovery.
+    pub(super) fn replay_offsets(&self, from: u64) -> Result<usize> {
+        let Some(q) = self.queue(offset_commit::TOPIC, 0) else {
+            return Ok(0);
+        };
+        // The first unit whose record starts at or after `from` (units are in CommitLog order).
+        let (mut lo, mut hi) = (q.min_offset(), q.max_offset());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match q.unit(mid) {
+                Some(u) if (u.commitlog_offset as u64) < from => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        if lo == q.min_offset() && lo < hi && from < self.commitlog.min_offset() {
+            log::warn!(
+                "offset commits between CommitLog offset {from} and {} are gone (retention ran past the last snapshot of consumer offsets): those groups may consume some messages again",
+                self.commitlog.min_offset()
+            );
+        }
+        let (mut next, mut applied) = (lo, 0);
+        let opts = crate::results::GetOptions::new(256);
+        while next < q.max_offset() {
+            let got = self.get(offset_commit::TOPIC, 0, next, &opts)?;
+            for m in got.messages() {
+                self.offsets
+                    .apply(m.body(), m.commitlog_offset() + m.stored_size() as u64);
+                applied += 1;
+            }
+            if got.next_offset() <= next {
+                break;
+            }
+            next = got.next_offset();
+        }
+        Ok(applied)
+    }
+
+    /// The offset `group` committed for `topic:queue_id` (`None`: never committed, RocketMQ's
+    /// `-1`). One below the queue's min offset (retention deleted the messages it pointed at)
+    /// is corrected forward to the min, with a log line.
+    pub(crate) fn committed_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        queue_id: i32,
+    ) -> Result<Option<u64>> {
+        self.check_open()?;
+        let Some(offset) = self.offsets.get(group, topic, queue_id) else {
+            return Ok(None);
+        };
+        let Ok(offset) = u64::try_from(offset) else {
+            return Ok(None);
+        };
+        let min = self.queue(topic, queue_id).map_or(0, |q| q.min_offset());
+        if offset < min {
+            log::info!(
+                "group {group}: committed offset {offset} of {topic}:{queue_id} is below the queue's min offset {min} (retention): consuming from {min}"
+            );
+            return Ok(Some(min));
+        }
+        Ok(Some(offset))
+    }
+
+    /// Every committed offset, by topic and group (for `stats` and tools).
+    pub(crate) fn all_committed(&self) -> Table {
+        self.offsets.snapshot().0
+    }
+}
+
+/// Reads the snapshot: `config/consumerOffset.json`, or its `.bak` when it is missing, empty or
+/// unreadable (RocketMQ's `ConfigManager` fallback; a crash between the two renames of
+/// [`write_snapshot`] leaves only the `.bak`). Returns the table and the CommitLog offset from
+/// which commit records must be replayed: the file's `rocketstoreCommitLogOffset`, or, in a
+/// file without it (written by RocketMQ), the end of the log: its offsets are taken as they are.
+/// Neither file: an empty table, replay from 0.
+pub(super) fn load_snapshot(
+    vfs: &dyn Vfs,
+    root: &StoreRoot,
+    log_end: u64,
+) -> Result<(Offsets, u64)> {
+    let main = root.consumer_offsets("");
+    let bak = root.consumer_offsets(".bak");
+    let main_read = read_snapshot(vfs, &main)?;
+    let (table, end) = match main_read {
+        Some(Ok(s)) => s,
+        other => {
+            let why = match &other {
+                Some(Err(e)) => Some(e.clone()),
+                _ => None,
+            };
+            match (read_snapshot(vfs, &bak)?, why) {
+                (Some(Ok(s)), why) => {
+                    log::warn!(
+                        "{}: {}; using {} (the previous version: commit records since it are replayed)",
+                        main.display(),
+                        why.as_deref().unwrap_or("missing"),
+                        bak.display()
+                    );
+                    s
+                }
+                (None, None) => (Table::new(), Some(0)),
+                (bak_state, Some(why)) => {
+                    let bak_why = match bak_state {
+                        Some(Err(e)) => e,
+                        _ => "missing".into(),
+                    };
+                    return Err(Error::CorruptConfig {
+                        path: main,
+                        reason: format!("{why}; and {}: {bak_why}", bak.display()),
+                    });
+                }
+                (Some(Err(e)), None) => {
+                    return Err(Error::CorruptConfig {
+                        path: bak,
+                        reason: format!("{e} ({} is missing)", main.display()),
+                    })
+                }
+            }
+        }
+    };
+    let from = end.unwrap_or(log_end);
+    Ok((Offsets::from_snapshot(table, from), from))
+}
+
+/// `None`: no such file; `Some(Err(why))`: empty or not a snapshot.
+fn read_snapshot(
+    vfs: &dyn Vfs,
+    path: &Path,
+) -> Result<Option<std::result::Result<(Table, Option<u64>), String>>> {
+    let Some(meta) = vfs.metadata(path).map_err(|e| Error::io(path, e))? else {
+        return Ok(None);
+    };
+    if meta.len == 0 {
+        return Ok(Some(Err("empty".into())));
+    }
+    let f = vfs
+        .open_file(path, OpenMode::ReadOnly)
+        .map_err(|e| Error::io(path, e))?;
+    let mut buf = vec![0u8; meta.len as usize];
+    f.read_exact_at(&mut buf, 0)
+        .map_err(|e| Error::io(path, e))?;
+    let Ok(text) = String::from_utf8(buf) else {
+        return Ok(Some(Err("not UTF-8".into())));
+    };
+    Ok(Some(snapshot_codec::decode(&text)))
+}
+
+/// Writes the snapshot as RocketMQ persists a config file, and at least as safely: the new
+/// version goes to `.tmp` (synced), the current file becomes `.bak`, `.tmp` becomes the file,
+/// and the directory is synced.
+pub(super) fn write_snapshot(
+    vfs: &dyn Vfs,
+    root: &StoreRoot,
+    table: &Table,
+    end: u64,
+) -> Result<()> {
+    let dir = root.config_dir();
+    if vfs
+        .metadata(&dir)
+        .map_err(|e| Error::io(&dir, e))?
+        .is_none()
+    {
+        vfs.create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        vfs.sync_dir(root.path())
+            .map_err(|e| Error::io(root.path(), e))?;
+    }
+    let (main, bak, tmp) = (
+        root.consumer_offsets(""),
+        root.consumer_offsets(".bak"),
+        root.consumer_offsets(".tmp"),
+    );
+    let text = snapshot_codec::encode(table, end);
+    let f = vfs
+        .open_file(&tmp, OpenMode::CreateOrOpen)
+        .map_err(|e| Error::io(&tmp, e))?;
+    f.set_len(0).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all_at(text.as_bytes(), 0)
+        .map_err(|e| Error::io(&tmp, e))?;
+    f.sync_data().map_err(|e| Error::io(&tmp, e))?;
+    drop(f);
+    if vfs
+        .metadata(&main)
+        .map_err(|e| Error::io(&main, e))?
+        .is_some()
+    {
+        vfs.rename(&main, &bak).map_err(|e| Error::io(&bak, e))?;
+    }
+    vfs.rename(&tmp, &main).map_err(|e| Error::io(&main, e))?;
+    vfs.sync_dir(&dir).map_err(|e| Error::io(&dir, e))
+}
+
+/// The JSON of the snapshot ([`crate::format::offset_table`]).
+mod snapshot_codec {
+    use super::Table;
+    use crate::format::offset_table;
+
+    pub(super) fn encode(table: &Table, end: u64) -> String {
+        offset_table::encode(table, Some(end))
+    }
+
+    pub(super) fn decode(text: &str) -> Result<(Table, Option<u64>), String> {
+        offset_table::parse(text).map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,390 @@
+//! The consumer layer (issue 15): committed offsets survive close and crash, clustering splits
+//! the queues and rebalances, broadcasting gives everyone everything, polls wait for puts,
+//! seeks, ordered consumption's locks and in-place retry, and the bad inputs.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use rocketstore::consumer::{ConsumerConfig, MessageModel, SeekTo, StartFrom};
+use rocketstore::{Error, FlushMode, Message, Store, StoreConfig, TagFilter};
+
+const T: &str = "orders";
+
+fn config(mode: FlushMode) -> StoreConfig {
+    StoreConfig {
+        flush_mode: mode,
+        ..StoreConfig::small()
+    }
+}
+
+fn from_first() -> ConsumerConfig {
+    ConsumerConfig {
+        start_from: StartFrom::First,
+        ..ConsumerConfig::default()
+    }
+}
+
+fn put_n(store: &Store, queues: i32, per_queue: u64) {
+    for i in 0..per_queue {
+        for q in 0..queues {
+            store
+                .put(&Message::new(T, q, format!("{q}:{i}").as_bytes()))
+                .unwrap();
+        }
+    }
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// Drains everything the consumer can see now, as `(queue, offset)`.
+fn drain(c: &mut rocketstore::consumer::Consumer) -> Vec<(i32, u64)> {
+    let mut out = Vec::new();
+    loop {
+        let b = c.poll(64, Duration::from_millis(20)).unwrap();
+        if b.is_empty() {
+            return out;
+        }
+        out.extend(b.messages().map(|m| (m.queue_id(), m.queue_offset())));
+    }
+}
+
+#[test]
+fn committed_offsets_survive_a_clean_close_and_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("s");
+    for mode in [FlushMode::Sync, FlushMode::Async] {
+        let _ = std::fs::remove_dir_all(&root);
+        let store = Store::open(&root, config(mode)).unwrap();
+        put_n(&store, 2, 10);
+        store.commit_offsets("g", T, &[(0, 4), (1, 7)]).unwrap();
+        store.commit_offsets("g", T, &[(0, 6)]).unwrap();
+        store.commit_offsets_durable("h", T, &[(1, 10)]).unwrap();
+        store.close().unwrap();
+        let store = Store::open(&root, config(mode)).unwrap();
+        assert_eq!(store.committed_offset("g", T, 0).unwrap(), Some(6));
+        assert_eq!(store.committed_offset("g", T, 1).unwrap(), Some(7));
+        assert_eq!(store.committed_offset("h", T, 1).unwrap(), Some(10));
+        assert_eq!(store.committed_offset("h", T, 0).unwrap(), None);
+        // The snapshot is RocketMQ's file, with the group's queues.
+        let json = std::fs::read_to_string(root.join("config/consumerOffset.json")).unwrap();
+        assert!(json.contains("\"orders@g\""), "{json}");
+
+        // A durable commit, then a crash: the files as the running process leaves them
+        // (copied while it runs, `abort` included) recover with it.
+        store.commit_offsets_durable("g", T, &[(0, 9)]).unwrap();
+        let crashed = dir.path().join("crashed");
+        let _ = std::fs::remove_dir_all(&crashed);
+        copy_dir(&root, &crashed);
+        store.close().unwrap();
+        std::fs::remove_file(crashed.join("lock")).unwrap();
+        let store = Store::open(&crashed, config(mode)).unwrap();
+        assert!(!store.recovery_report().clean_shutdown);
+        assert_eq!(store.committed_offset("g", T, 0).unwrap(), Some(9));
+        assert_eq!(store.committed_offset("g", T, 1).unwrap(), Some(7));
+        store.close().unwrap();
+    }
+}
+
+#[test]
+fn a_consumer_resumes_where_its_group_committed_and_redelivers_at_most_the_last_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("s"), config(FlushMode::Async)).unwrap();
+    put_n(&store, 1, 100);
+    let mut seen = Vec::new();
+    {
+        let mut c = store.consumer("g", T, from_first()).unwrap();
+        for _ in 0..3 {
+            let b = c.poll(10, Duration::from_secs(1)).unwrap();
+            seen.extend(b.messages().map(|m| m.queue_offset()));
+        }
+        // The third batch (20..30) is not committed yet: auto-commit runs at the next poll.
+        assert_eq!(store.committed_offset("g", T, 0).unwrap(), Some(20));
+    } // dropped: commits 30
+    assert_eq!(store.committed_offset("g", T, 0).unwrap(), Some(30));
+    let mut c = store.consumer("g", T, from_first()).unwrap();
+    seen.extend(drain(&mut c).into_iter().map(|(_, o)| o));
+    assert_eq!(
+        seen,
+        (0..100).collect::<Vec<u64>>(),
+        "every message once, in order"
+    );
+}
+
+#[test]
+fn clustering_splits_the_queues_and_rebalances_when_a_consumer_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("s"), config(FlushMode::Async)).unwrap();
+    put_n(&store, 8, 5);
+    let mut a = store.consumer("g", T, from_first()).unwrap();
+    let mut b = store.consumer("g", T, from_first()).unwrap();
+    let mut c = store.consumer("g", T, from_first()).unwrap();
+    let (qa, qb, qc) = (
+        a.assigned().unwrap(),
+        b.assigned().unwrap(),
+        c.assigned().unwrap(),
+    );
+    let mut all: Vec<i32> = [qa.clone(), qb.clone(), qc.clone()].concat();
+    all.sort_unstable();
+    assert_eq!(all, (0..8).collect::<Vec<_>>(), "{qa:?} {qb:?} {qc:?}");
+    let mut sizes = [qa.len(), qb.len(), qc.len()];
+    sizes.sort_unstable();
+    assert_eq!(sizes, [2, 3, 3]);
+    let got_a = drain(&mut a);
+    assert!(got_a.iter().all(|(q, _)| qa.contains(q)));
+    assert_eq!(got_a.len(), qa.len() * 5);
+    drop(c);
+    let (qa2, qb2) = (a.assigned().unwrap(), b.assigned().unwrap());
+    let mut all: Vec<i32> = [qa2, qb2].concat();
+    all.sort_unstable();
+    assert_eq!(all, (0..8).collect::<Vec<_>>());
+    // b gets the rest once, including what c left (c never polled: from the start).
+    let got: BTreeSet<(i32, u64)> = [drain(&mut a), drain(&mut b)]
+        .concat()
+        .into_iter()
+        .collect();
+    let mut expect = BTreeSet::new();
+    for q in 0..8 {
+        if !qa.contains(&q) {
+            for o in 0..5 {
+                expect.insert((q, o));
+            }
+        }
+    }
+    assert_eq!(got, expect);
+}
+
+#[test]
+fn broadcasting_consumers_each_see_every_message_with_offsets_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("s"), config(FlushMode::Async)).unwrap();
+    put_n(&store, 3, 4);
+    let bc = |id: &str| ConsumerConfig {
+        model: MessageModel::Broadcasting,
+        consumer_id: Some(id.into()),
+        ..from_first()
+    };
+    let mut x = store.consumer("g", T, bc("x")).unwrap();
+    let mut y = store.consumer("g", T, bc("y")).unwrap();
+    assert_eq!(drain(&mut x).len(), 12);
+    assert_eq!(drain(&mut y).len(), 12);
+    x.commit().unwrap();
+    drop(x);
+    // x's offsets are its own: a new x resumes at the end, y's are untouched by x.
+    let mut x = store.consumer("g", T, bc("x")).unwrap();
+    assert_eq!(drain(&mut x).len(), 0);
+    assert_eq!(store.committed_offset("g", T, 0).unwrap(), None);
+}
+
+#[test]
+fn a_poll_waits_for_a_put_and_honours_the_tag_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("s"), config(FlushMode::Async)).unwrap();
+    store.put(&Message::new(T, 0, b"before")).unwrap();
+    let mut c = store
+        .consumer(
+            "g",
+            T,
+            ConsumerConfig {
+                tag_filter: Some(TagFilter::parse("B")),
+                ..ConsumerConfig::default()
+            },
+        )
+        .unwrap();
+    // Last offset: "before" is not delivered.
+    assert_eq!(c.poll(8, Duration::from_millis(20)).unwrap().len(), 0);
+    std::thread::scope(|s| {
+        let t = s.spawn(move || {
+            let t0 = Instant::now();
+            let b = c.poll(8, Duration::from_secs(30)).unwrap();
+            let bodies: Vec<Vec<u8>> = b.messages().map(|m| m.body().to_vec()).collect();
+            (bodies, t0.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        store.put(&Message::new(T, 0, b"A").with_tags("A")).unwrap();
+        store.put(&Message::new(T, 0, b"B").with_tags("B")).unwrap();
+        let (bodies, took) = t.join().unwrap();
+        assert_eq!(bodies, [b"B".to_vec()]);
+        assert!(took < Duration::from_secs(10));
+    });
+}
+
+#[test]
+fn seek_moves_a_queue_and_refuses_past_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("s"), config(FlushMode::Async)).unwrap();
+    put_n(&store, 1, 10);
+    let mut c = store.consumer("g", T, ConsumerConfig::default()).unwrap();
+    assert_eq!(c.assigned().unwrap(), [0]);
+    assert_eq!(c.seek(0, SeekTo::Start).unwrap(), 0);
+    assert_eq!(c.seek(0, SeekTo::Offset(7)).unwrap(), 7);
+    assert_eq!(drain(&mut c), [(0, 7), (0, 8), (0, 9)]);
+    assert_eq!(c.seek(0, SeekTo::End).unwrap(), 10);
+    assert!(matches!(
+        c.seek(0, SeekTo::Offset(11)),
+        Err(Error::OffsetPastMax {
+            offset: 11,
+            max: 10,
+            ..
+        })
+    ));
+    assert_eq!(c.seek(0, SeekTo::Timestamp(0)).unwrap(), 0);
+    let lag = c.lag().unwrap();
+    assert_eq!((lag[0].position, lag[0].max_offset), (0, 10));
+}
+
+#[test]
+fn ordered_consumers_hold_a_queue_each_and_retry_a_failed_message_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("s"), config(FlushMode::Async)).unwrap();
+    put_n(&store, 1, 3);
+    let ordered = |id: &str| ConsumerConfig {
+        ordered: true,
+        consumer_id: Some(id.into()),
+        retry_interval: Duration::from_millis(100),
+        model: MessageModel::Broadcasting,
+        ..from_first()
+    };
+    let mut a = store.consumer("g", T, ordered("a")).unwrap();
+    let mut b = store.consumer("g", T, ordered("b")).unwrap();
+    assert_eq!(a.assigned().unwrap(), [0]);
+    // b wants queue 0 too (broadcasting), but a holds its consume lock.
+    assert_eq!(b.assigned().unwrap(), Vec::<i32>::new());
+    match b.lock_queue(0) {
+        Err(Error::QueueLocked {
+            holder,
+            queue_id: 0,
+            ..
+        }) => assert_eq!(holder, "a"),
+        other => panic!("expected QueueLocked, got {other:?}"),
+    }
+
+    let batch = a.poll(8, Duration::from_secs(1)).unwrap();
+    let second = batch.messages().nth(1).unwrap();
+    assert_eq!(second.queue_offset(), 1);
+    a.fail(&second).unwrap();
+    drop(batch);
+    let t0 = Instant::now();
+    let again = a.poll(8, Duration::from_secs(5)).unwrap();
+    assert!(
+        t0.elapsed() >= Duration::from_millis(90),
+        "retried before the interval"
+    );
+    let offsets: Vec<u64> = again.messages().map(|m| m.queue_offset()).collect();
+    assert_eq!(
+        offsets,
+        [1, 2],
+        "the failed message first, then the ones behind it"
+    );
+    // a committed 1 (what it processed before the failure) at that poll.
+    assert_eq!(
+        store.committed_offset("g%BROADCAST%a", T, 0).unwrap(),
+        Some(1)
+    );
+    drop(again);
+    drop(a);
+    assert_eq!(
+        b.assigned().unwrap(),
+        [0],
+        "the lock is released when a leaves"
+    );
+}
+
+#[test]
+fn bad_commits_are_refused_with_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("s"), config(FlushMode::Async)).unwrap();
+    put_n(&store, 1, 2);
+    assert!(matches!(
+        store.commit_offsets("g", T, &[(0, 3)]),
+        Err(Error::OffsetPastMax {
+            offset: 3,
+            max: 2,
+            ..
+        })
+    ));
+    assert!(matches!(
+        store.commit_offsets("g", "unknown", &[(0, 1)]),
+        Err(Error::OffsetPastMax { max: 0, .. })
+    ));
+    assert!(matches!(
+        store.commit_offsets("bad group", T, &[(0, 1)]),
+        Err(Error::InvalidGroup { .. })
+    ));
+    assert!(matches!(
+        store.commit_offsets("g", T, &[(-1, 0)]),
+        Err(Error::QueueIdOutOfRange { .. })
+    ));
+    assert!(matches!(
+        store.put(&Message::new("rmq_sys_rocketstore_offsets", 0, b"x")),
+        Err(Error::InvalidTopic { .. })
+    ));
+    let mut c = store.consumer("g", T, ConsumerConfig::default()).unwrap();
+    assert!(matches!(
+        store.consumer(
+            "g",
+            T,
+            ConsumerConfig {
+                consumer_id: Some(c.id().to_owned()),
+                ..ConsumerConfig::default()
+            }
+        ),
+        Err(Error::InvalidArgument(_))
+    ));
+    store.close().unwrap();
+    assert!(matches!(c.poll(1, Duration::ZERO), Err(Error::Closed)));
+    assert!(matches!(
+        store.commit_offsets("g", T, &[(0, 1)]),
+        Err(Error::Closed)
+    ));
+}
+
+#[test]
+fn queue_for_key_is_rocketmqs_select_by_hash() {
+    // Java: "hello".hashCode() = 99162322; "ORDER-100" = -1900184878;
+    // "polygenelubricants" = Integer.MIN_VALUE (Math.abs of the remainder, not of the hash).
+    assert_eq!(rocketstore::queue_for_key("hello", 8), 2);
+    assert_eq!(rocketstore::queue_for_key("ORDER-100", 8), 6);
+    assert_eq!(rocketstore::queue_for_key("polygenelubricants", 8), 0);
+    assert_eq!(rocketstore::queue_for_key("polygenelubricants", 7), 2);
+}
+
+#[test]
+fn a_message_is_found_by_its_offset_message_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("s"), config(FlushMode::Async)).unwrap();
+    put_n(&store, 1, 3);
+    let got = store.get(T, 0, 1, 1).unwrap();
+    let m = got.messages().next().unwrap();
+    let id = m.msg_id();
+    let found = store.read_by_msg_id(&id).unwrap();
+    assert_eq!(found.view().body(), m.body());
+    assert_eq!(
+        store
+            .read_by_msg_id(&id.to_lowercase())
+            .unwrap()
+            .view()
+            .queue_offset(),
+        1
+    );
+    assert!(matches!(
+        store.read_by_msg_id("nonsense"),
+        Err(Error::InvalidArgument(_))
+    ));
+    // An id whose offset is not a record start.
+    let bad = format!("{}{:016X}", &id[..16], m.commitlog_offset() + 1);
+    assert!(matches!(
+        store.read_by_msg_id(&bad),
+        Err(Error::NoRecordAt { .. })
+    ));
+}
