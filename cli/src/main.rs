@@ -21,6 +21,7 @@
 mod acks;
 mod bench;
 mod commitlog;
+mod damage;
 mod dump;
 mod error;
 mod index;
