@@ -1173,13 +1173,14 @@ fn verify_agrees_with_store_open_on_damaged_roots() {
             .rposition(|r| r.commitlog_offset / SEGMENT == 1)
             .unwrap()
     };
-    let cases: Vec<(
-        &str,
+    type Case = (
+        &'static str,
         Shape,
         usize,
         Box<dyn Fn(&[PutResult]) -> Damage>,
         Box<dyn Fn(&[PutResult]) -> Expect>,
-    )> = vec![
+    );
+    let cases: Vec<Case> = vec![
         (
             "flipped byte, valid records after it in its segment",
             Shape::Unvouched,
@@ -1264,7 +1265,7 @@ fn verify_agrees_with_store_open_on_damaged_roots() {
                 overwrite(
                     &seg,
                     pos + half,
-                    &vec![0u8; last.wrote_bytes as usize - half as usize],
+                    &vec![0u8; last.wrote_bytes - half as usize],
                 );
             }
             Damage::CrcName(i) => {
