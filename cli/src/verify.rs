@@ -694,6 +694,9 @@ fn scan_commitlog(
                     pending = Some(corruption);
                     if segment == i {
                         pos = at - seg.start;
+                        // Read again from the file: the look past the damage read it afresh,
+                        // and the scan must see the bytes that look judged.
+                        reader = log.open(seg)?;
                         continue;
                     }
                     break segment;
