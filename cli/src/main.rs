@@ -4,7 +4,7 @@
 //! rocketstore stat <root>                                   what is in the root
 //! rocketstore dump <root> --from OFFSET --count N [--json]  CommitLog records
 //! rocketstore dump <root> --topic T --queue Q --from QOFF   records of a queue
-//! rocketstore verify <root>                                 CRCs, chain, ConsumeQueue, IndexFile
+//! rocketstore verify <root> [--json]                      CRCs, chain, ConsumeQueue, IndexFile
 //! rocketstore query <root> --key K --topic T                messages by key
 //! rocketstore query <root> --time MS|RFC3339 --topic T --queue Q  queue offset for a time
 //! rocketstore recover <root>                                open (recover) and close
@@ -21,6 +21,7 @@
 mod acks;
 mod bench;
 mod commitlog;
+mod damage;
 mod dump;
 mod error;
 mod index;

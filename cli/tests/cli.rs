@@ -320,14 +320,18 @@ fn verify_reports_a_flipped_body_byte_with_both_crcs() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
-        text.contains(&format!("record at {victim}: body CRC mismatch")),
+        text.contains(&format!("invalid record at {victim}: body CRC mismatch")),
         "{text}"
     );
+    assert!(text.contains("; __CRC32# mismatch"), "{text}");
+    // Valid records follow in the segment: corruption, one problem; the unit and index entry
+    // of the damaged record are consequences, noted.
     assert!(
-        text.contains(&format!("record at {victim}: __CRC32# mismatch")),
+        text.contains("not a torn tail: 176 valid records"),
         "{text}"
     );
-    assert!(text.contains("PROBLEMS: 2"), "{text}");
+    assert!(text.contains("PROBLEMS: 1"), "{text}");
+    assert!(text.contains("1 units point into damaged"), "{text}");
 }
 
 #[test]
@@ -1075,4 +1079,440 @@ fn bench_refuses_a_directory_of_unrelated_files_but_takes_a_crashed_new_root() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// What `Store::open` made of a damaged root.
+#[derive(Debug, PartialEq, Eq)]
+enum Opened {
+    /// `Error::Corruption`.
+    Corrupt,
+    /// Opened; the log was cut at this offset (a torn tail), or not cut.
+    Cut(Option<u64>),
+}
+
+fn open_verdict(root: &Path) -> Opened {
+    match Store::open(root, config(true)) {
+        Ok(store) => {
+            let cut = store.recovery_report().truncated_at;
+            store.close().unwrap();
+            Opened::Cut(cut)
+        }
+        Err(rocketstore::Error::Corruption { .. }) => Opened::Corrupt,
+        Err(e) => panic!("neither opened nor refused as corrupt: {e}"),
+    }
+}
+
+/// `verify --json` on `root`: (exit code, the object).
+fn verify_json(root: &Path) -> (Option<i32>, Value) {
+    let out = rocketstore(&["verify", p(root), "--json"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    (out.status.code(), v)
+}
+
+/// A closed root with `__CRC32#` records whose checkpoint vouches for nothing (trailer
+/// stripped, `abort` marker present, as a crash before the first checkpoint leaves it), so
+/// `Store::open` walks the whole log with nothing acknowledged, as verify judges it.
+fn unvouched_root(n: usize) -> (tempfile::TempDir, Vec<PutResult>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), config(true)).unwrap();
+    let puts = put_orders(&store, 0, n);
+    store.close().unwrap();
+    let cp_path = dir.path().join("checkpoint");
+    let mut cp = Checkpoint::decode(&fs::read(&cp_path).unwrap());
+    cp.trailer = None;
+    fs::write(&cp_path, cp.encode()).unwrap();
+    fs::write(dir.path().join("abort"), b"").unwrap();
+    (dir, puts)
+}
+
+fn overwrite(path: &Path, pos: u64, bytes: &[u8]) {
+    let mut f = fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(SeekFrom::Start(pos)).unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+/// One rule with recovery (the issue's case list): for each damaged root, verify's verdict
+/// is `Store::open`'s: corruption (verify exit 1, the corruption named at the damaged record)
+/// exactly when open refuses with `Error::Corruption`; a torn tail (verify exit 0, `torn_tail`
+/// at the offset) exactly when open cuts the log there.
+#[test]
+fn verify_agrees_with_store_open_on_damaged_roots() {
+    enum Damage {
+        /// A body byte of record `i` flipped.
+        FlipBody(usize),
+        /// The second half of the last record zeroed (a torn write).
+        TearLast,
+        /// A byte of record `i`'s `__CRC32#` name flipped.
+        CrcName(usize),
+    }
+    enum Expect {
+        /// Corruption at record `i`, the scan resumed at `resumed` (an offset).
+        Corrupt { at: usize, resumed: Resumed },
+        /// A torn tail at the last record.
+        TornLast,
+    }
+    enum Resumed {
+        /// At the next record.
+        NextRecord,
+        /// At the BLANK closing the record's segment.
+        Blank,
+        /// Nowhere: below the durable offset, nothing valid follows.
+        Nowhere,
+    }
+    enum Shape {
+        Unvouched,
+        CheckpointDeleted,
+        /// Our trailer vouches for the whole log; an `abort` marker makes open walk its last
+        /// segment.
+        VouchedCrashed,
+    }
+    // The last record of the second segment.
+    let last_of_segment_1 = |puts: &[PutResult]| {
+        puts.iter()
+            .rposition(|r| r.commitlog_offset / SEGMENT == 1)
+            .unwrap()
+    };
+    type Case = (
+        &'static str,
+        Shape,
+        usize,
+        Box<dyn Fn(&[PutResult]) -> Damage>,
+        Box<dyn Fn(&[PutResult]) -> Expect>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "flipped byte, valid records after it in its segment",
+            Shape::Unvouched,
+            2000,
+            Box::new(|_| Damage::FlipBody(123)),
+            Box::new(|_| Expect::Corrupt {
+                at: 123,
+                resumed: Resumed::NextRecord,
+            }),
+        ),
+        (
+            "damage at the end of a middle segment (a BLANK and later segments follow)",
+            Shape::Unvouched,
+            3000,
+            Box::new(move |puts| Damage::FlipBody(last_of_segment_1(puts))),
+            Box::new(move |puts| Expect::Corrupt {
+                at: last_of_segment_1(puts),
+                resumed: Resumed::Blank,
+            }),
+        ),
+        (
+            "torn tail at the very end",
+            Shape::Unvouched,
+            2000,
+            Box::new(|_| Damage::TearLast),
+            Box::new(|_| Expect::TornLast),
+        ),
+        (
+            "damaged __CRC32# name",
+            Shape::Unvouched,
+            300,
+            Box::new(|_| Damage::CrcName(77)),
+            Box::new(|_| Expect::Corrupt {
+                at: 77,
+                resumed: Resumed::NextRecord,
+            }),
+        ),
+        (
+            "checkpoint deleted, flipped byte",
+            Shape::CheckpointDeleted,
+            2000,
+            Box::new(|_| Damage::FlipBody(500)),
+            Box::new(|_| Expect::Corrupt {
+                at: 500,
+                resumed: Resumed::NextRecord,
+            }),
+        ),
+        (
+            "torn last record below the checkpoint's durable offset",
+            Shape::VouchedCrashed,
+            2000,
+            Box::new(|_| Damage::TearLast),
+            Box::new(|puts| Expect::Corrupt {
+                at: puts.len() - 1,
+                resumed: Resumed::Nowhere,
+            }),
+        ),
+    ];
+    for (name, shape, n, damage, expect) in cases {
+        let (dir, puts) = match shape {
+            Shape::Unvouched => unvouched_root(n),
+            Shape::CheckpointDeleted => {
+                let (dir, puts) = own_root(n);
+                fs::remove_file(dir.path().join("checkpoint")).unwrap();
+                (dir, puts)
+            }
+            Shape::VouchedCrashed => {
+                let (dir, puts) = own_root(n);
+                fs::write(dir.path().join("abort"), b"").unwrap();
+                (dir, puts)
+            }
+        };
+        let last = puts.last().unwrap();
+        match damage(&puts) {
+            Damage::FlipBody(i) => {
+                let (seg, pos) = segment_path(dir.path(), puts[i].commitlog_offset);
+                flip_byte(&seg, pos + BODY_POS + 2);
+            }
+            Damage::TearLast => {
+                let (seg, pos) = segment_path(dir.path(), last.commitlog_offset);
+                let half = last.wrote_bytes as u64 / 2;
+                overwrite(
+                    &seg,
+                    pos + half,
+                    &vec![0u8; last.wrote_bytes - half as usize],
+                );
+            }
+            Damage::CrcName(i) => {
+                let (seg, pos) = segment_path(dir.path(), puts[i].commitlog_offset);
+                flip_byte(&seg, pos + puts[i].wrote_bytes as u64 - 20 + 3);
+            }
+        }
+        let (code, v) = verify_json(dir.path());
+        let corruption = v["corruption"].as_array().unwrap();
+        match expect(&puts) {
+            Expect::Corrupt { at, resumed } => {
+                assert_eq!(code, Some(1), "{name}: {v:#}");
+                assert_eq!(v["verdict"], "problems", "{name}: {v:#}");
+                assert_eq!(v["torn_tail"], Value::Null, "{name}: {v:#}");
+                assert_eq!(corruption.len(), 1, "{name}: {v:#}");
+                let c = &corruption[0];
+                let off = puts[at].commitlog_offset;
+                assert_eq!(c["offset"], off, "{name}: {v:#}");
+                let (seg, _) = segment_path(dir.path(), off);
+                assert_eq!(c["file"], p(&seg), "{name}: {v:#}");
+                match resumed {
+                    Resumed::NextRecord => {
+                        assert_eq!(
+                            c["resumed_at"],
+                            puts[at + 1].commitlog_offset,
+                            "{name}: {v:#}"
+                        );
+                        // Every later record of the segment follows, and the scan counted
+                        // all records but the damaged one.
+                        let seg_no = off / SEGMENT;
+                        let after: Vec<_> = puts[at + 1..]
+                            .iter()
+                            .filter(|r| r.commitlog_offset / SEGMENT == seg_no)
+                            .collect();
+                        assert_eq!(c["valid_records_after"], after.len(), "{name}: {v:#}");
+                        assert!(
+                            c["valid_bytes_after"].as_u64().unwrap()
+                                >= after.iter().map(|r| r.wrote_bytes as u64).sum::<u64>(),
+                            "{name}: {v:#}"
+                        );
+                        assert_eq!(v["records"], puts.len() - 1, "{name}: {v:#}");
+                    }
+                    Resumed::Blank => {
+                        let blank = off + puts[at].wrote_bytes as u64;
+                        assert_eq!(c["resumed_at"], blank, "{name}: {v:#}");
+                        assert_eq!(c["valid_records_after"], 0, "{name}: {v:#}");
+                        assert_eq!(
+                            c["valid_bytes_after"],
+                            (off / SEGMENT + 1) * SEGMENT - blank,
+                            "{name}: {v:#}"
+                        );
+                        assert!(c["later_segments"].as_u64().unwrap() >= 1, "{name}: {v:#}");
+                        assert_eq!(v["records"], puts.len() - 1, "{name}: {v:#}");
+                    }
+                    Resumed::Nowhere => {
+                        assert_eq!(c["resumed_at"], Value::Null, "{name}: {v:#}");
+                        let listed = v["problems"]["listed"][0].as_str().unwrap();
+                        assert!(
+                            listed.contains("below the checkpoint's durable offset"),
+                            "{name}: {listed}"
+                        );
+                    }
+                }
+                assert_eq!(
+                    open_verdict(dir.path()),
+                    Opened::Corrupt,
+                    "{name}: verify says corruption, so must Store::open"
+                );
+            }
+            Expect::TornLast => {
+                assert_eq!(code, Some(0), "{name}: {v:#}");
+                assert_eq!(v["verdict"], "ok", "{name}: {v:#}");
+                assert!(corruption.is_empty(), "{name}: {v:#}");
+                assert_eq!(
+                    v["torn_tail"]["offset"], last.commitlog_offset,
+                    "{name}: {v:#}"
+                );
+                let bytes = v["torn_tail"]["bytes"].as_u64().unwrap();
+                assert!(
+                    bytes > 0 && bytes <= last.wrote_bytes as u64 / 2 + 1,
+                    "{name}: {v:#}"
+                );
+                assert_eq!(v["records"], puts.len() - 1, "{name}: {v:#}");
+                assert_eq!(v["end_offset"], last.commitlog_offset, "{name}: {v:#}");
+                assert_eq!(
+                    open_verdict(dir.path()),
+                    Opened::Cut(Some(last.commitlog_offset)),
+                    "{name}: verify says torn tail, so Store::open cuts there"
+                );
+                // After recovery cut it, the root is clean.
+                let (code, v) = verify_json(dir.path());
+                assert_eq!(code, Some(0), "{name}, recovered: {v:#}");
+                assert_eq!(v["torn_tail"], Value::Null, "{name}, recovered: {v:#}");
+            }
+        }
+    }
+}
+
+/// A root a store holds open: verify says it is in use, checks the CommitLog up to the
+/// checkpoint's durable offset and reports no problem for the in-flight tail or the derived
+/// data behind it; after close the root is clean with every record.
+#[test]
+fn verify_on_a_root_in_use_checks_up_to_the_durable_offset_and_finds_no_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        dir.path(),
+        StoreConfig {
+            flush_mode: rocketstore::FlushMode::Async,
+            ..config(true)
+        },
+    )
+    .unwrap();
+    put_orders(&store, 0, 1000);
+    store.flush().unwrap();
+    let durable = store.durable_offset();
+    // In flight: not flushed, not in the checkpoint.
+    let puts = put_orders(&store, 1000, 700);
+    let end = puts.last().unwrap().commitlog_offset + puts.last().unwrap().wrote_bytes as u64;
+
+    let out = rocketstore(&["verify", p(dir.path())]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("in use by another process"), "{text}");
+    assert!(text.contains("OK: no problems found"), "{text}");
+
+    let (code, v) = verify_json(dir.path());
+    assert_eq!(code, Some(0), "{v:#}");
+    assert_eq!(v["in_use"], true, "{v:#}");
+    assert_eq!(v["verdict"], "ok", "{v:#}");
+    assert_eq!(v["problems"]["count"], 0, "{v:#}");
+    // The background flusher may have written a newer checkpoint meanwhile.
+    let checked_to = v["checked_to"].as_u64().unwrap();
+    assert!(
+        (durable..=end).contains(&checked_to),
+        "{durable}..={end}: {v:#}"
+    );
+    let records = v["records"].as_u64().unwrap();
+    assert!((1000..=1700).contains(&records), "{v:#}");
+    assert!(v["end_offset"].as_u64().unwrap() <= checked_to, "{v:#}");
+
+    // With a writer putting all the while, the tail verify sees is in flight: records being
+    // copied in, units and index entries for records past what verify read.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let written = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let mut n = 1700;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                put_orders(&store, n, 20);
+                n += 20;
+            }
+            n
+        });
+        // Stops the writer also when an assertion below fails.
+        struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let _stop = StopOnDrop(&stop);
+        for _ in 0..4 {
+            let (code, v) = verify_json(dir.path());
+            assert_eq!(code, Some(0), "{v:#}");
+            assert_eq!(v["in_use"], true, "{v:#}");
+            assert_eq!(v["problems"]["count"], 0, "{v:#}");
+        }
+        drop(_stop);
+        writer.join().unwrap()
+    });
+    store.close().unwrap();
+    let (code, v) = verify_json(dir.path());
+    assert_eq!(code, Some(0), "{v:#}");
+    assert_eq!(v["in_use"], false, "{v:#}");
+    assert_eq!(v["records"], written, "{v:#}");
+    assert_eq!(v["notes"].as_array().unwrap().len(), 0, "{v:#}");
+}
+
+/// verify's lock is shared: a shared holder (another verify) is not "in use", and while one is
+/// held the store's exclusive lock is refused (so a store cannot open a root verify is reading).
+#[test]
+fn verify_takes_a_shared_lock_that_keeps_a_store_out() {
+    let (dir, _) = own_root(10);
+    let lock = fs::File::open(dir.path().join("lock")).unwrap();
+    lock.try_lock_shared().unwrap();
+    let (code, v) = verify_json(dir.path());
+    assert_eq!(code, Some(0), "{v:#}");
+    assert_eq!(
+        v["in_use"], false,
+        "a shared holder is another verify: {v:#}"
+    );
+    assert!(
+        Store::open(dir.path(), config(true)).is_err(),
+        "the store's exclusive lock is refused while a verify holds the shared one"
+    );
+    drop(lock);
+    Store::open(dir.path(), config(true))
+        .unwrap()
+        .close()
+        .unwrap();
+}
+
+/// `verify --json` prints one object with every field the issue names.
+#[test]
+fn verify_json_has_every_field() {
+    let (dir, puts) = rocketmq_root(200);
+    let (code, v) = verify_json(dir.path());
+    assert_eq!(code, Some(0), "{v:#}");
+    let last = puts.last().unwrap();
+    assert!(v["root"]
+        .as_str()
+        .unwrap()
+        .ends_with(dir.path().file_name().unwrap().to_str().unwrap()));
+    assert_eq!(v["in_use"], false);
+    assert_eq!(v["verdict"], "ok");
+    assert_eq!(v["records"], 200);
+    assert_eq!(v["bytes"], last.commitlog_offset + last.wrote_bytes as u64);
+    assert_eq!(
+        v["end_offset"],
+        last.commitlog_offset + last.wrote_bytes as u64
+    );
+    assert_eq!(v["records_without_crc"], 200);
+    assert_eq!(v["torn_tail"], Value::Null);
+    assert_eq!(v["corruption"], serde_json::json!([]));
+    assert_eq!(v["problems"]["count"], 0);
+    assert_eq!(v["problems"]["listed"], serde_json::json!([]));
+    let notes = v["notes"].as_array().unwrap();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("abort marker")),
+        "{v:#}"
+    );
+
+    // A damaged one: the problem is listed and counted.
+    let (seg, pos) = segment_path(dir.path(), puts[20].commitlog_offset);
+    flip_byte(&seg, pos + BODY_POS);
+    let out = rocketstore(&["verify", p(dir.path()), "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 1, "one object: {text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["verdict"], "problems");
+    assert_eq!(v["problems"]["count"], 1, "{v:#}");
+    let listed = v["problems"]["listed"][0].as_str().unwrap();
+    assert!(
+        listed.contains(&format!("invalid record at {}", puts[20].commitlog_offset)),
+        "{listed}"
+    );
+    assert_eq!(v["corruption"][0]["valid_records_after"], 179, "{v:#}");
 }
