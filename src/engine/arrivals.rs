@@ -128,7 +128,8 @@ impl Arrivals {
             }
             let mut woken = waiter.woken.lock();
             if !*woken {
-                if waiter.cv.wait_until(&mut woken, deadline).timed_out() && !*woken {
+                let timed_out = waiter.cv.wait_until(&mut woken, deadline).timed_out();
+                if timed_out && !*woken {
                     drop(woken);
                     return Ok(ready());
                 }

@@ -233,11 +233,14 @@ pub(super) fn load_snapshot(
     Ok((Offsets::from_snapshot(table, from), from))
 }
 
+/// A snapshot's table and the CommitLog offset its commits reach (if it says).
+type Snapshot = (Table, Option<u64>);
+
 /// `None`: no such file; `Some(Err(why))`: empty or not a snapshot.
 fn read_snapshot(
     vfs: &dyn Vfs,
     path: &Path,
-) -> Result<Option<std::result::Result<(Table, Option<u64>), String>>> {
+) -> Result<Option<std::result::Result<Snapshot, String>>> {
     let Some(meta) = vfs.metadata(path).map_err(|e| Error::io(path, e))? else {
         return Ok(None);
     };
@@ -309,7 +312,7 @@ mod snapshot_codec {
         offset_table::encode(table, Some(end))
     }
 
-    pub(super) fn decode(text: &str) -> Result<(Table, Option<u64>), String> {
+    pub(super) fn decode(text: &str) -> Result<super::Snapshot, String> {
         offset_table::parse(text).map_err(|e| e.to_string())
     }
 }

@@ -1721,6 +1721,8 @@ type Kept = (
 /// writes any for records below it, and re-dispatch is idempotent, so a crash at any point
 /// leaves data the same checkpoint still describes. (A rebuild deletes data below `Dd`: the
 /// caller first marks the checkpoint's derived data damaged, see [`mark_derived_damaged`].)
+// The files, their geometry, the trailer and what the caller already loaded: one call site.
+#[allow(clippy::too_many_arguments)]
 fn prepare_incremental(
     vfs: &dyn Vfs,
     root: &StoreRoot,
