@@ -34,7 +34,7 @@ use std::sync::OnceLock;
 use byteorder::{BigEndian, ByteOrder};
 
 use crate::format::checkpoint_layout::{
-    Checkpoint, DerivedSummary, Trailer, CHECKPOINT_SIZE, TRAILER_POS,
+    Checkpoint, DerivedSummary, Trailer, CHECKPOINT_SIZE, POS_CRC, TRAILER_POS,
 };
 use crate::format::cq_unit::{CqUnit, CQ_UNIT_SIZE};
 use crate::format::index_layout::{self, entry_pos, slot_pos, time_diff_secs};
@@ -732,6 +732,42 @@ pub enum Mutation {
     },
     /// Recomputes the checkpoint trailer CRC (no-op unless the checkpoint is 4096 bytes).
     ResealCheckpoint,
+    /// Removes the `checkpoint` file (no-op if it is gone).
+    DeleteCheckpoint,
+    /// XORs byte `offset % 92` of our checkpoint trailer (`TRAILER_POS..POS_CRC + 4`: magic,
+    /// version, flags, offsets, summary, timestamps, CRC) with `xor` (1 if zero), without
+    /// resealing: the trailer no longer checks out (no-op if the checkpoint is too short).
+    DamageCheckpointTrailer {
+        /// Byte within the trailer (modulo its length).
+        offset: u8,
+        /// Bits to flip (zero flips bit 0).
+        xor: u8,
+    },
+    /// XORs byte `offset % 24` of RocketMQ's three timestamps at the checkpoint's head with
+    /// `xor` (1 if zero), as a broker rewriting them does; the trailer, whose CRC covers only
+    /// itself, stays intact (no-op if the checkpoint is too short).
+    DamageCheckpointHead {
+        /// Byte within the head (modulo 24).
+        offset: u8,
+        /// Bits to flip (zero flips bit 0).
+        xor: u8,
+    },
+}
+
+/// Length of our checkpoint trailer, CRC included.
+const CHECKPOINT_TRAILER_LEN: usize = POS_CRC + 4 - TRAILER_POS;
+/// Length of RocketMQ's timestamps at the head of the checkpoint.
+const CHECKPOINT_HEAD_LEN: usize = 24;
+
+/// XORs byte `pos` of the image's checkpoint with `xor` (1 if zero), if it has that byte.
+fn flip_checkpoint_byte(img: &mut StoreImage, pos: usize, xor: u8) {
+    if let Some(b) = img
+        .files
+        .get_mut("checkpoint")
+        .and_then(|cp| cp.get_mut(pos))
+    {
+        *b ^= xor.max(1);
+    }
 }
 
 impl Mutation {
@@ -864,6 +900,16 @@ impl Mutation {
                     }
                 }
             }
+            Mutation::DeleteCheckpoint => {
+                img.files.remove("checkpoint");
+            }
+            Mutation::DamageCheckpointTrailer { offset, xor } => {
+                let pos = TRAILER_POS + *offset as usize % CHECKPOINT_TRAILER_LEN;
+                flip_checkpoint_byte(img, pos, *xor);
+            }
+            Mutation::DamageCheckpointHead { offset, xor } => {
+                flip_checkpoint_byte(img, *offset as usize % CHECKPOINT_HEAD_LEN, *xor);
+            }
         }
     }
 
@@ -933,6 +979,13 @@ impl Mutation {
                 out.extend_from_slice(&value.to_be_bytes());
             }
             Mutation::ResealCheckpoint => out.push(12),
+            Mutation::DeleteCheckpoint => out.push(13),
+            Mutation::DamageCheckpointTrailer { offset, xor } => {
+                out.extend_from_slice(&[14, *offset, *xor]);
+            }
+            Mutation::DamageCheckpointHead { offset, xor } => {
+                out.extend_from_slice(&[15, *offset, *xor]);
+            }
         }
     }
 }
@@ -968,13 +1021,17 @@ pub fn encode_mutations(mutations: &[Mutation]) -> Vec<u8> {
     out
 }
 
-/// Decodes a `recover_image` input: at most 64 mutations; an opcode byte (modulo 13) then its
+/// Decodes a `recover_image` input: at most 64 mutations; an opcode byte (modulo 16) then its
 /// fields, big-endian, missing bytes read as zero. Every byte string decodes.
+///
+/// Opcodes 0..=12 are those of the first version (modulo 13), so an old corpus file whose
+/// opcode bytes are all below 13 decodes as it always did; 13..=15 are the checkpoint
+/// mutations.
 pub fn decode_mutations(data: &[u8]) -> Vec<Mutation> {
     let mut r = ByteReader::new(data);
     let mut out = Vec::new();
     while !r.is_empty() && out.len() < MAX_MUTATIONS {
-        let m = match r.u8() % 13 {
+        let m = match r.u8() % 16 {
             0 => Mutation::FlipBit {
                 file: r.u8(),
                 offset: r.u32(),
@@ -1025,7 +1082,16 @@ pub fn decode_mutations(data: &[u8]) -> Vec<Mutation> {
                 field: r.u8(),
                 value: r.u64(),
             },
-            _ => Mutation::ResealCheckpoint,
+            12 => Mutation::ResealCheckpoint,
+            13 => Mutation::DeleteCheckpoint,
+            14 => Mutation::DamageCheckpointTrailer {
+                offset: r.u8(),
+                xor: r.u8(),
+            },
+            _ => Mutation::DamageCheckpointHead {
+                offset: r.u8(),
+                xor: r.u8(),
+            },
         };
         out.push(m);
     }
