@@ -89,6 +89,48 @@ fn flush_never_races_the_background_checkpoint() {
     store.close().unwrap();
 }
 
+// --- regressions found by the fuzzer ---------------------------------------------------------
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// Runs `recover_image` on `input` in a thread and fails if it does not return within `secs`
+/// (a hang would otherwise hang the test run; the thread is left behind).
+fn recover_image_within(input: Vec<u8>, secs: u64) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        fuzz_targets::recover_image(&input);
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(secs)) {
+        Ok(()) => worker.join().unwrap(),
+        // The worker panicked (the oracle failed): report its panic.
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            std::panic::resume_unwind(worker.join().unwrap_err())
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("recover_image did not finish within {secs} s (hang)")
+        }
+    }
+}
+
+/// Regression, found by `recover_image`: an IndexFile entry with a negative `prev` makes the
+/// chain walk report the file damaged, and `query_by_key` then scans the CommitLog range the
+/// file's header claims. The damaged header claimed a range far past the CommitLog's end, and
+/// the scan stepped through it one segment size at a time (`read_at` failing at every step):
+/// a key query that never returned.
+#[test]
+fn key_query_over_a_damaged_index_terminates() {
+    recover_image_within(
+        hex("010900000200ff965680ffffff15780c0040020300000000efefefefefefefefefef00ef0d0035"),
+        60,
+    );
+}
+
 // --- seed generator -------------------------------------------------------------------------
 
 fn write_seed(target: &str, name: &str, bytes: &[u8]) {
