@@ -1515,7 +1515,10 @@ pub fn recover_image(data: &[u8]) {
 /// Opens the store at `root` with [`fixture_config`] and checks what any store image must give:
 ///
 /// * `Store::open` returns `Ok` or a typed error; a layout or corruption error names a path
-///   inside the root;
+///   inside the root; when it fails, the CommitLog files are byte for byte what they were;
+/// * when it opens, no base record that was intact in the image and lay at or past the
+///   recovered end was dropped unless the report says so (salvaged, cut after lost writes, or
+///   its segment deleted by a gap repair);
 /// * when it opens: the report agrees with the store; every queue is read from min to max with
 ///   `Ok` or `Err` (served messages belong to their queue, at their offsets); `read_at` at
 ///   every base record offset and at odd offsets, key queries and time lookups return `Ok` or
@@ -1524,15 +1527,24 @@ pub fn recover_image(data: &[u8]) {
 ///   succeed and serve every message served before, plus the new one.
 pub fn check_recovery(root: &Path, base: &BaseImage) -> RecoveryOutcome {
     let config = fixture_config();
-    let commitlog_intact = commitlog_is_intact(root, base);
+    let before = StoreImage::read_from(root).expect("read the image before open");
+    let commitlog_intact = commitlog_matches(&before, base);
     let store = match Store::open(root, config.clone()) {
         Ok(s) => s,
         Err(e) => {
             assert_error_names_root(&e, root);
+            // An open that fails changes nothing in the CommitLog: the operator (or a later
+            // version) must find the data as it was.
+            let after = StoreImage::read_from(root).expect("read the image after open");
+            assert!(
+                commitlog_files(&after) == commitlog_files(&before),
+                "open failed ({e}) but changed the CommitLog files"
+            );
             return RecoveryOutcome::Refused(e);
         }
     };
     let report = store.recovery_report().clone();
+    check_no_intact_record_dropped(&before, base, &report);
     assert_eq!(
         report.end_offset,
         store.commitlog_max_offset(),
@@ -1644,20 +1656,61 @@ pub fn check_recovery(root: &Path, base: &BaseImage) -> RecoveryOutcome {
     RecoveryOutcome::Opened { report, served }
 }
 
-/// Whether `root/commitlog` holds exactly the base image's segments, byte for byte.
-fn commitlog_is_intact(root: &Path, base: &BaseImage) -> bool {
-    let Ok(img) = StoreImage::read_from(root) else {
+/// The files under `commitlog/` of an image, by path.
+fn commitlog_files(img: &StoreImage) -> BTreeMap<&str, &[u8]> {
+    img.files
+        .iter()
+        .filter(|(p, _)| p.starts_with("commitlog/"))
+        .map(|(p, b)| (p.as_str(), b.as_slice()))
+        .collect()
+}
+
+/// Whether the image's `commitlog/` holds exactly the base image's segments, byte for byte.
+fn commitlog_matches(img: &StoreImage, base: &BaseImage) -> bool {
+    let no_dirs = !img.dirs.iter().any(|d| d.starts_with("commitlog/"));
+    no_dirs && commitlog_files(img) == commitlog_files(&base.image)
+}
+
+/// Whether base record `r` is in `img` byte for byte, at its base position.
+fn record_is_intact(img: &StoreImage, base: &BaseImage, r: &BaseRecord) -> bool {
+    let span = r.segment_pos()..r.segment_pos() + r.size;
+    let path = r.segment_path();
+    let (Some(seg), Some(orig)) = (img.files.get(&path), base.image.files.get(&path)) else {
         return false;
     };
-    let segments = |i: &StoreImage| -> Vec<(String, Vec<u8>)> {
-        i.files
-            .iter()
-            .filter(|(p, _)| p.starts_with("commitlog/"))
-            .map(|(p, b)| (p.clone(), b.clone()))
-            .collect()
-    };
-    let no_dirs = !img.dirs.iter().any(|d| d.starts_with("commitlog/"));
-    no_dirs && segments(&img) == segments(&base.image)
+    seg.get(span.clone()).is_some_and(|b| b == &orig[span])
+}
+
+/// A successful open never throws away silently an intact base record at or past its
+/// recovered end: such a record was given up only if the report says how (a salvaged span,
+/// a cut after lost writes, or a segment deleted by a gap repair).
+fn check_no_intact_record_dropped(
+    before: &StoreImage,
+    base: &BaseImage,
+    report: &crate::RecoveryReport,
+) {
+    for r in &base.records {
+        if r.offset < report.end_offset || !record_is_intact(before, base, r) {
+            continue;
+        }
+        let salvaged = report.salvaged.iter().any(|s| {
+            s.offset <= r.offset && s.resumed_at.map_or(true, |resumed| r.offset < resumed)
+        });
+        let cut_after_lost_write = report
+            .cut_after_lost_write
+            .is_some_and(|first| first <= r.offset);
+        let segment = r.segment_path();
+        let gap_repaired = report
+            .gap_repaired
+            .as_ref()
+            .is_some_and(|g| g.removed.iter().any(|p| p.ends_with(Path::new(&segment))));
+        assert!(
+            salvaged || cut_after_lost_write || gap_repaired,
+            "intact base record at {} (ends {}) lies past the recovered end and was dropped without a report saying why: {report:?}",
+            r.offset,
+            r.end()
+        );
+    }
 }
 
 fn assert_error_names_root(e: &Error, root: &Path) {
