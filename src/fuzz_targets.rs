@@ -1536,9 +1536,21 @@ pub fn check_recovery(root: &Path, base: &BaseImage) -> RecoveryOutcome {
             // An open that fails changes nothing in the CommitLog: the operator (or a later
             // version) must find the data as it was.
             let after = StoreImage::read_from(root).expect("read the image after open");
+            let (was, now) = (commitlog_files(&before), commitlog_files(&after));
+            let changed: Vec<String> = was
+                .keys()
+                .chain(now.keys())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .filter(|p| was.get(*p) != now.get(*p))
+                .map(|p| {
+                    let len = |m: &BTreeMap<&str, &[u8]>| m.get(p).map(|b| b.len());
+                    format!("{p} (length {:?} -> {:?})", len(&was), len(&now))
+                })
+                .collect();
             assert!(
-                commitlog_files(&after) == commitlog_files(&before),
-                "open failed ({e}) but changed the CommitLog files"
+                changed.is_empty(),
+                "open failed ({e}) but changed the CommitLog files: {changed:?}"
             );
             return RecoveryOutcome::Refused(e);
         }

@@ -131,6 +131,14 @@ fn key_query_over_a_damaged_index_terminates() {
     );
 }
 
+/// Regression, found by `recover_image`: a stray segment file with a start offset that is not
+/// a multiple of the segment size (`commitlog/00000000000000000080`) beside an empty file for
+/// the next segment.
+#[test]
+fn failed_open_leaves_the_commitlog_unchanged() {
+    recover_image_within(b"FFFFFFFF%".to_vec(), 60);
+}
+
 // --- seed generator -------------------------------------------------------------------------
 
 fn write_seed(target: &str, name: &str, bytes: &[u8]) {
