@@ -1705,9 +1705,10 @@ fn check_no_intact_record_dropped(
         if r.offset < report.end_offset || !record_is_intact(before, base, r) {
             continue;
         }
-        let salvaged = report.salvaged.iter().any(|s| {
-            s.offset <= r.offset && s.resumed_at.map_or(true, |resumed| r.offset < resumed)
-        });
+        let salvaged = report
+            .salvaged
+            .iter()
+            .any(|s| s.offset <= r.offset && s.resumed_at.is_none_or(|resumed| r.offset < resumed));
         let cut_after_lost_write = report
             .cut_after_lost_write
             .is_some_and(|first| first <= r.offset);

@@ -471,7 +471,7 @@ fn recover_writing_back(
     };
     // Unclean shutdown with an intact checkpoint: keep what it vouches for, re-dispatch the rest.
     if let (None, false, Some(t)) = (&derived, clean, trailer) {
-        match prepare_incremental(vfs, root, config, &files, size, t, preloaded.take(), tail)? {
+        match prepare_incremental(vfs, root, config, &files, t, preloaded.take(), tail)? {
             Ok((queues, index, p)) => {
                 log::info!(
                     "recovery: keeping derived data below {}, re-dispatching the records from there",
@@ -1730,11 +1730,11 @@ fn prepare_incremental(
     root: &StoreRoot,
     config: &StoreConfig,
     files: &[(u64, MappedFile)],
-    size: usize,
     t: Trailer,
     preloaded: Option<Queues>,
     tail: Tail,
 ) -> Result<std::result::Result<Kept, String>> {
+    let size = config.commitlog_segment_size;
     let first_start = files.first().map_or(0, |(s, _)| *s);
     let dd = t.derived_durable_offset;
     if t.derived_damaged {
