@@ -139,6 +139,17 @@ fn failed_open_leaves_the_commitlog_unchanged() {
     recover_image_within(b"FFFFFFFF%".to_vec(), 60);
 }
 
+/// Regression, found by `recover_image`: a directory named `abort` made the open recover (and
+/// cut or zero the log's tail), then fail writing the marker: a failed open that had changed
+/// the CommitLog. The marker's kind is now checked before recovery.
+#[test]
+fn abort_directory_is_refused_before_recovery_changes_the_log() {
+    recover_image_within(
+        hex("0772fbd5006f0000630000003b006565656565650063006565652d002001"),
+        60,
+    );
+}
+
 /// Known recovery bug, found by `recover_image` (not fixed: the evidence rule's reach is a
 /// design decision of `src/format/evidence.rs` and the walk in `src/recovery/`).
 ///
