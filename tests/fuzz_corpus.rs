@@ -162,10 +162,19 @@ fn abort_directory_is_refused_before_recovery_changes_the_log() {
 /// the damaged segment, but a later segment counts only "if its first record is valid"), so a
 /// later segment whose first record is damaged hides the valid records after it, and they are
 /// thrown away as if they were past a torn tail.
+///
+/// The second input is the same blind spot in a report that does say `cut_after_lost_write`:
+/// it names segment 2's first record (139264) as the first valid one after the cut at 0, but
+/// segment 1, whose first record is damaged, still held intact records (from 71817), dropped
+/// unreported.
 #[test]
 #[ignore = "known bug: intact records in a later segment whose first record is damaged are dropped silently"]
 fn bug_intact_records_after_a_damaged_segment_start_dropped_silently() {
     recover_image_within(hex("000d0000002525252504f5020025f5f5f5f5"), 60);
+    recover_image_within(
+        hex("54b500000000b5b554b5fc0313b9b9b9b9fc03b92148ffffff0a000000532f6a756e6bfffffffffffffffaff"),
+        60,
+    );
 }
 
 // --- seed generator -------------------------------------------------------------------------
