@@ -34,7 +34,7 @@ use std::sync::OnceLock;
 use byteorder::{BigEndian, ByteOrder};
 
 use crate::format::checkpoint_layout::{
-    Checkpoint, DerivedSummary, Trailer, CHECKPOINT_SIZE, TRAILER_POS,
+    Checkpoint, DerivedSummary, Trailer, CHECKPOINT_SIZE, POS_CRC, TRAILER_POS,
 };
 use crate::format::cq_unit::{CqUnit, CQ_UNIT_SIZE};
 use crate::format::index_layout::{self, entry_pos, slot_pos, time_diff_secs};
@@ -732,6 +732,42 @@ pub enum Mutation {
     },
     /// Recomputes the checkpoint trailer CRC (no-op unless the checkpoint is 4096 bytes).
     ResealCheckpoint,
+    /// Removes the `checkpoint` file (no-op if it is gone).
+    DeleteCheckpoint,
+    /// XORs byte `offset % 92` of our checkpoint trailer (`TRAILER_POS..POS_CRC + 4`: magic,
+    /// version, flags, offsets, summary, timestamps, CRC) with `xor` (1 if zero), without
+    /// resealing: the trailer no longer checks out (no-op if the checkpoint is too short).
+    DamageCheckpointTrailer {
+        /// Byte within the trailer (modulo its length).
+        offset: u8,
+        /// Bits to flip (zero flips bit 0).
+        xor: u8,
+    },
+    /// XORs byte `offset % 24` of RocketMQ's three timestamps at the checkpoint's head with
+    /// `xor` (1 if zero), as a broker rewriting them does; the trailer, whose CRC covers only
+    /// itself, stays intact (no-op if the checkpoint is too short).
+    DamageCheckpointHead {
+        /// Byte within the head (modulo 24).
+        offset: u8,
+        /// Bits to flip (zero flips bit 0).
+        xor: u8,
+    },
+}
+
+/// Length of our checkpoint trailer, CRC included.
+const CHECKPOINT_TRAILER_LEN: usize = POS_CRC + 4 - TRAILER_POS;
+/// Length of RocketMQ's timestamps at the head of the checkpoint.
+const CHECKPOINT_HEAD_LEN: usize = 24;
+
+/// XORs byte `pos` of the image's checkpoint with `xor` (1 if zero), if it has that byte.
+fn flip_checkpoint_byte(img: &mut StoreImage, pos: usize, xor: u8) {
+    if let Some(b) = img
+        .files
+        .get_mut("checkpoint")
+        .and_then(|cp| cp.get_mut(pos))
+    {
+        *b ^= xor.max(1);
+    }
 }
 
 impl Mutation {
@@ -864,6 +900,16 @@ impl Mutation {
                     }
                 }
             }
+            Mutation::DeleteCheckpoint => {
+                img.files.remove("checkpoint");
+            }
+            Mutation::DamageCheckpointTrailer { offset, xor } => {
+                let pos = TRAILER_POS + *offset as usize % CHECKPOINT_TRAILER_LEN;
+                flip_checkpoint_byte(img, pos, *xor);
+            }
+            Mutation::DamageCheckpointHead { offset, xor } => {
+                flip_checkpoint_byte(img, *offset as usize % CHECKPOINT_HEAD_LEN, *xor);
+            }
         }
     }
 
@@ -933,6 +979,13 @@ impl Mutation {
                 out.extend_from_slice(&value.to_be_bytes());
             }
             Mutation::ResealCheckpoint => out.push(12),
+            Mutation::DeleteCheckpoint => out.push(13),
+            Mutation::DamageCheckpointTrailer { offset, xor } => {
+                out.extend_from_slice(&[14, *offset, *xor]);
+            }
+            Mutation::DamageCheckpointHead { offset, xor } => {
+                out.extend_from_slice(&[15, *offset, *xor]);
+            }
         }
     }
 }
@@ -968,13 +1021,17 @@ pub fn encode_mutations(mutations: &[Mutation]) -> Vec<u8> {
     out
 }
 
-/// Decodes a `recover_image` input: at most 64 mutations; an opcode byte (modulo 13) then its
+/// Decodes a `recover_image` input: at most 64 mutations; an opcode byte (modulo 16) then its
 /// fields, big-endian, missing bytes read as zero. Every byte string decodes.
+///
+/// Opcodes 0..=12 are those of the first version (modulo 13), so an old corpus file whose
+/// opcode bytes are all below 13 decodes as it always did; 13..=15 are the checkpoint
+/// mutations.
 pub fn decode_mutations(data: &[u8]) -> Vec<Mutation> {
     let mut r = ByteReader::new(data);
     let mut out = Vec::new();
     while !r.is_empty() && out.len() < MAX_MUTATIONS {
-        let m = match r.u8() % 13 {
+        let m = match r.u8() % 16 {
             0 => Mutation::FlipBit {
                 file: r.u8(),
                 offset: r.u32(),
@@ -1025,7 +1082,16 @@ pub fn decode_mutations(data: &[u8]) -> Vec<Mutation> {
                 field: r.u8(),
                 value: r.u64(),
             },
-            _ => Mutation::ResealCheckpoint,
+            12 => Mutation::ResealCheckpoint,
+            13 => Mutation::DeleteCheckpoint,
+            14 => Mutation::DamageCheckpointTrailer {
+                offset: r.u8(),
+                xor: r.u8(),
+            },
+            _ => Mutation::DamageCheckpointHead {
+                offset: r.u8(),
+                xor: r.u8(),
+            },
         };
         out.push(m);
     }
@@ -1449,7 +1515,10 @@ pub fn recover_image(data: &[u8]) {
 /// Opens the store at `root` with [`fixture_config`] and checks what any store image must give:
 ///
 /// * `Store::open` returns `Ok` or a typed error; a layout or corruption error names a path
-///   inside the root;
+///   inside the root; when it fails, the CommitLog files are byte for byte what they were;
+/// * when it opens, no base record that was intact in the image and lay at or past the
+///   recovered end was dropped unless the report says so (salvaged, cut after lost writes, or
+///   its segment deleted by a gap repair);
 /// * when it opens: the report agrees with the store; every queue is read from min to max with
 ///   `Ok` or `Err` (served messages belong to their queue, at their offsets); `read_at` at
 ///   every base record offset and at odd offsets, key queries and time lookups return `Ok` or
@@ -1458,15 +1527,36 @@ pub fn recover_image(data: &[u8]) {
 ///   succeed and serve every message served before, plus the new one.
 pub fn check_recovery(root: &Path, base: &BaseImage) -> RecoveryOutcome {
     let config = fixture_config();
-    let commitlog_intact = commitlog_is_intact(root, base);
+    let before = StoreImage::read_from(root).expect("read the image before open");
+    let commitlog_intact = commitlog_matches(&before, base);
     let store = match Store::open(root, config.clone()) {
         Ok(s) => s,
         Err(e) => {
             assert_error_names_root(&e, root);
+            // An open that fails changes nothing in the CommitLog: the operator (or a later
+            // version) must find the data as it was.
+            let after = StoreImage::read_from(root).expect("read the image after open");
+            let (was, now) = (commitlog_files(&before), commitlog_files(&after));
+            let changed: Vec<String> = was
+                .keys()
+                .chain(now.keys())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .filter(|p| was.get(*p) != now.get(*p))
+                .map(|p| {
+                    let len = |m: &BTreeMap<&str, &[u8]>| m.get(p).map(|b| b.len());
+                    format!("{p} (length {:?} -> {:?})", len(&was), len(&now))
+                })
+                .collect();
+            assert!(
+                changed.is_empty(),
+                "open failed ({e}) but changed the CommitLog files: {changed:?}"
+            );
             return RecoveryOutcome::Refused(e);
         }
     };
     let report = store.recovery_report().clone();
+    check_no_intact_record_dropped(&before, base, &report);
     assert_eq!(
         report.end_offset,
         store.commitlog_max_offset(),
@@ -1578,20 +1668,62 @@ pub fn check_recovery(root: &Path, base: &BaseImage) -> RecoveryOutcome {
     RecoveryOutcome::Opened { report, served }
 }
 
-/// Whether `root/commitlog` holds exactly the base image's segments, byte for byte.
-fn commitlog_is_intact(root: &Path, base: &BaseImage) -> bool {
-    let Ok(img) = StoreImage::read_from(root) else {
+/// The files under `commitlog/` of an image, by path.
+fn commitlog_files(img: &StoreImage) -> BTreeMap<&str, &[u8]> {
+    img.files
+        .iter()
+        .filter(|(p, _)| p.starts_with("commitlog/"))
+        .map(|(p, b)| (p.as_str(), b.as_slice()))
+        .collect()
+}
+
+/// Whether the image's `commitlog/` holds exactly the base image's segments, byte for byte.
+fn commitlog_matches(img: &StoreImage, base: &BaseImage) -> bool {
+    let no_dirs = !img.dirs.iter().any(|d| d.starts_with("commitlog/"));
+    no_dirs && commitlog_files(img) == commitlog_files(&base.image)
+}
+
+/// Whether base record `r` is in `img` byte for byte, at its base position.
+fn record_is_intact(img: &StoreImage, base: &BaseImage, r: &BaseRecord) -> bool {
+    let span = r.segment_pos()..r.segment_pos() + r.size;
+    let path = r.segment_path();
+    let (Some(seg), Some(orig)) = (img.files.get(&path), base.image.files.get(&path)) else {
         return false;
     };
-    let segments = |i: &StoreImage| -> Vec<(String, Vec<u8>)> {
-        i.files
+    seg.get(span.clone()).is_some_and(|b| b == &orig[span])
+}
+
+/// A successful open never throws away silently an intact base record at or past its
+/// recovered end: such a record was given up only if the report says how (a salvaged span,
+/// a cut after lost writes, or a segment deleted by a gap repair).
+fn check_no_intact_record_dropped(
+    before: &StoreImage,
+    base: &BaseImage,
+    report: &crate::RecoveryReport,
+) {
+    for r in &base.records {
+        if r.offset < report.end_offset || !record_is_intact(before, base, r) {
+            continue;
+        }
+        let salvaged = report
+            .salvaged
             .iter()
-            .filter(|(p, _)| p.starts_with("commitlog/"))
-            .map(|(p, b)| (p.clone(), b.clone()))
-            .collect()
-    };
-    let no_dirs = !img.dirs.iter().any(|d| d.starts_with("commitlog/"));
-    no_dirs && segments(&img) == segments(&base.image)
+            .any(|s| s.offset <= r.offset && s.resumed_at.is_none_or(|resumed| r.offset < resumed));
+        let cut_after_lost_write = report
+            .cut_after_lost_write
+            .is_some_and(|first| first <= r.offset);
+        let segment = r.segment_path();
+        let gap_repaired = report
+            .gap_repaired
+            .as_ref()
+            .is_some_and(|g| g.removed.iter().any(|p| p.ends_with(Path::new(&segment))));
+        assert!(
+            salvaged || cut_after_lost_write || gap_repaired,
+            "intact base record at {} (ends {}) lies past the recovered end and was dropped without a report saying why: {report:?}",
+            r.offset,
+            r.end()
+        );
+    }
 }
 
 fn assert_error_names_root(e: &Error, root: &Path) {

@@ -38,27 +38,49 @@ pub(crate) struct Segment {
 /// Lists, checks and maps the files of `dir` (which may not exist: empty list), which must be
 /// contiguous: a gap between two files is an [`Error::Layout`] naming the file after it.
 ///
-/// A zero-length *last* file (a crash right after its creation) is deleted. Anything else that
-/// does not fit the invariants is a [`Error::Layout`] naming the file.
+/// A zero-length *last* file (a crash right after its creation) is deleted when `writable`,
+/// once every other file passed the checks. Anything else that does not fit the invariants is
+/// a [`Error::Layout`] naming the file.
 pub(crate) fn load_dir(
     vfs: &dyn Vfs,
     dir: &Path,
     size: usize,
     writable: bool,
 ) -> Result<Vec<(u64, MappedFile)>> {
-    let mut runs = load_runs(vfs, dir, size, writable)?.into_iter();
+    let loaded = load_runs(vfs, dir, size, writable)?;
+    let mut runs = loaded.runs.into_iter();
     let first = runs.next().unwrap_or_default();
-    match runs.next() {
-        None => Ok(first),
-        Some(after) => {
-            let prev = first.last().map_or(0, |(s, _)| *s);
-            let (start, file) = after.into_iter().next().expect("runs are never empty");
-            Err(Error::Layout {
-                path: file.path().to_path_buf(),
-                reason: gap_reason(prev, start, size),
-            })
+    if let Some(after) = runs.next() {
+        let prev = first.last().map_or(0, |(s, _)| *s);
+        let (start, file) = after.into_iter().next().expect("runs are never empty");
+        return Err(Error::Layout {
+            path: file.path().to_path_buf(),
+            reason: gap_reason(prev, start, size),
+        });
+    }
+    if writable {
+        if let Some(path) = &loaded.empty_last {
+            remove_empty_last(vfs, dir, path)?;
         }
     }
+    Ok(first)
+}
+
+/// What [`load_runs`] found in a directory.
+#[derive(Debug, Default)]
+pub(crate) struct Runs {
+    /// The files as runs of contiguous starts, in order (no run is empty).
+    pub runs: Vec<Vec<(u64, MappedFile)>>,
+    /// A zero-length last file (a crash right after its creation), left out of `runs` and
+    /// left in place: the caller deletes it ([`remove_empty_last`]) once it has decided to
+    /// change the directory at all, so a load that fails later changes nothing.
+    pub empty_last: Option<PathBuf>,
+}
+
+/// Deletes the zero-length last file [`load_runs`] left out, and makes that durable.
+pub(crate) fn remove_empty_last(vfs: &dyn Vfs, dir: &Path, path: &Path) -> Result<()> {
+    vfs.remove_file(path).map_err(|e| Error::io(path, e))?;
+    vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))
 }
 
 fn gap_reason(prev: u64, start: u64, size: usize) -> String {
@@ -70,15 +92,10 @@ fn gap_reason(prev: u64, start: u64, size: usize) -> String {
 
 /// [`load_dir`] for a directory that may have gaps: the files as runs of contiguous starts, in
 /// order (no run is empty; no runs for an empty or missing directory). The caller decides what
-/// a gap means.
-pub(crate) fn load_runs(
-    vfs: &dyn Vfs,
-    dir: &Path,
-    size: usize,
-    writable: bool,
-) -> Result<Vec<Vec<(u64, MappedFile)>>> {
+/// a gap means. Deletes nothing (see [`Runs::empty_last`]).
+pub(crate) fn load_runs(vfs: &dyn Vfs, dir: &Path, size: usize, writable: bool) -> Result<Runs> {
     let entries = match vfs.metadata(dir).map_err(|e| Error::io(dir, e))? {
-        None => return Ok(Vec::new()),
+        None => return Ok(Runs::default()),
         Some(m) if m.kind != FileKind::Dir => {
             return Err(Error::Layout {
                 path: dir.to_path_buf(),
@@ -105,13 +122,9 @@ pub(crate) fn load_runs(
         named.push((start, path, e.len));
     }
     named.sort_by_key(|(s, _, _)| *s);
-    if let Some((_, path, 0)) = named.last() {
-        if writable {
-            vfs.remove_file(path)
-                .map_err(|e| Error::io(path.clone(), e))?;
-            vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
-        }
-        named.pop();
+    let mut empty_last = None;
+    if let Some((_, _, 0)) = named.last() {
+        empty_last = named.pop().map(|(_, path, _)| path);
     }
     let mut runs: Vec<Vec<(u64, MappedFile)>> = Vec::new();
     for (start, path, _) in named {
@@ -139,7 +152,7 @@ pub(crate) fn load_runs(
             _ => runs.push(vec![(start, file)]),
         }
     }
-    Ok(runs)
+    Ok(Runs { runs, empty_last })
 }
 
 /// Deletes the files of `files` after the first `keep`, newest first, making each removal

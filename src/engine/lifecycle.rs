@@ -41,10 +41,24 @@ impl Engine {
         let (config, geometry_recorded) = crate::root::resolve(&*vfs, &root, config)?;
         config.validate()?;
         let abort_path = root.abort();
-        let abort_present = vfs
+        let abort = vfs
             .metadata(&abort_path)
-            .map_err(|e| Error::io(&abort_path, e))?
-            .is_some();
+            .map_err(|e| Error::io(&abort_path, e))?;
+        // The marker is rewritten after recovery: something other than a file there would
+        // fail that write after recovery had already cut or zeroed the log. Refuse first, so a
+        // failed open changes nothing.
+        if let Some(m) = &abort {
+            if m.kind != FileKind::File {
+                return Err(Error::Layout {
+                    path: abort_path,
+                    reason: format!(
+                        "the abort marker is a {:?}, expected a regular file",
+                        m.kind
+                    ),
+                });
+            }
+        }
+        let abort_present = abort.is_some();
         let cp = checkpoint::read(&*vfs, &root)?;
         let rec = recovery::recover(&*vfs, &root, &config, abort_present, &cp)?;
         if !geometry_recorded {

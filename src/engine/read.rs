@@ -447,24 +447,30 @@ impl Engine {
             return Ok(out);
         }
         // A damaged IndexFile may hide hits: read every record it covers instead (slow, but
-        // complete), and have the next open rebuild the index.
+        // complete), and have the next open rebuild the index. The range comes from the damaged
+        // file's header, so it is clamped to the CommitLog: records start in `[min, max)`, and
+        // each step below moves forward by a record or to the next segment, so the scan visits
+        // at most the log's records plus one step per segment and always ends.
         inner.derived_damaged.store(true, Ordering::Release);
+        let seg = inner.config.commitlog_segment_size as u64;
         for (first, last) in damaged {
-            let mut off = first.max(inner.commitlog.min_offset());
-            while off <= last {
-                match inner.read_at(off, false) {
+            let (min, max) = (inner.commitlog.min_offset(), inner.commitlog.max_offset());
+            let last = last.min(max.saturating_sub(1));
+            let mut off = first.max(min);
+            while off <= last && off < max {
+                let step = match inner.read_at(off, false) {
                     Ok(m) => {
-                        let size = m.size as u64;
                         if !visit(off) {
                             break;
                         }
-                        off += size;
+                        m.size as u64
                     }
                     // The end of a segment (BLANK) or an unreadable record: go to the next one.
-                    Err(_) => {
-                        let seg = inner.config.commitlog_segment_size as u64;
-                        off = off - off % seg + seg;
-                    }
+                    Err(_) => seg - off % seg,
+                };
+                match off.checked_add(step.max(1)) {
+                    Some(next) => off = next,
+                    None => break,
                 }
             }
         }

@@ -342,13 +342,11 @@ fn recover_writing_back(
     } else {
         Tail::Clean
     };
-    let (mut files, gap_repaired) = gaps::join(
-        vfs,
-        &dir,
-        config,
-        cp.trailer.as_ref(),
-        segments::load_runs(vfs, &dir, size, true)?,
-    )?;
+    // A zero-length last segment (a crash right after its creation) is deleted only below,
+    // once recovery has decided to open: a refused open leaves the CommitLog as it found it.
+    let loaded = segments::load_runs(vfs, &dir, size, true)?;
+    let (mut files, gap_repaired) =
+        gaps::join(vfs, &dir, config, cp.trailer.as_ref(), loaded.runs)?;
     let first_start = files.first().map_or(0, |(s, _)| *s);
     let data_end = files.last().map_or(0, |(s, _)| s + size as u64);
 
@@ -473,7 +471,7 @@ fn recover_writing_back(
     };
     // Unclean shutdown with an intact checkpoint: keep what it vouches for, re-dispatch the rest.
     if let (None, false, Some(t)) = (&derived, clean, trailer) {
-        match prepare_incremental(vfs, root, config, &files, size, t, preloaded.take(), tail)? {
+        match prepare_incremental(vfs, root, config, &files, t, preloaded.take(), tail)? {
             Ok((queues, index, p)) => {
                 log::info!(
                     "recovery: keeping derived data below {}, re-dispatching the records from there",
@@ -558,6 +556,12 @@ fn recover_writing_back(
     let walk_from = report.scanned_from;
     let mut queues = queues;
     report.end_offset = end;
+
+    // The walk accepted the log: from here on recovery changes it. First the empty last file
+    // left out above (the newest: deleting it first keeps the files a contiguous prefix).
+    if let Some(path) = &loaded.empty_last {
+        segments::remove_empty_last(vfs, &dir, path)?;
+    }
 
     // Salvaged spans the walk skipped: copied aside, then filled, before anything is cut.
     salvage::write_fillers(
@@ -1728,11 +1732,11 @@ fn prepare_incremental(
     root: &StoreRoot,
     config: &StoreConfig,
     files: &[(u64, MappedFile)],
-    size: usize,
     t: Trailer,
     preloaded: Option<Queues>,
     tail: Tail,
 ) -> Result<std::result::Result<Kept, String>> {
+    let size = config.commitlog_segment_size;
     let first_start = files.first().map_or(0, |(s, _)| *s);
     let dd = t.derived_durable_offset;
     if t.derived_damaged {
