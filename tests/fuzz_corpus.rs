@@ -150,26 +150,21 @@ fn abort_directory_is_refused_before_recovery_changes_the_log() {
     );
 }
 
-/// Known recovery bug, found by `recover_image` (not fixed: the evidence rule's reach is a
-/// design decision of `src/format/evidence.rs` and the walk in `src/recovery/`).
+/// Found by `recover_image`: intact records in a later segment whose first record is damaged.
 ///
 /// Input: no checkpoint; segment 1 zeroed from byte 1525 (its first record torn); a bit
 /// flipped in the SYSFLAG of the first record of segment 2 (base record 9); records 10..12 of
-/// segment 2 intact. Recovery cuts the log at 69632 (segment 1's start) and deletes segment 2
-/// (`segments_removed: 1`) with its three intact records, reporting neither
-/// `cut_after_lost_write` nor a refusal. Root cause: the evidence of "valid records after the
-/// damage" looks at a later segment only at its start (`evidence::chain_after` resyncs within
-/// the damaged segment, but a later segment counts only "if its first record is valid"), so a
-/// later segment whose first record is damaged hides the valid records after it, and they are
-/// thrown away as if they were past a torn tail.
+/// segment 2 intact. Recovery once cut the log at 69632 (segment 1's start) and deleted
+/// segment 2 with its three intact records, reporting neither `cut_after_lost_write` nor a
+/// refusal, because a later segment counted as evidence only if its first record was valid.
+/// The evidence now includes a chain found by a resync inside a later segment
+/// (`evidence::chain_in_later`).
 ///
-/// The second input is the same blind spot in a report that does say `cut_after_lost_write`:
-/// it names segment 2's first record (139264) as the first valid one after the cut at 0, but
-/// segment 1, whose first record is damaged, still held intact records (from 71817), dropped
-/// unreported.
+/// The second input: a report that said `cut_after_lost_write` named segment 2's first record
+/// (139264) as the first valid one after the cut at 0, while segment 1, whose first record is
+/// damaged, held intact records from 71817.
 #[test]
-#[ignore = "known bug: intact records in a later segment whose first record is damaged are dropped silently"]
-fn bug_intact_records_after_a_damaged_segment_start_dropped_silently() {
+fn intact_records_after_a_damaged_segment_start_are_evidence() {
     recover_image_within(hex("000d0000002525252504f5020025f5f5f5f5"), 60);
     recover_image_within(
         hex("54b500000000b5b554b5fc0313b9b9b9b9fc03b92148ffffff0a000000532f6a756e6bfffffffffffffffaff"),

@@ -1,8 +1,8 @@
 //! Recovery's rule for the first invalid record, applied to segments read from disk.
 //!
 //! Recovery (`src/recovery/mod.rs`, `valid_after`) calls an invalid record a torn tail only
-//! when nothing valid follows it: no valid record chain later in its segment and no later
-//! segment that starts with a valid record. The pure tests are the library's
+//! when nothing valid follows it: no valid record chain later in its segment and none in a
+//! later segment (at its start, or found by a resync past its damaged first record). The pure tests are the library's
 //! [`rocketstore::format::evidence`]; this module feeds them segment bytes without reading a
 //! whole (1 GiB) segment into memory in the common cases.
 //!
@@ -54,7 +54,7 @@ pub struct Follows {
     /// Records and bytes of the chain there, as far as it was read (a chain in a later
     /// segment is not read here: zero).
     pub chain: Option<evidence::Chain>,
-    /// Later segments (after the damaged one) that start with a valid record.
+    /// Later segments (after the damaged one) that hold a valid record chain.
     pub later_segments: usize,
     /// Whether a crash's lost writes can explain the damage ([`evidence::lost_writes_explain`]).
     pub explained: bool,
@@ -121,18 +121,22 @@ pub fn starts_valid(root: &Root, seg: &FileInfo) -> CliResult<bool> {
     Ok(evidence::starts_valid(&bytes, seg.start, &opts()))
 }
 
-/// Applies recovery's look past the invalid record at position `pos` of segment `idx`: a valid
-/// chain later in that segment, else a later segment that starts valid. `vouched` says whether
-/// a checkpoint vouches for a durable offset (a valid trailer), which decides how much a
-/// crash's lost writes can explain.
-pub fn look_past(
-    root: &Root,
-    segs: &[FileInfo],
-    idx: usize,
-    pos: u64,
-    vouched: bool,
-) -> CliResult<LookPast> {
-    let seg = &segs[idx];
+/// The part of a segment read from a sector-aligned position on, and the first valid chain
+/// in it after a position, read in growing steps until the unread part cannot change it.
+struct Search {
+    /// The segment from `base` on; only `..filled` was read.
+    bytes: Vec<u8>,
+    /// File position of `bytes[0]`.
+    base: u64,
+    /// Position searched after, relative to `base`.
+    rel: usize,
+    /// Bytes read.
+    filled: usize,
+    /// The first valid chain after `rel`.
+    chain: Option<evidence::Chain>,
+}
+
+fn search_after(root: &Root, seg: &FileInfo, pos: u64) -> CliResult<Search> {
     let base = pos / SECTOR as u64 * SECTOR as u64;
     let len = (seg.len - base) as usize;
     let rel = (pos - base) as usize;
@@ -158,6 +162,47 @@ pub fn look_past(
         }
         want = len.min(filled.saturating_mul(2));
     };
+    Ok(Search {
+        bytes,
+        base,
+        rel,
+        filled,
+        chain,
+    })
+}
+
+/// The CommitLog offset of the first valid chain in a later segment: its start, or the chain a
+/// resync finds past a damaged first record (as `evidence::chain_in_later`).
+fn later_chain(root: &Root, seg: &FileInfo) -> CliResult<Option<u64>> {
+    if starts_valid(root, seg)? {
+        return Ok(Some(seg.start));
+    }
+    if seg.len == 0 {
+        return Ok(None);
+    }
+    Ok(search_after(root, seg, 0)?.chain.map(|c| c.start))
+}
+
+/// Applies recovery's look past the invalid record at position `pos` of segment `idx`: a valid
+/// chain later in that segment, else the first one in a later segment. `vouched` says whether
+/// a checkpoint vouches for a durable offset (a valid trailer), which decides how much a
+/// crash's lost writes can explain.
+pub fn look_past(
+    root: &Root,
+    segs: &[FileInfo],
+    idx: usize,
+    pos: u64,
+    vouched: bool,
+) -> CliResult<LookPast> {
+    let seg = &segs[idx];
+    let Search {
+        bytes,
+        base,
+        rel,
+        filled,
+        chain,
+    } = search_after(root, seg, pos)?;
+    let len = bytes.len();
     let nonzero_end = bytes[rel..filled]
         .iter()
         .rposition(|&b| b != 0)
@@ -165,14 +210,14 @@ pub fn look_past(
     let mut later_segments = 0usize;
     let mut first_later = None;
     for (j, s) in segs.iter().enumerate().skip(idx + 1) {
-        if starts_valid(root, s)? {
+        if let Some(start) = later_chain(root, s)? {
             later_segments += 1;
-            first_later.get_or_insert(j);
+            first_later.get_or_insert((j, start));
         }
     }
     let (start, segment, span_end) = match (chain, first_later) {
         (Some(c), _) => (c.start, idx, (c.start - seg.start - base) as usize),
-        (None, Some(j)) => (segs[j].start, j, len),
+        (None, Some((j, start))) => (start, j, len),
         (None, None) => {
             return Ok(LookPast {
                 follows: None,

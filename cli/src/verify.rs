@@ -372,7 +372,7 @@ fn finish(pending: &mut Option<Corruption>, f: &mut Findings) {
     };
     let later = if c.later_segments > 0 {
         format!(
-            ", and {} later segment(s) start with valid records",
+            ", and {} later segment(s) hold valid records",
             c.later_segments
         )
     } else {

@@ -1516,3 +1516,64 @@ fn verify_json_has_every_field() {
     );
     assert_eq!(v["corruption"][0]["valid_records_after"], 179, "{v:#}");
 }
+
+/// The fuzzer's blind spot, as a user would hit it: the end of the last-but-one segment is
+/// garbage (its last record and the closing BLANK, so nothing valid follows in that segment)
+/// and the last segment's first record is damaged, but the records after it are intact. Verify and
+/// `Store::open` both see those records as valid data after the damage: corruption, not a
+/// torn tail, and a salvaging open keeps every one of them readable at its offset.
+#[test]
+fn valid_records_past_a_damaged_segment_start_are_evidence_for_verify_and_open() {
+    let (dir, puts) = unvouched_root(3000);
+    // The damaged start is the last segment's: no later segment starts valid.
+    let last_seg = puts.last().unwrap().commitlog_offset / SEGMENT;
+    assert!(last_seg >= 2);
+    let a = puts
+        .iter()
+        .rposition(|r| r.commitlog_offset / SEGMENT == last_seg - 1)
+        .unwrap();
+    let b = a + 1;
+    assert_eq!(
+        puts[b].commitlog_offset,
+        last_seg * SEGMENT,
+        "{b} starts the last segment"
+    );
+    assert!(puts.len() > b + 10, "segment 2 holds more records");
+    let (seg1, pos) = segment_path(dir.path(), puts[a].commitlog_offset);
+    overwrite(&seg1, pos, &vec![0xFF; (SEGMENT - pos) as usize]);
+    let (seg2, pos2) = segment_path(dir.path(), puts[b].commitlog_offset);
+    flip_byte(&seg2, pos2 + BODY_POS + 2);
+
+    let (code, v) = verify_json(dir.path());
+    assert_eq!(code, Some(1), "{v:#}");
+    assert_eq!(v["torn_tail"], Value::Null, "{v:#}");
+    let first = &v["corruption"].as_array().unwrap()[0];
+    assert_eq!(first["offset"], puts[a].commitlog_offset, "{v:#}");
+    assert_eq!(first["file"], p(&seg1), "{v:#}");
+    assert!(first["later_segments"].as_u64().unwrap() >= 1, "{v:#}");
+    let before = fs::read(&seg2).unwrap();
+    assert_eq!(open_verdict(dir.path()), Opened::Corrupt);
+    assert_eq!(
+        fs::read(&seg2).unwrap(),
+        before,
+        "a refused open changes nothing"
+    );
+
+    let salvaging = StoreConfig {
+        salvage_corrupt_log: true,
+        ..config(true)
+    };
+    let store = Store::open(dir.path(), salvaging).unwrap();
+    let report = store.recovery_report().clone();
+    assert!(!report.salvaged.is_empty(), "{report:?}");
+    assert_eq!(report.end_offset, {
+        let l = puts.last().unwrap();
+        l.commitlog_offset + l.wrote_bytes as u64
+    });
+    for (i, r) in puts.iter().enumerate().skip(b + 1) {
+        let m = store.read_at(r.commitlog_offset).unwrap();
+        assert_eq!(m.view().commitlog_offset(), r.commitlog_offset);
+        assert_eq!(m.view().body(), body(i).as_bytes());
+    }
+    store.close().unwrap();
+}

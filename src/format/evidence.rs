@@ -7,7 +7,8 @@
 //! - **a chain in the same segment**: a later position whose record decodes with its CRCs and
 //!   whose PHYSICALOFFSET field names that very position (a coincidence of 2⁻⁶⁴ in random
 //!   bytes), found by resyncing on the magic code;
-//! - **a later segment** whose first record is valid in the same sense.
+//! - **a later segment** that holds such a chain: at its start, or (its first record damaged
+//!   too) found by the same resync inside it.
 //!
 //! One thing other than corruption produces that picture: a crash while unsynced pages were
 //! being written back, out of order (the kernel writes dirty pages in any order; the crash
@@ -126,14 +127,16 @@ pub fn chain_after(seg: &[u8], seg_start: u64, pos: usize, opts: &DecodeOptions)
     None
 }
 
-/// Whether a later segment starts with a valid record.
+/// Whether a later segment starts with a valid record (or the BLANK that closes it).
 pub fn starts_valid(seg: &[u8], seg_start: u64, opts: &DecodeOptions) -> bool {
     valid_at(seg, seg_start, 0, opts).is_some()
 }
 
-/// The chain at the start of a later segment, if its first record is valid.
-pub fn chain_at_start(seg: &[u8], seg_start: u64, opts: &DecodeOptions) -> Option<Chain> {
-    chain_from(seg, seg_start, 0, opts)
+/// The first valid chain in a later segment: at its start, else the first one a resync finds
+/// after a damaged first record (a segment whose first record is damaged still holds the valid
+/// records after it, and they are evidence as much as a valid start is).
+pub fn chain_in_later(seg: &[u8], seg_start: u64, opts: &DecodeOptions) -> Option<Chain> {
+    chain_from(seg, seg_start, 0, opts).or_else(|| chain_after(seg, seg_start, 0, opts))
 }
 
 /// Whether lost writes can explain the damage in `seg[from..to]`: some sector ending inside

@@ -1178,7 +1178,7 @@ fn invalid_at(
         Some(f) => {
             let later = if f.later_segments > 0 {
                 format!(
-                    " and {} later segment(s) start with valid records",
+                    " and {} later segment(s) hold valid records",
                     f.later_segments
                 )
             } else {
@@ -1249,32 +1249,32 @@ fn salvage_span(ctx: &WalkCtx<'_>, offset: u64, f: &ValidAfter) -> Option<(u64, 
 struct ValidAfter {
     /// The first valid chain after it.
     chain: evidence::Chain,
-    /// Later segments that start with a valid record (the chain's own included if it is in one).
+    /// Later segments that hold valid records (the chain's own included if it is in one).
     later_segments: usize,
     /// Whether a crash's lost writes can explain the damage (see [`evidence`]).
     explained: bool,
 }
 
 /// Looks past the invalid record at `offset` (in segment `idx`) for valid records: a chain
-/// later in its segment, else a later segment that starts with one.
+/// later in its segment, else the first one in a later segment.
 fn valid_after(ctx: &WalkCtx<'_>, idx: usize, offset: u64) -> Option<ValidAfter> {
     let opts = point_check_options(ctx.config);
     let (seg_start, file) = ctx.files.get(idx)?;
     let seg = file.readable();
     let pos = usize::try_from(offset - seg_start).ok()?;
-    let later = ctx
+    // Each later segment is looked at once, in order: the first chain found is the evidence,
+    // and the count says how many later segments hold valid data.
+    let mut later = ctx
         .files
         .iter()
         .skip(idx + 1)
-        .filter(|(s, f)| evidence::starts_valid(f.readable(), *s, &opts));
-    let (chain, span_end) = match evidence::chain_after(seg, *seg_start, pos, &opts) {
-        Some(c) => (c, (c.start - seg_start) as usize),
+        .filter_map(|(s, f)| evidence::chain_in_later(f.readable(), *s, &opts));
+    let (chain, span_end, later_segments) = match evidence::chain_after(seg, *seg_start, pos, &opts)
+    {
+        Some(c) => (c, (c.start - seg_start) as usize, later.count()),
         None => {
-            let (s, f) = later.clone().next()?;
-            (
-                evidence::chain_at_start(f.readable(), *s, &opts)?,
-                seg.len(),
-            )
+            let first = later.next()?;
+            (first, seg.len(), 1 + later.count())
         }
     };
     // Past a checkpoint's durable offset a sector may have been written back once while the
@@ -1283,7 +1283,7 @@ fn valid_after(ctx: &WalkCtx<'_>, idx: usize, offset: u64) -> Option<ValidAfter>
     let explained = evidence::lost_writes_explain(seg, pos, span_end, !ctx.vouched);
     Some(ValidAfter {
         chain,
-        later_segments: later.count(),
+        later_segments,
         explained,
     })
 }
