@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use rocketstore::consumer::allocate::Strategy;
 use rocketstore::consumer::{ConsumerConfig, MessageModel, SeekTo, StartFrom};
 use rocketstore::{Error, FlushMode, Message, Store, StoreConfig, TagFilter};
 
@@ -387,4 +388,45 @@ fn a_message_is_found_by_its_offset_message_id() {
         store.read_by_msg_id(&bad),
         Err(Error::NoRecordAt { .. })
     ));
+}
+
+/// Every strategy splits the queues so that a group reads each message exactly once, and after
+/// a consumer joins the group still covers every queue once.
+#[test]
+fn every_allocation_strategy_covers_each_queue_once_before_and_after_a_join() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("s"), config(FlushMode::Async)).unwrap();
+    put_n(&store, 16, 3);
+    let strategies = [
+        Strategy::Averagely,
+        Strategy::AveragelyByCircle,
+        Strategy::consistent_hash("broker-a"),
+    ];
+    for (k, strategy) in strategies.iter().enumerate() {
+        let group = format!("g{k}");
+        let cfg = |id: &str| ConsumerConfig {
+            strategy: strategy.clone(),
+            consumer_id: Some(id.into()),
+            ..from_first()
+        };
+        let mut members: Vec<_> = ["host-a_1", "host-b_7", "Host-c"]
+            .iter()
+            .map(|id| store.consumer(&group, T, cfg(id)).unwrap())
+            .collect();
+        let check = |members: &mut Vec<rocketstore::consumer::Consumer>| {
+            let mut all: Vec<i32> = members
+                .iter_mut()
+                .flat_map(|c| c.assigned().unwrap())
+                .collect();
+            all.sort_unstable();
+            assert_eq!(all, (0..16).collect::<Vec<_>>(), "{strategy:?}");
+        };
+        check(&mut members);
+        let got: Vec<(i32, u64)> = members.iter_mut().flat_map(drain).collect();
+        let unique: BTreeSet<_> = got.iter().copied().collect();
+        assert_eq!(got.len(), 48, "{strategy:?}: each message once");
+        assert_eq!(unique.len(), 48, "{strategy:?}");
+        members.push(store.consumer(&group, T, cfg("host-d_2")).unwrap());
+        check(&mut members);
+    }
 }

@@ -155,7 +155,7 @@ impl Batch {
 }
 
 /// State of an assigned queue.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 struct Position {
     /// Next offset to read.
     next: u64,
@@ -303,24 +303,34 @@ impl Consumer {
     /// One pass over the queues, starting with the one after the last served.
     fn read_once(&mut self, max: usize) -> Result<Batch> {
         let mut parts = Vec::new();
-        let queues: Vec<i32> = self.positions.keys().copied().collect();
         let now = Instant::now();
         let mut left = max;
-        for k in 0..queues.len() {
+        let mut opts = GetOptions {
+            tag_filter: self.config.tag_filter.clone(),
+            verify_crc: self.config.verify_crc,
+            durable_only: self.durable_only,
+            ..GetOptions::new(left)
+        };
+        let n = self.positions.len();
+        // The queues in turn order, starting after the last served (`get` below needs
+        // `positions` mutable, so the order is taken first).
+        let start = if n == 0 { 0 } else { self.turn % n };
+        let order: Vec<i32> = self
+            .positions
+            .keys()
+            .skip(start)
+            .chain(self.positions.keys().take(start))
+            .copied()
+            .collect();
+        for q in order {
             if left == 0 {
                 break;
             }
-            let q = queues[(self.turn + k) % queues.len()];
-            let p = self.positions.get(&q).expect("assigned").clone();
+            let p = self.positions[&q];
             if p.retry_at.is_some_and(|at| at > now) {
                 continue;
             }
-            let opts = GetOptions {
-                tag_filter: self.config.tag_filter.clone(),
-                verify_crc: self.config.verify_crc,
-                durable_only: self.durable_only,
-                ..GetOptions::new(left)
-            };
+            opts.max_messages = left;
             let got = self.engine.get(&self.topic, q, p.next, &opts)?;
             let next = match got.status() {
                 GetStatus::OffsetTooSmall | GetStatus::OffsetOverflowBadly => {
@@ -469,14 +479,16 @@ impl Consumer {
     /// offset.
     fn rebalance(&mut self) -> Result<()> {
         self.engine.check_open()?;
-        let queues = self.engine.queue_ids(&self.topic);
-        let (generation, members) = self.engine.groups().members(&self.group, &self.topic);
-        if self.assigned_for == Some((generation, queues.len())) {
+        // The cheap check on every poll: neither the group nor the topic's queues changed.
+        let generation = self.engine.groups().generation(&self.group, &self.topic);
+        if self.assigned_for == Some((generation, self.engine.queue_count(&self.topic))) {
             if self.config.ordered {
-                self.lock_pending(&queues)?;
+                self.lock_pending()?;
             }
             return Ok(());
         }
+        let queues = self.engine.queue_ids(&self.topic);
+        let (generation, members) = self.engine.groups().members(&self.group, &self.topic);
         let mine: Vec<i32> = match self.config.model {
             MessageModel::Broadcasting => queues.clone(),
             MessageModel::Clustering => {
@@ -506,13 +518,14 @@ impl Consumer {
         }
         self.wanted = mine;
         self.assigned_for = Some((generation, queues.len()));
-        self.lock_pending(&queues)
+        self.lock_pending()
     }
 
     /// Starts reading the wanted queues it does not read yet: ordered, those whose consume lock
     /// it gets.
-    fn lock_pending(&mut self, _queues: &[i32]) -> Result<()> {
-        for q in self.wanted.clone() {
+    fn lock_pending(&mut self) -> Result<()> {
+        for i in 0..self.wanted.len() {
+            let q = self.wanted[i];
             if self.positions.contains_key(&q) {
                 continue;
             }

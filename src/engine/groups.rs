@@ -6,8 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use parking_lot::Mutex;
 
-/// `(group, topic)`.
-type Key = (String, String);
+use crate::consumer::allocate::sort_consumer_ids;
 
 #[derive(Default)]
 struct Members {
@@ -18,7 +17,8 @@ struct Members {
 
 #[derive(Default)]
 struct Inner {
-    members: HashMap<Key, Members>,
+    /// group → topic → members (nested so a lookup by `&str` needs no key to be built).
+    members: HashMap<String, HashMap<String, Members>>,
     /// Ordered consumption: `(group, topic, queue id)` → the consumer holding it.
     locks: HashMap<(String, String, i32), String>,
     /// Ids handed out so far (for unnamed consumers).
@@ -44,7 +44,9 @@ impl Groups {
         };
         let m = inner
             .members
-            .entry((group.to_owned(), topic.to_owned()))
+            .entry(group.to_owned())
+            .or_default()
+            .entry(topic.to_owned())
             .or_default();
         if !m.ids.insert(id.clone()) {
             return None;
@@ -56,12 +58,16 @@ impl Groups {
     /// Removes `id` from the group and releases its queue locks.
     pub(crate) fn leave(&self, group: &str, topic: &str, id: &str) {
         let mut inner = self.inner.lock();
-        let key = (group.to_owned(), topic.to_owned());
-        if let Some(m) = inner.members.get_mut(&key) {
-            m.ids.remove(id);
-            m.generation += 1;
-            if m.ids.is_empty() {
-                inner.members.remove(&key);
+        if let Some(topics) = inner.members.get_mut(group) {
+            if let Some(m) = topics.get_mut(topic) {
+                m.ids.remove(id);
+                m.generation += 1;
+                if m.ids.is_empty() {
+                    topics.remove(topic);
+                }
+            }
+            if topics.is_empty() {
+                inner.members.remove(group);
             }
         }
         inner
@@ -69,16 +75,30 @@ impl Groups {
             .retain(|(g, t, _), owner| !(g == group && t == topic && owner == id));
     }
 
-    /// The group's generation and members, sorted (as RocketMQ sorts consumer ids before
-    /// allocating).
+    /// The group's generation and members, sorted as RocketMQ sorts consumer ids before
+    /// allocating (Java's `String.compareTo`).
     pub(crate) fn members(&self, group: &str, topic: &str) -> (u64, Vec<String>) {
+        let inner = self.inner.lock();
+        let (generation, mut ids) = inner
+            .members
+            .get(group)
+            .and_then(|t| t.get(topic))
+            .map_or((0, Vec::new()), |m| {
+                (m.generation, m.ids.iter().cloned().collect())
+            });
+        sort_consumer_ids(&mut ids);
+        (generation, ids)
+    }
+
+    /// The group's generation alone: what a consumer checks on every poll, without copying
+    /// the member list.
+    pub(crate) fn generation(&self, group: &str, topic: &str) -> u64 {
         let inner = self.inner.lock();
         inner
             .members
-            .get(&(group.to_owned(), topic.to_owned()))
-            .map_or((0, Vec::new()), |m| {
-                (m.generation, m.ids.iter().cloned().collect())
-            })
+            .get(group)
+            .and_then(|t| t.get(topic))
+            .map_or(0, |m| m.generation)
     }
 
     /// Takes the consume lock of a queue for `id`: `Ok` if it now holds it (or already did),

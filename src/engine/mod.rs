@@ -201,6 +201,11 @@ impl Engine {
         t
     }
 
+    /// How many queues `topic` has (what a consumer checks on every poll for new queues).
+    pub(crate) fn queue_count(&self, topic: &str) -> usize {
+        self.queues.read().get(topic).map_or(0, |m| m.len())
+    }
+
     /// Queue ids of `topic`, sorted.
     pub(crate) fn queue_ids(&self, topic: &str) -> Vec<i32> {
         let mut q: Vec<i32> = self

@@ -5,6 +5,17 @@
 //! `i32` arithmetic. A character outside the Basic Multilingual Plane contributes its two
 //! surrogates.
 
+/// Java `String.compareTo`: lexicographic over UTF-16 code units. It differs from `str`'s
+/// order (code points) only between a character above U+FFFF (a surrogate pair, D800–DFFF) and
+/// one in U+E000–U+FFFF. RocketMQ sorts consumer ids this way before allocating queues.
+pub fn java_string_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    if a.is_ascii() && b.is_ascii() {
+        a.cmp(b)
+    } else {
+        a.encode_utf16().cmp(b.encode_utf16())
+    }
+}
+
 /// Java `String.hashCode`: `h = 31 * h + u` over the UTF-16 code units of `s`, wrapping `i32`
 /// arithmetic, starting at 0. For example `"TagA"` hashes to 2598919.
 pub fn java_string_hash(s: &str) -> i32 {
