@@ -76,9 +76,10 @@ pub use format::FormatError;
 pub use message::{queue_for_key, Message, MessageView};
 pub use recovery::{GapRepair, RecoveryReport, Salvage};
 pub use results::{
-    GetOptions, GetResult, GetStatus, PutResult, PutStatus, StoredMessage, TagFilter, TimeBoundary,
+    GetOptions, GetResult, GetStatus, KeyPage, PutResult, PutStatus, StoredMessage, TagFilter,
+    TimeBoundary,
 };
-pub use stats::{CleanupReport, QueueStats, StoreStats};
+pub use stats::{CleanupReport, GroupStats, QueueStats, StoreStats};
 pub use store::Store;
 
 /// The file-system seam: the engine reaches the disk only through [`Vfs`](vfs::Vfs), so a

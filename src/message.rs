@@ -227,6 +227,29 @@ impl<'a> MessageView<'a> {
     pub fn property(&self, name: &str) -> Option<&'a str> {
         self.record.property(name)
     }
+    /// A message to put again with everything this one carries — body, tags, keys, user
+    /// properties (`UNIQ_KEY` included, so the message id a user sees stays), flag, born
+    /// time and host, reconsume count — for `topic`'s queue `queue_id`. The store's own
+    /// `__CRC32#` property is left out (the put writes a new one); the new record gets a new
+    /// store time and offsets. Borrows from the view.
+    pub fn to_message(&self, topic: impl Into<Cow<'a, str>>, queue_id: i32) -> Message<'a> {
+        let mut m = Message::new(topic, queue_id, self.body())
+            .with_flag(self.flag())
+            .with_born_timestamp(self.born_timestamp())
+            .with_born_host(self.born_host())
+            .with_reconsume_times(self.reconsume_times());
+        if let Some(t) = self.tags() {
+            m = m.with_tags(t);
+        }
+        m.keys = self.keys().map(Cow::Borrowed).collect();
+        m.properties = self
+            .properties()
+            .filter(|(n, _)| ![properties::TAGS, properties::KEYS, properties::CRC32].contains(n))
+            .map(|(n, v)| (Cow::Borrowed(n), Cow::Borrowed(v)))
+            .collect();
+        m
+    }
+
     /// All properties as (name, value), including TAGS, KEYS and the record CRC property;
     /// pairs that are not UTF-8 are skipped.
     pub fn properties(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {

@@ -344,3 +344,13 @@ pub enum TimeBoundary {
     /// The last message stored at or before the time (`BoundaryType.UPPER`).
     Upper,
 }
+
+/// One page of a key query ([`crate::Store::query_by_key_page`]), newest first.
+#[derive(Debug)]
+pub struct KeyPage {
+    /// The messages, newest (highest CommitLog offset) first.
+    pub messages: Vec<StoredMessage>,
+    /// Pass as `before` to get the next, older page: the CommitLog offset of the oldest
+    /// message here. `None` when this page was not full (there is nothing older).
+    pub next: Option<u64>,
+}

@@ -39,6 +39,28 @@ pub struct StoreStats {
     pub disk_used_ratio: Option<f64>,
     /// Every (topic, queue), sorted by topic then queue id.
     pub queues: Vec<QueueStats>,
+    /// Every committed consumer offset, sorted by group, topic, queue id (broadcasting
+    /// consumers appear as groups `"{group}%BROADCAST%{consumer id}"`).
+    pub groups: Vec<GroupStats>,
+}
+
+/// One committed offset in [`StoreStats`], with the queue's end and the lag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GroupStats {
+    /// Consumer group.
+    pub group: String,
+    /// Topic.
+    pub topic: String,
+    /// Queue id.
+    pub queue_id: i32,
+    /// The committed offset (`None`: RocketMQ's `-1`, unknown), corrected forward to the
+    /// queue's min offset as a consumer would start there.
+    pub committed: Option<u64>,
+    /// One past the newest message of the queue (0 if the queue does not exist).
+    pub max_offset: u64,
+    /// Messages not yet consumed: `max_offset - committed` (the whole queue if unknown).
+    pub lag: u64,
 }
 
 /// One queue's offsets in [`StoreStats`].

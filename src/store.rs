@@ -2,6 +2,7 @@
 //! every call is delegated to the engine (`crate::engine`), which owns the store's state and
 //! threads.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use crate::engine::{Engine, Trigger};
 use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::recovery::RecoveryReport;
-use crate::results::{GetOptions, GetResult, PutResult, StoredMessage, TimeBoundary};
+use crate::results::{GetOptions, GetResult, KeyPage, PutResult, StoredMessage, TimeBoundary};
 use crate::stats::{CleanupReport, StoreStats};
 use crate::storage::{OsVfs, Vfs};
 
@@ -322,7 +323,8 @@ impl Store {
 
     /// Messages of `topic` carrying `key` (in KEYS or as UNIQ_KEY) stored within
     /// `[begin_ms, end_ms]`, newest first, at most `max` (capped at 64). Every hit is re-checked
-    /// against the stored record, so hash collisions never return a wrong message.
+    /// against the stored record, so hash collisions never return a wrong message. For more
+    /// than 64, page with [`Store::query_by_key_page`].
     pub fn query_by_key(
         &self,
         topic: &str,
@@ -331,7 +333,66 @@ impl Store {
         end_ms: i64,
         max: usize,
     ) -> Result<Vec<StoredMessage>> {
-        self.engine.query_by_key(topic, key, begin_ms, end_ms, max)
+        Ok(self
+            .engine
+            .query_by_key_page(topic, key, (begin_ms, end_ms), max, None)?
+            .messages)
+    }
+
+    /// [`Store::query_by_key`] one page at a time: the hits at CommitLog offsets below `before`
+    /// (`None`: from the newest), newest first, at most `max` (capped at 64). Pass the page's
+    /// [`KeyPage::next`] as `before` for the next, older page; every hit comes once.
+    ///
+    /// ```
+    /// # use rocketstore::{Message, Store, StoreConfig};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let store = Store::open(dir.path(), StoreConfig::small()).unwrap();
+    /// # for i in 0..100 {
+    /// #     store.put(&Message::new("orders", 0, b"x").with_keys(["HOT"])).unwrap();
+    /// # }
+    /// let mut all = Vec::new();
+    /// let mut before = None;
+    /// loop {
+    ///     let page = store.query_by_key_page("orders", "HOT", 0, i64::MAX, 64, before)?;
+    ///     all.extend(page.messages);
+    ///     match page.next {
+    ///         Some(next) => before = Some(next),
+    ///         None => break,
+    ///     }
+    /// }
+    /// assert_eq!(all.len(), 100);
+    /// # Ok::<(), rocketstore::Error>(())
+    /// ```
+    pub fn query_by_key_page(
+        &self,
+        topic: &str,
+        key: &str,
+        begin_ms: i64,
+        end_ms: i64,
+        max: usize,
+        before: Option<u64>,
+    ) -> Result<KeyPage> {
+        self.engine
+            .query_by_key_page(topic, key, (begin_ms, end_ms), max, before)
+    }
+
+    /// [`Store::offset_for_timestamp_with`] for every queue of `topic`: queue id → offset
+    /// (what a consumer seeks each queue to when it rewinds a topic to a time).
+    pub fn offsets_for_timestamp(
+        &self,
+        topic: &str,
+        timestamp_ms: i64,
+        boundary: TimeBoundary,
+    ) -> Result<BTreeMap<i32, u64>> {
+        self.engine
+            .queue_ids(topic)
+            .into_iter()
+            .map(|q| {
+                self.engine
+                    .offset_for_timestamp_with(topic, q, timestamp_ms, boundary)
+                    .map(|o| (q, o))
+            })
+            .collect()
     }
 
     /// Topics that have at least one queue, sorted.

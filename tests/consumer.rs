@@ -430,3 +430,143 @@ fn every_allocation_strategy_covers_each_queue_once_before_and_after_a_join() {
         check(&mut members);
     }
 }
+
+/// Past 64 hits a key query pages: every hit once, newest first, pages chained by `next`.
+#[test]
+fn a_key_query_pages_past_64_hits_newest_first_each_hit_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("s"), config(FlushMode::Async)).unwrap();
+    let mut offsets = Vec::new();
+    for i in 0..150u32 {
+        let key = if i % 3 == 0 { "OTHER" } else { "HOT" };
+        let r = store
+            .put(&Message::new(T, (i % 4) as i32, format!("{i}").as_bytes()).with_keys([key]))
+            .unwrap();
+        if key == "HOT" {
+            offsets.push(r.commitlog_offset);
+        }
+    }
+    offsets.reverse();
+    let mut got = Vec::new();
+    let mut pages = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .query_by_key_page(T, "HOT", 0, i64::MAX, 64, before)
+            .unwrap();
+        pages.push(page.messages.len());
+        got.extend(page.messages.iter().map(|m| m.view().commitlog_offset()));
+        match page.next {
+            Some(n) => before = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(pages, [64, 36]);
+    assert_eq!(got, offsets, "every hit once, newest first");
+    // The plain query is the first page.
+    let first = store.query_by_key(T, "HOT", 0, i64::MAX, 64).unwrap();
+    assert_eq!(first.len(), 64);
+    assert_eq!(first[0].view().commitlog_offset(), offsets[0]);
+}
+
+/// Offsets for a time across a topic, one per queue.
+#[test]
+fn offsets_for_a_timestamp_cover_every_queue_of_the_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("s"), config(FlushMode::Async)).unwrap();
+    put_n(&store, 3, 2);
+    std::thread::sleep(Duration::from_millis(5));
+    let mid = store.get(T, 0, 1, 1).unwrap();
+    let cut = mid.messages().next().unwrap().store_timestamp() + 1;
+    std::thread::sleep(Duration::from_millis(5));
+    put_n(&store, 3, 2);
+    let lower = store
+        .offsets_for_timestamp(T, cut, rocketstore::TimeBoundary::Lower)
+        .unwrap();
+    assert_eq!(lower.keys().copied().collect::<Vec<_>>(), [0, 1, 2]);
+    for (&q, &o) in &lower {
+        assert_eq!(
+            o,
+            store
+                .offset_for_timestamp_with(T, q, cut, rocketstore::TimeBoundary::Lower)
+                .unwrap()
+        );
+        assert!((2..=4).contains(&o), "queue {q}: {o}");
+    }
+    assert!(store
+        .offsets_for_timestamp("none", cut, rocketstore::TimeBoundary::Lower)
+        .unwrap()
+        .is_empty());
+}
+
+/// A stored message put again keeps what it carried (the retry path re-puts this way).
+#[test]
+fn a_stored_message_is_put_again_with_its_properties() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("s"), config(FlushMode::Async)).unwrap();
+    let orig = Message::new(T, 1, b"payload")
+        .with_tags("TagA")
+        .with_keys(["K1", "K2"])
+        .with_property("UNIQ_KEY", "0A0B0C0D0000000000000001")
+        .with_property("source", "web")
+        .with_flag(7)
+        .with_born_timestamp(1_700_000_000_000)
+        .with_reconsume_times(2);
+    store.put(&orig).unwrap();
+    let stored = store.get(T, 1, 0, 1).unwrap();
+    let v = stored.messages().next().unwrap();
+    let again = v.to_message("copy", 0);
+    let r = store.put(&again).unwrap();
+    let copy = store.read_at(r.commitlog_offset).unwrap();
+    let c = copy.view();
+    assert_eq!(c.topic(), "copy");
+    assert_eq!(c.queue_id(), 0);
+    assert_eq!(c.body(), b"payload");
+    assert_eq!(c.tags(), Some("TagA"));
+    assert_eq!(c.keys().collect::<Vec<_>>(), ["K1", "K2"]);
+    assert_eq!(c.property("UNIQ_KEY"), Some("0A0B0C0D0000000000000001"));
+    assert_eq!(c.property("source"), Some("web"));
+    assert_eq!(c.flag(), 7);
+    assert_eq!(c.born_timestamp(), 1_700_000_000_000);
+    assert_eq!(c.reconsume_times(), 2);
+    // One TAGS, one KEYS, one CRC property (the new record's own), nothing doubled.
+    let names: Vec<&str> = c.properties().map(|(n, _)| n).collect();
+    for n in ["TAGS", "KEYS", "__CRC32#", "UNIQ_KEY", "source"] {
+        assert_eq!(
+            names.iter().filter(|&&x| x == n).count(),
+            1,
+            "{n}: {names:?}"
+        );
+    }
+    assert_eq!(
+        store
+            .query_by_key("copy", "K2", 0, i64::MAX, 8)
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// `stats` shows every group's committed offset, the queue's max offset and the lag.
+#[test]
+fn stats_show_each_groups_committed_offset_max_and_lag() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("s"), config(FlushMode::Async)).unwrap();
+    put_n(&store, 2, 5);
+    store.commit_offsets("ga", T, &[(0, 3), (1, 5)]).unwrap();
+    store.commit_offsets("gb", T, &[(1, 1)]).unwrap();
+    let g: Vec<(String, i32, Option<u64>, u64, u64)> = store
+        .stats()
+        .groups
+        .into_iter()
+        .map(|g| (g.group, g.queue_id, g.committed, g.max_offset, g.lag))
+        .collect();
+    assert_eq!(
+        g,
+        [
+            ("ga".into(), 0, Some(3), 5, 2),
+            ("ga".into(), 1, Some(5), 5, 0),
+            ("gb".into(), 1, Some(1), 5, 4),
+        ]
+    );
+}

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::format::root::StoreRoot;
 use crate::index::IndexService;
 use crate::recovery::RecoveryReport;
-use crate::stats::{QueueStats, StoreStats};
+use crate::stats::{GroupStats, QueueStats, StoreStats};
 use crate::storage::{LockGuard, Vfs};
 
 mod arrivals;
@@ -191,7 +191,33 @@ impl Engine {
                 .map(|(r, _)| r.clone()),
             disk_used_ratio: self.disk_used_ratio(),
             queues,
+            groups: self.group_stats(),
         }
+    }
+
+    /// [`StoreStats::groups`].
+    fn group_stats(&self) -> Vec<GroupStats> {
+        let mut groups = Vec::new();
+        for ((topic, group), by_queue) in self.all_committed() {
+            for (queue_id, offset) in by_queue {
+                let (min, max_offset) = self
+                    .queue(&topic, queue_id)
+                    .map_or((0, 0), |q| (q.min_offset(), q.max_offset()));
+                let committed = u64::try_from(offset).ok().map(|o| o.max(min));
+                groups.push(GroupStats {
+                    group: group.clone(),
+                    topic: topic.clone(),
+                    queue_id,
+                    committed,
+                    max_offset,
+                    lag: max_offset.saturating_sub(committed.unwrap_or(min)),
+                });
+            }
+        }
+        groups.sort_by(|a, b| {
+            (&a.group, &a.topic, a.queue_id).cmp(&(&b.group, &b.topic, b.queue_id))
+        });
+        groups
     }
 
     /// Topics that have at least one queue, sorted.

@@ -12,7 +12,9 @@ use crate::format::filler;
 use crate::format::properties;
 use crate::format::record::{self, DecodeOptions, Decoded};
 use crate::format::FormatError;
-use crate::results::{GetOptions, GetResult, GetStatus, StoredMessage, TagFilter, TimeBoundary};
+use crate::results::{
+    GetOptions, GetResult, GetStatus, KeyPage, StoredMessage, TagFilter, TimeBoundary,
+};
 use crate::storage::MappedFile;
 
 /// RocketMQ caps one index query at 64 results (`maxMsgsNumBatch`).
@@ -400,69 +402,66 @@ impl Engine {
     }
 
     /// Messages of `topic` carrying `key` (in KEYS or as UNIQ_KEY) stored within
-    /// `[begin_ms, end_ms]`, newest first, at most `max` (capped at 64). Every hit is re-checked
-    /// against the stored record, so hash collisions never return a wrong message.
-    pub(crate) fn query_by_key(
+    /// `[begin_ms, end_ms]` at CommitLog offsets below `before` (all if `None`), newest first,
+    /// at most `max` (capped at 64). Every hit is re-checked against the stored record, so hash
+    /// collisions never return a wrong message.
+    pub(crate) fn query_by_key_page(
         &self,
         topic: &str,
         key: &str,
-        begin_ms: i64,
-        end_ms: i64,
+        (begin_ms, end_ms): (i64, i64),
         max: usize,
-    ) -> Result<Vec<StoredMessage>> {
-        let inner = self;
-        inner.check_open()?;
-        let Some(index) = &inner.index else {
+        before: Option<u64>,
+    ) -> Result<KeyPage> {
+        self.check_open()?;
+        let Some(index) = &self.index else {
             return Err(Error::InvalidArgument(
                 "the index is disabled (StoreConfig::index_enabled)".into(),
             ));
         };
         let max = max.min(MAX_QUERY_RESULTS);
         if max == 0 {
-            return Ok(Vec::new());
+            return Ok(KeyPage {
+                messages: Vec::new(),
+                next: None,
+            });
         }
-        let mut out: Vec<StoredMessage> = Vec::new();
-        let mut seen: Vec<u64> = Vec::new();
-        // Walk hash matches newest first; only re-checked records count towards `max`, so
-        // colliding keys cannot crowd out the one asked for.
-        let mut visit = |off: u64| {
-            if seen.contains(&off) {
-                return true;
-            }
-            seen.push(off);
-            let Ok(m) = inner.read_at(off, false) else {
-                return true;
-            };
-            let v = m.view();
-            let t = v.store_timestamp();
-            let key_matches =
-                v.keys().any(|k| k == key) || v.property(properties::UNIQ_KEY) == Some(key);
-            if v.topic() == topic && key_matches && t >= begin_ms && t <= end_ms {
-                out.push(m);
-            }
-            out.len() < max
+        let mut hits = KeyHits {
+            engine: self,
+            topic,
+            key,
+            times: (begin_ms, end_ms),
+            before,
+            max,
+            complete: false,
+            out: Vec::new(),
+            seen: Vec::new(),
         };
-        let damaged = index.lookup(topic, key, begin_ms, end_ms, &mut visit);
-        if damaged.is_empty() {
-            return Ok(out);
+        let mut damaged = index.lookup(topic, key, begin_ms, end_ms, &mut |o| hits.visit(o));
+        if !damaged.is_empty() {
+            // A damaged IndexFile may hide hits, and the walk may have stopped in an older
+            // file before the damaged range was scanned: start again and gather every hit,
+            // the damaged ranges by reading every record they cover (slow, but complete), and
+            // have the next open rebuild the index.
+            self.derived_damaged.store(true, Ordering::Release);
+            hits.complete = true;
+            hits.out.clear();
+            hits.seen.clear();
+            damaged = index.lookup(topic, key, begin_ms, end_ms, &mut |o| hits.visit(o));
         }
-        // A damaged IndexFile may hide hits: read every record it covers instead (slow, but
-        // complete), and have the next open rebuild the index. The range comes from the damaged
-        // file's header, so it is clamped to the CommitLog: records start in `[min, max)`, and
-        // each step below moves forward by a record or to the next segment, so the scan visits
-        // at most the log's records plus one step per segment and always ends.
-        inner.derived_damaged.store(true, Ordering::Release);
-        let seg = inner.config.commitlog_segment_size as u64;
+        // The range comes from the damaged file's header, so it is clamped to the CommitLog:
+        // records start in `[min, max)`, and each step below moves forward by a record or to
+        // the next segment, so the scan visits at most the log's records plus one step per
+        // segment and always ends.
+        let seg = self.config.commitlog_segment_size as u64;
         for (first, last) in damaged {
-            let (min, max) = (inner.commitlog.min_offset(), inner.commitlog.max_offset());
+            let (min, max) = (self.commitlog.min_offset(), self.commitlog.max_offset());
             let last = last.min(max.saturating_sub(1));
             let mut off = first.max(min);
             while off <= last && off < max {
-                let step = match inner.read_at(off, false) {
+                let step = match self.read_at(off, false) {
                     Ok(m) => {
-                        if !visit(off) {
-                            break;
-                        }
+                        hits.visit(off);
                         m.size as u64
                     }
                     // The end of a segment (BLANK) or an unreadable record: go to the next one.
@@ -474,8 +473,50 @@ impl Engine {
                 }
             }
         }
+        let mut out = hits.out;
         out.sort_by_key(|m| std::cmp::Reverse(m.view().commitlog_offset()));
         out.truncate(max);
-        Ok(out)
+        let next =
+            (out.len() == max).then(|| out.last().expect("max > 0").view().commitlog_offset());
+        Ok(KeyPage {
+            messages: out,
+            next,
+        })
+    }
+}
+
+/// The hits of one key query (see [`Engine::query_by_key_page`]).
+struct KeyHits<'a> {
+    engine: &'a Engine,
+    topic: &'a str,
+    key: &'a str,
+    times: (i64, i64),
+    before: Option<u64>,
+    max: usize,
+    /// Gather every hit rather than stop at `max` (the index's newest-first order is not
+    /// what a damaged file's scan gives).
+    complete: bool,
+    out: Vec<StoredMessage>,
+    seen: Vec<u64>,
+}
+
+impl KeyHits<'_> {
+    /// Re-checks the record at `off`; whether to go on.
+    fn visit(&mut self, off: u64) -> bool {
+        if self.before.is_some_and(|b| off >= b) || self.seen.contains(&off) {
+            return true;
+        }
+        self.seen.push(off);
+        let Ok(m) = self.engine.read_at(off, false) else {
+            return true;
+        };
+        let v = m.view();
+        let t = v.store_timestamp();
+        let key_matches =
+            v.keys().any(|k| k == self.key) || v.property(properties::UNIQ_KEY) == Some(self.key);
+        if v.topic() == self.topic && key_matches && t >= self.times.0 && t <= self.times.1 {
+            self.out.push(m);
+        }
+        self.complete || self.out.len() < self.max
     }
 }
