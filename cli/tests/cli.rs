@@ -438,6 +438,8 @@ fn read_only_subcommands_change_no_byte() {
     run_ok(&["dump", root, "--topic", TOPIC, "--queue", "0", "--json"]);
     run_ok(&["verify", root]);
     run_ok(&["query", root, "--topic", TOPIC, "--key", "ORDER-5"]);
+    run_ok(&["groups", root]);
+    run_ok(&["groups", root, "--json"]);
     let t = puts[100].store_timestamp.to_string();
     run_ok(&[
         "query", root, "--topic", TOPIC, "--queue", "0", "--time", &t,
