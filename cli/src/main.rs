@@ -10,9 +10,10 @@
 //! rocketstore recover <root>                                open (recover) and close
 //! rocketstore bench <root> --flush sync --threads 4 ...     write load, print throughput
 //! rocketstore check-acks <root> <ack-log>                   every acknowledged put is there
+//! rocketstore groups <root> [--json]                        consumer groups' offsets and lag
 //! ```
 //!
-//! `stat`, `dump`, `verify` and `query` only read: they work over the raw files with the
+//! `stat`, `dump`, `verify`, `query` and `groups` only read: they work over the raw files with the
 //! library's pure format functions and read-only opens, never `Store::open` (which recovers
 //! and writes), so they are safe on a root written by RocketMQ itself or left by a crash.
 //! Exit codes: 0 success/healthy, 1 problems found (`verify`, `check-acks`), 2 usage or I/O
@@ -24,6 +25,7 @@ mod commitlog;
 mod damage;
 mod dump;
 mod error;
+mod groups;
 mod index;
 mod open;
 mod output;
@@ -70,6 +72,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Check that every put recorded in an ack log is in the (recovered) root.
     CheckAcks(acks::CheckAcksArgs),
+    /// Consumer groups: committed offset, max offset and lag per (group, topic, queue).
+    Groups(groups::GroupsArgs),
 }
 
 /// IndexFile geometry, for roots whose index files do not have a recognisable size.
@@ -93,6 +97,7 @@ fn main() -> ExitCode {
         Command::Query(a) => query::run(&a),
         Command::Bench(a) => bench::run(&a),
         Command::CheckAcks(a) => acks::run(&a),
+        Command::Groups(a) => groups::run(&a),
     };
     match result {
         Ok(code) => code,

@@ -117,3 +117,34 @@ pub fn load(root: &Root, q: &QueueFiles, check_tail: bool) -> CliResult<QueueDat
         problems,
     })
 }
+
+/// Min and max offset of a queue from its first unit and its last file (cheaper than
+/// [`load`]: `stat` and `groups` need only these).
+pub fn bounds(root: &Root, q: &QueueFiles) -> CliResult<(u64, u64)> {
+    let (Some(first), Some(last)) = (q.files.first(), q.files.last()) else {
+        return Ok((0, 0));
+    };
+    let unit_count = |data: &[u8]| {
+        data.chunks_exact(CQ_UNIT_SIZE)
+            .take_while(|c| CqUnit::decode(c).is_some_and(|u| u.is_valid()))
+            .count() as u64
+    };
+    let last_data = if last.len == 0 {
+        Vec::new()
+    } else {
+        root.read_range(&last.path, 0, last.len as usize)?
+    };
+    let max = last.start / CQ_UNIT_SIZE as u64 + unit_count(&last_data);
+    let mut min = first.start / CQ_UNIT_SIZE as u64;
+    if first.len >= CQ_UNIT_SIZE as u64 {
+        let head = root.read_range(&first.path, 0, CQ_UNIT_SIZE)?;
+        if CqUnit::decode(&head).is_some_and(|u| u.is_pre_blank()) {
+            let data = root.read_range(&first.path, 0, first.len as usize)?;
+            min += data
+                .chunks_exact(CQ_UNIT_SIZE)
+                .take_while(|c| CqUnit::decode(c).is_some_and(|u| u.is_pre_blank()))
+                .count() as u64;
+        }
+    }
+    Ok((min, max.max(min)))
+}

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use rocketstore::format::cq_unit::{CqUnit, CQ_UNIT_SIZE};
 use serde_json::{json, Value};
 
 use crate::commitlog::{CommitLog, Entry};
@@ -12,6 +11,7 @@ use crate::error::{chain, CliResult};
 use crate::index::IndexFile;
 use crate::output::Out;
 use crate::progress::Progress;
+use crate::queue;
 use crate::render::utc;
 use crate::root::{FileInfo, Layout, QueueFiles, Root, TrailerState};
 use crate::IndexGeometryArgs;
@@ -79,36 +79,6 @@ fn log_end(root: &Root, layout: &Layout) -> CliResult<LogEnd> {
     })
 }
 
-/// Min and max offset of a queue from its first unit and its last file.
-fn queue_bounds(root: &Root, q: &QueueFiles) -> CliResult<(u64, u64)> {
-    let (Some(first), Some(last)) = (q.files.first(), q.files.last()) else {
-        return Ok((0, 0));
-    };
-    let unit_count = |data: &[u8]| {
-        data.chunks_exact(CQ_UNIT_SIZE)
-            .take_while(|c| CqUnit::decode(c).is_some_and(|u| u.is_valid()))
-            .count() as u64
-    };
-    let last_data = if last.len == 0 {
-        Vec::new()
-    } else {
-        root.read_range(&last.path, 0, last.len as usize)?
-    };
-    let max = last.start / CQ_UNIT_SIZE as u64 + unit_count(&last_data);
-    let mut min = first.start / CQ_UNIT_SIZE as u64;
-    if first.len >= CQ_UNIT_SIZE as u64 {
-        let head = root.read_range(&first.path, 0, CQ_UNIT_SIZE)?;
-        if CqUnit::decode(&head).is_some_and(|u| u.is_pre_blank()) {
-            let data = root.read_range(&first.path, 0, first.len as usize)?;
-            min += data
-                .chunks_exact(CQ_UNIT_SIZE)
-                .take_while(|c| CqUnit::decode(c).is_some_and(|u| u.is_pre_blank()))
-                .count() as u64;
-        }
-    }
-    Ok((min, max.max(min)))
-}
-
 fn total_len(files: &[FileInfo]) -> u64 {
     files.iter().map(|f| f.len).sum()
 }
@@ -120,7 +90,7 @@ pub fn run(args: &StatArgs) -> CliResult<ExitCode> {
     let end = log_end(&root, &layout)?;
     let mut queues = Vec::new();
     for q in layout.all_queues() {
-        let (min, max) = queue_bounds(&root, q)?;
+        let (min, max) = queue::bounds(&root, q)?;
         queues.push((q, min, max));
     }
     let mut index = Vec::new();

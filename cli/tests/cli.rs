@@ -438,6 +438,8 @@ fn read_only_subcommands_change_no_byte() {
     run_ok(&["dump", root, "--topic", TOPIC, "--queue", "0", "--json"]);
     run_ok(&["verify", root]);
     run_ok(&["query", root, "--topic", TOPIC, "--key", "ORDER-5"]);
+    run_ok(&["groups", root]);
+    run_ok(&["groups", root, "--json"]);
     let t = puts[100].store_timestamp.to_string();
     run_ok(&[
         "query", root, "--topic", TOPIC, "--queue", "0", "--time", &t,
@@ -1576,4 +1578,324 @@ fn valid_records_past_a_damaged_segment_start_are_evidence_for_verify_and_open()
         assert_eq!(m.view().body(), body(i).as_bytes());
     }
     store.close().unwrap();
+}
+
+/// `groups --json` of a root.
+fn groups_json(root: &Path) -> Value {
+    serde_json::from_str(&run_ok(&["groups", p(root), "--json"])).unwrap()
+}
+
+type GroupRows = BTreeMap<(String, String, i32), (i64, Option<u64>, Option<u64>)>;
+
+/// `(group, topic, queue) -> (committed, max_offset, lag)` of `groups --json`, in its order.
+fn group_rows(v: &Value) -> GroupRows {
+    let mut out = BTreeMap::new();
+    let mut keys = Vec::new();
+    for g in v["groups"].as_array().unwrap() {
+        let key = (
+            g["group"].as_str().unwrap().to_string(),
+            g["topic"].as_str().unwrap().to_string(),
+            g["queue"].as_i64().unwrap() as i32,
+        );
+        keys.push(key.clone());
+        let row = (
+            g["committed"].as_i64().unwrap(),
+            g["max_offset"].as_u64(),
+            g["lag"].as_u64(),
+        );
+        assert!(out.insert(key, row).is_none(), "a row twice: {g}");
+    }
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted, "rows sorted by group, topic, queue");
+    out
+}
+
+/// Opens (recovers) `root` and checks that `rows` are exactly the store's committed offsets and
+/// max offsets, system topic left out.
+fn assert_groups_match_store(root: &Path, rows: &GroupRows) {
+    let store = Store::open(root, config(true)).unwrap();
+    let mut expected = GroupRows::new();
+    for ((topic, group), queues) in store.committed_offsets().unwrap() {
+        if topic == rocketstore::format::offset_commit::TOPIC {
+            continue;
+        }
+        for (queue, committed) in queues {
+            let max = store.max_offset(&topic, queue).unwrap();
+            let lag = u64::try_from(committed).ok().map(|c| max.saturating_sub(c));
+            assert_eq!(
+                store.committed_offset(&group, &topic, queue).unwrap(),
+                u64::try_from(committed).ok()
+            );
+            expected.insert(
+                (group.clone(), topic.clone(), queue),
+                (committed, Some(max), lag),
+            );
+        }
+    }
+    store.close().unwrap();
+    assert!(!expected.is_empty());
+    assert_eq!(rows, &expected);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+fn row(group: &str, queue: i32, committed: i64, max: u64, lag: u64) -> GroupRows {
+    BTreeMap::from([(
+        (group.to_string(), TOPIC.to_string(), queue),
+        (committed, Some(max), Some(lag)),
+    )])
+}
+
+#[test]
+fn groups_after_a_clean_close_come_from_the_snapshot() {
+    use rocketstore::consumer::{ConsumerConfig, MessageModel, StartFrom};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), config(true)).unwrap();
+    put_orders(&store, 0, 400);
+    store
+        .commit_offsets("billing", TOPIC, &[(0, 40), (1, 100)])
+        .unwrap();
+    store.commit_offsets("billing", TOPIC, &[(0, 60)]).unwrap();
+    store
+        .commit_offsets_durable("audit", TOPIC, &[(2, 7)])
+        .unwrap();
+    {
+        let mut c = store
+            .consumer(
+                "bc",
+                TOPIC,
+                ConsumerConfig {
+                    model: MessageModel::Broadcasting,
+                    consumer_id: Some("c1".into()),
+                    start_from: StartFrom::First,
+                    ..ConsumerConfig::default()
+                },
+            )
+            .unwrap();
+        for _ in 0..3 {
+            c.poll(10, std::time::Duration::from_secs(1)).unwrap();
+        }
+    } // dropped: commits what it consumed
+    store.close().unwrap();
+
+    let text = run_ok(&["groups", p(dir.path())]);
+    let snapshot_file = dir.path().join("config/consumerOffset.json");
+    assert!(
+        text.contains(&format!("snapshot: {}", snapshot_file.display())),
+        "{text}"
+    );
+    assert!(text.contains("replayed commit records: 0\n"), "{text}");
+    assert!(
+        !text.contains("note:") && !text.contains("rmq_sys"),
+        "{text}"
+    );
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let header = lines.iter().position(|l| l[0] == "GROUP").expect("header");
+    assert_eq!(
+        lines[header],
+        ["GROUP", "TOPIC", "QUEUE", "COMMITTED", "MAX", "LAG"]
+    );
+    assert_eq!(lines[header + 1], ["audit", TOPIC, "2", "7", "100", "93"]);
+    assert!(lines[header + 2][0] == "bc%BROADCAST%c1", "{text}");
+    let billing: Vec<&Vec<&str>> = lines.iter().filter(|l| l[0] == "billing").collect();
+    assert_eq!(
+        billing,
+        [
+            &vec!["billing", TOPIC, "0", "60", "100", "40"],
+            &vec!["billing", TOPIC, "1", "100", "100", "0"]
+        ]
+    );
+
+    let v = groups_json(dir.path());
+    assert_eq!(v["snapshot"]["file"], p(&snapshot_file));
+    assert!(
+        v["snapshot"]["commitlog_offset"].as_u64().unwrap() > 0,
+        "{v}"
+    );
+    assert_eq!(v["replayed_commits"], 0);
+    let rows = group_rows(&v);
+    for (group, queue, committed, lag) in [("billing", 0, 60, 40), ("audit", 2, 7, 93)] {
+        assert_eq!(
+            rows[&(group.to_string(), TOPIC.to_string(), queue)],
+            (committed, Some(100), Some(lag))
+        );
+    }
+    // The broadcasting consumer read the first 30 messages it was given, over its 4 queues.
+    let bc: i64 = rows
+        .iter()
+        .filter(|((g, _, _), _)| g == "bc%BROADCAST%c1")
+        .map(|(_, (c, _, _))| c)
+        .sum();
+    assert_eq!(bc, 30, "{v}");
+    assert_groups_match_store(dir.path(), &rows);
+}
+
+#[test]
+fn groups_after_a_crash_replay_the_commits_newer_than_the_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("s");
+    // No periodic checkpoint while the test runs: the crashed copy's derived data is vouched
+    // for only up to the open, so the new commits are found in the CommitLog's tail.
+    let cfg = StoreConfig {
+        consume_queue_flush_interval: std::time::Duration::from_secs(3600),
+        ..config(true)
+    };
+    let store = Store::open(&root, cfg.clone()).unwrap();
+    put_orders(&store, 0, 400);
+    store
+        .commit_offsets("billing", TOPIC, &[(0, 40), (1, 100)])
+        .unwrap();
+    store.close().unwrap();
+    let old_snapshot = fs::read_to_string(root.join("config/consumerOffset.json")).unwrap();
+    let (_, old_end) = rocketstore::format::offset_table::parse(&old_snapshot).unwrap();
+
+    let store = Store::open(&root, cfg).unwrap();
+    put_orders(&store, 400, 40);
+    store
+        .commit_offsets_durable("billing", TOPIC, &[(0, 105)])
+        .unwrap();
+    store.commit_offsets("audit", TOPIC, &[(3, 50)]).unwrap();
+    put_orders(&store, 440, 8);
+    store
+        .commit_offsets_durable("audit", TOPIC, &[(2, 1)])
+        .unwrap();
+    // The files as the running process leaves them, with the snapshot of the first close.
+    let crashed = dir.path().join("crashed");
+    copy_dir(&root, &crashed);
+    store.close().unwrap();
+    fs::write(crashed.join("config/consumerOffset.json"), &old_snapshot).unwrap();
+    fs::remove_file(crashed.join("lock")).unwrap();
+    assert!(crashed.join("abort").exists());
+
+    let v = groups_json(&crashed);
+    assert_eq!(v["snapshot"]["commitlog_offset"].as_u64(), old_end, "{v}");
+    assert_eq!(v["replayed_commits"], 3, "{v}");
+    let rows = group_rows(&v);
+    let mut expected = row("billing", 0, 105, 112, 7);
+    expected.extend(row("billing", 1, 100, 112, 12));
+    expected.extend(row("audit", 3, 50, 112, 62));
+    expected.extend(row("audit", 2, 1, 112, 111));
+    assert_eq!(rows, expected);
+    let text = run_ok(&["groups", p(&crashed)]);
+    assert!(text.contains("replayed commit records: 3\n"), "{text}");
+    assert_groups_match_store(&crashed, &rows);
+}
+
+#[test]
+fn groups_json_has_every_field_and_an_empty_root_has_no_groups() {
+    let (dir, _) = own_root(20);
+    let text = run_ok(&["groups", p(dir.path())]);
+    assert!(text.contains("no consumer groups"), "{text}");
+    let v = groups_json(dir.path());
+    assert_eq!(v["groups"], serde_json::json!([]));
+
+    let store = Store::open(dir.path(), config(true)).unwrap();
+    store.commit_offsets("g", TOPIC, &[(1, 4)]).unwrap();
+    store.close().unwrap();
+    // A file RocketMQ wrote (no rocketstoreCommitLogOffset): taken as it is, the commit record
+    // of 4 is not replayed over it.
+    let main = dir.path().join("config/consumerOffset.json");
+    fs::write(
+        &main,
+        "{\"offsetTable\":{\"orders@g\":{1:2,3:-1},\"gone@g\":{0:9}}}",
+    )
+    .unwrap();
+    let _ = fs::remove_file(dir.path().join("config/consumerOffset.json.bak"));
+    let v = groups_json(dir.path());
+    let obj = v.as_object().unwrap();
+    let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    for k in ["snapshot", "replayed_commits", "groups"] {
+        assert!(keys.contains(&k), "{k}: {v}");
+    }
+    assert_eq!(v["snapshot"]["file"], p(&main), "{v}");
+    assert!(v["snapshot"]["commitlog_offset"].is_null(), "{v}");
+    assert_eq!(v["replayed_commits"], 0, "{v}");
+    let groups = v["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 3, "{v}");
+    for g in groups {
+        for k in ["group", "topic", "queue", "committed", "max_offset", "lag"] {
+            assert!(g.get(k).is_some(), "{k}: {g}");
+        }
+    }
+    // Queue 1 of 20 messages over 4 queues: 5; -1 (never) and a topic without queues: no lag.
+    assert_eq!(
+        group_rows(&v),
+        BTreeMap::from([
+            (("g".into(), "gone".into(), 0), (9, None, None)),
+            (("g".into(), TOPIC.into(), 1), (2, Some(5), Some(3))),
+            (("g".into(), TOPIC.into(), 3), (-1, Some(5), None)),
+        ])
+    );
+}
+
+#[test]
+fn groups_fall_back_to_the_bak_and_refuse_two_corrupt_files() {
+    let (dir, _) = own_root(40);
+    for committed in [3, 8] {
+        let store = Store::open(dir.path(), config(true)).unwrap();
+        store.commit_offsets("g", TOPIC, &[(0, committed)]).unwrap();
+        store.close().unwrap();
+    }
+    let main = dir.path().join("config/consumerOffset.json");
+    let bak = dir.path().join("config/consumerOffset.json.bak");
+    assert_eq!(group_rows(&groups_json(dir.path())), row("g", 0, 8, 10, 2));
+    // The .bak holds the previous snapshot (3); the commit of 8 after it is replayed.
+    fs::write(&main, b"{\"offsetTable\":{\"orders@g\":{0:").unwrap();
+    let v = groups_json(dir.path());
+    assert_eq!(v["snapshot"]["file"], p(&bak), "{v}");
+    assert!(
+        v["snapshot"]["fallback"]
+            .as_str()
+            .unwrap()
+            .contains(p(&main)),
+        "{v}"
+    );
+    assert_eq!(group_rows(&v), row("g", 0, 8, 10, 2));
+    assert_eq!(v["replayed_commits"], 1, "{v}");
+    let text = run_ok(&["groups", p(dir.path())]);
+    assert!(
+        text.contains(&format!("note: {}: not JSON", main.display()))
+            && text.contains(&format!("using {}", bak.display()))
+            && text.contains(&format!("snapshot: {}", bak.display())),
+        "{text}"
+    );
+    // Other subcommands do not care about the snapshot.
+    let stat = run_ok(&["stat", p(dir.path())]);
+    assert!(
+        stat.contains(&format!("{TOPIC}/0  min 0  max 10")),
+        "{stat}"
+    );
+    let dump = run_ok(&["dump", p(dir.path()), "--count", "2"]);
+    assert_eq!(
+        dump.lines().filter(|l| l.starts_with('@')).count(),
+        2,
+        "{dump}"
+    );
+
+    fs::write(&bak, b"").unwrap();
+    let out = rocketstore(&["groups", p(dir.path())]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(p(&main)) && err.contains("not JSON") && err.contains("empty"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+    run_ok(&["stat", p(dir.path())]);
+    run_ok(&["dump", p(dir.path()), "--count", "2", "--json"]);
 }
