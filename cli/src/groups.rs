@@ -262,6 +262,7 @@ pub fn run(args: &GroupsArgs) -> CliResult<ExitCode> {
         Some(from) => replay(&root, &layout, from, &mut table)?,
         None => Replay::default(),
     };
+    let log_min = CommitLog::new(&*root.vfs, &layout.commitlog).min_offset();
     let mut max_offsets = BTreeMap::new();
     let mut rows = Vec::new();
     for ((topic, group), queues) in &table {
@@ -269,16 +270,23 @@ pub fn run(args: &GroupsArgs) -> CliResult<ExitCode> {
             continue;
         }
         for (&queue, &committed) in queues {
-            let max = match layout.queue(topic, queue) {
+            let bounds = match layout.queue(topic, queue) {
                 None => None,
                 Some(q) => Some(match max_offsets.get(&(topic, queue)) {
-                    Some(&m) => m,
+                    Some(&b) => b,
                     None => {
-                        let (_, m) = queue::bounds(&root, q)?;
-                        max_offsets.insert((topic, queue), m);
-                        m
+                        let b = queue::bounds(&root, q, log_min)?;
+                        max_offsets.insert((topic, queue), b);
+                        b
                     }
                 }),
+            };
+            let max = bounds.map(|(_, m)| m);
+            // As `Store::committed_offset` answers: an offset below the queue's min (retention
+            // deleted what it pointed at) is where a consumer starts, the min.
+            let committed = match bounds {
+                Some((min, _)) if committed >= 0 => committed.max(min as i64),
+                _ => committed,
             };
             rows.push(Row {
                 group,

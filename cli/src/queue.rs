@@ -118,9 +118,11 @@ pub fn load(root: &Root, q: &QueueFiles, check_tail: bool) -> CliResult<QueueDat
     })
 }
 
-/// Min and max offset of a queue from its first unit and its last file (cheaper than
-/// [`load`]: `stat` and `groups` need only these).
-pub fn bounds(root: &Root, q: &QueueFiles) -> CliResult<(u64, u64)> {
+/// Min and max offset of a queue from its first units and its last file (cheaper than
+/// [`load`]: `stat` and `groups` need only these). The min skips units that point below
+/// `log_min`, the CommitLog's first offset, as the store's min offset does (RocketMQ's
+/// `correctMinOffset`: retention deleted those messages).
+pub fn bounds(root: &Root, q: &QueueFiles, log_min: u64) -> CliResult<(u64, u64)> {
     let (Some(first), Some(last)) = (q.files.first(), q.files.last()) else {
         return Ok((0, 0));
     };
@@ -144,6 +146,27 @@ pub fn bounds(root: &Root, q: &QueueFiles) -> CliResult<(u64, u64)> {
                 .chunks_exact(CQ_UNIT_SIZE)
                 .take_while(|c| CqUnit::decode(c).is_some_and(|u| u.is_pre_blank()))
                 .count() as u64;
+        }
+    }
+    // Units below the CommitLog's start, file by file from the front (units are in log order).
+    for f in &q.files {
+        let file_end = f.start / CQ_UNIT_SIZE as u64 + f.len / CQ_UNIT_SIZE as u64;
+        if min >= file_end {
+            continue;
+        }
+        let data = root.read_range(&f.path, 0, f.len as usize)?;
+        let skip_from = (min - f.start / CQ_UNIT_SIZE as u64) as usize;
+        let below = data
+            .chunks_exact(CQ_UNIT_SIZE)
+            .skip(skip_from)
+            .take_while(|c| {
+                CqUnit::decode(c)
+                    .is_some_and(|u| u.is_valid() && (u.commitlog_offset as u64) < log_min)
+            })
+            .count();
+        min += below as u64;
+        if skip_from + below < data.len() / CQ_UNIT_SIZE {
+            break;
         }
     }
     Ok((min, max.max(min)))

@@ -88,9 +88,10 @@ pub fn run(args: &StatArgs) -> CliResult<ExitCode> {
     let root = Root::open(&args.root)?;
     let layout = root.layout()?;
     let end = log_end(&root, &layout)?;
+    let log_min = CommitLog::new(&*root.vfs, &layout.commitlog).min_offset();
     let mut queues = Vec::new();
     for q in layout.all_queues() {
-        let (min, max) = queue::bounds(&root, q)?;
+        let (min, max) = queue::bounds(&root, q, log_min)?;
         queues.push((q, min, max));
     }
     let mut index = Vec::new();

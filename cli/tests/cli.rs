@@ -1899,3 +1899,27 @@ fn groups_fall_back_to_the_bak_and_refuse_two_corrupt_files() {
     run_ok(&["stat", p(dir.path())]);
     run_ok(&["dump", p(dir.path()), "--count", "2", "--json"]);
 }
+
+/// A committed offset below the queue's min offset (retention deleted what it pointed at) is
+/// shown as `Store::committed_offset` answers it: the min, where a consumer starts.
+#[test]
+fn groups_correct_an_offset_below_the_queues_min_as_the_store_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), config(true)).unwrap();
+    let puts = put_orders(&store, 0, 3000);
+    store.commit_offsets("old", TOPIC, &[(0, 1)]).unwrap();
+    store.delete_before(puts[2000].commitlog_offset).unwrap();
+    let expect = store.committed_offset("old", TOPIC, 0).unwrap().unwrap();
+    assert!(
+        expect > 1,
+        "retention moved queue 0's min past the commit: {expect}"
+    );
+    store.close().unwrap();
+    let out = rocketstore(&["groups", p(dir.path()), "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = &v["groups"][0];
+    assert_eq!(row["group"], "old", "{v:#}");
+    assert_eq!(row["committed"], expect, "{v:#}");
+    let max = row["max_offset"].as_u64().unwrap();
+    assert_eq!(row["lag"], max - expect, "{v:#}");
+}
