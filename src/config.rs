@@ -6,9 +6,11 @@
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::format::cq_unit::CQ_UNIT_SIZE;
 use crate::format::record::END_FILE_MIN_BLANK_LENGTH;
+use crate::format::schedule::{DelayLevels, DEFAULT_DELAY_LEVELS};
 
 /// When a `put` returns relative to its bytes reaching the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -192,6 +194,19 @@ pub struct StoreConfig {
     /// directory (or one holding only `lost+found`) always becomes a new store, and an existing
     /// root always opens.
     pub create_in_non_empty_dir: bool,
+    /// The clock that stamps store times and decides when scheduled messages are due. Default:
+    /// the system clock; a [`ManualClock`](crate::clock::ManualClock) in tests.
+    pub clock: Clock,
+    /// The delay of each level of scheduled messages, RocketMQ's `messageDelayLevel` (default
+    /// `1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h`; units `s m h d`).
+    pub message_delay_level: String,
+    /// The furthest a message may be scheduled with an exact delivery time
+    /// ([`Message::with_deliver_time_ms`](crate::Message::with_deliver_time_ms)); further is
+    /// [`Error::InvalidArgument`]. Default 3 days (RocketMQ 5's `timerMaxDelaySec`).
+    pub max_delivery_delay: Duration,
+    /// Deliver due scheduled messages from a background thread (default true). Off, or with
+    /// a manual clock, [`Store::deliver_due`](crate::Store::deliver_due) delivers them.
+    pub schedule_delivery: bool,
 }
 
 impl Default for StoreConfig {
@@ -227,6 +242,10 @@ impl Default for StoreConfig {
             clean_file_forcibly_enable: true,
             delete_files_batch_max: 10,
             create_in_non_empty_dir: false,
+            clock: Clock::default(),
+            message_delay_level: DEFAULT_DELAY_LEVELS.into(),
+            max_delivery_delay: Duration::from_secs(3 * 24 * 3600),
+            schedule_delivery: true,
         }
     }
 }
@@ -272,6 +291,9 @@ impl StoreConfig {
     pub fn validate(&self) -> Result<()> {
         fn bad(field: &'static str, reason: String) -> Result<()> {
             Err(Error::InvalidConfig { field, reason })
+        }
+        if let Err(reason) = DelayLevels::parse(&self.message_delay_level) {
+            return bad("message_delay_level", reason);
         }
         let seg = self.commitlog_segment_size;
         if !(4096..=i32::MAX as usize).contains(&seg) {

@@ -42,6 +42,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod checkpoint;
+pub mod clock;
 mod commitlog;
 mod config;
 mod consume_queue;
@@ -68,7 +69,7 @@ mod storage;
 mod store;
 
 pub use config::{FlushMode, GapPolicy, StoreConfig, WriteMode};
-pub use engine::MAX_QUERY_RESULTS;
+pub use engine::{DeliveryPass, LevelStats, MAX_PASS, MAX_QUERY_RESULTS, PROGRESS_GROUP};
 pub use error::{Error, Result};
 pub use format::geometry::RootGeometry;
 pub use format::topic::MAX_TOPIC_LEN;

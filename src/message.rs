@@ -7,6 +7,7 @@ use std::ops::Range;
 
 use crate::format::properties;
 use crate::format::record::RecordView;
+use crate::format::schedule;
 
 /// A message to append. Borrows its topic, body and properties where it can, so building one
 /// and putting it allocates nothing inside the store.
@@ -93,6 +94,19 @@ impl<'a> Message<'a> {
         self
     }
 
+    /// Delivers the message after the delay of `level` (1-based, RocketMQ's delay levels:
+    /// `1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h` by default): it waits in
+    /// the schedule topic and is put into its topic when due. Sets the `DELAY` property.
+    pub fn with_delay_level(self, level: i32) -> Self {
+        self.with_property(schedule::DELAY, level.to_string())
+    }
+
+    /// Delivers the message at `epoch_ms` (beyond RocketMQ 4; a time already past delivers
+    /// now). Sets the `TIMER_DELIVER_MS` property.
+    pub fn with_deliver_time_ms(self, epoch_ms: i64) -> Self {
+        self.with_property(schedule::TIMER_DELIVER_MS, epoch_ms.to_string())
+    }
+
     /// Sets the opaque user flag (RocketMQ `Message.flag`).
     pub fn with_flag(mut self, flag: i32) -> Self {
         self.flag = flag;
@@ -165,10 +179,15 @@ impl<'a> Message<'a> {
 
     /// The UNIQ_KEY value a reader of the stored record finds: the last such user property.
     pub(crate) fn stored_uniq_key(&self) -> Option<&str> {
+        self.stored_property(properties::UNIQ_KEY)
+    }
+
+    /// The value of user property `name` a reader of the stored record finds (the last one).
+    pub(crate) fn stored_property(&self, name: &str) -> Option<&str> {
         self.properties
             .iter()
             .rev()
-            .find(|(n, _)| n == properties::UNIQ_KEY)
+            .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_ref())
     }
 }

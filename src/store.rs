@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::StoreConfig;
-use crate::engine::{Engine, Trigger};
+use crate::engine::{DeliveryPass, Engine, LevelStats, Trigger};
 use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::recovery::RecoveryReport;
@@ -393,6 +393,19 @@ impl Store {
                     .map(|o| (q, o))
             })
             .collect()
+    }
+
+    /// Delivers every scheduled message whose time has come on the store's clock (at most
+    /// [`crate::MAX_PASS`] per call: call again while [`DeliveryPass::more`]). The background
+    /// thread does this by itself with the system clock; with a
+    /// [`ManualClock`](crate::clock::ManualClock), advance the clock and call this.
+    pub fn deliver_due(&self) -> Result<DeliveryPass> {
+        self.engine.deliver_due()
+    }
+
+    /// Per delay level that has messages: how many wait, when the next is due, the progress.
+    pub fn schedule_stats(&self) -> Vec<LevelStats> {
+        self.engine.schedule_stats()
     }
 
     /// Topics that have at least one queue, sorted.

@@ -176,6 +176,7 @@ impl Engine {
         checkpoint::write(&*self.vfs, &self.root, &cp)?;
         if let Some((table, end)) = offsets {
             super::offsets::write_snapshot(&*self.vfs, &self.root, &table, end)?;
+            super::schedule::write_delay_offsets(&*self.vfs, &self.root, &table)?;
             self.offsets.persisted(end);
         }
         Ok(())

@@ -27,6 +27,7 @@ use crate::config::{FlushMode, StoreConfig};
 use crate::error::{Error, Result};
 use crate::format::geometry::RootGeometry;
 use crate::format::root::StoreRoot;
+use crate::format::schedule::DelayLevels;
 use crate::recovery;
 use crate::storage::{FileKind, LockGuard, OpenMode, Vfs};
 
@@ -92,12 +93,20 @@ impl Engine {
             .map(|(t, qs)| (t, qs.into_iter().map(|(id, q)| (id, Arc::new(q))).collect()))
             .collect();
         let (offsets, offsets_from) = super::offsets::load_snapshot(&*vfs, &root, rec.end)?;
+        let delay_file = super::schedule::load_delay_offsets(&*vfs, &root)?;
         write_abort_marker(&*vfs, &root)?;
         let engine = Arc::new(Engine {
             root,
             vfs,
             lock: Mutex::new(Some(lock)),
             dispatched_offset: AtomicU64::new(rec.end),
+            delays: DelayLevels::parse(&config.message_delay_level).map_err(|reason| {
+                Error::InvalidConfig {
+                    field: "message_delay_level",
+                    reason,
+                }
+            })?,
+            schedule_lock: Mutex::new(()),
             commitlog,
             queues: RwLock::new(queues),
             index: rec.index,
@@ -124,6 +133,7 @@ impl Engine {
         if replayed > 0 {
             log::info!("consumer offsets: {replayed} commit records applied after the snapshot");
         }
+        engine.seed_schedule_progress(delay_file);
         // Make the recovered state the checkpointed one right away, so a crash before the
         // first periodic flush does not redo this recovery's work.
         engine.flush_all()?;

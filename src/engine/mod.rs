@@ -17,6 +17,7 @@ use crate::config::StoreConfig;
 use crate::consume_queue::ConsumeQueue;
 use crate::error::{Error, Result};
 use crate::format::root::StoreRoot;
+use crate::format::schedule::DelayLevels;
 use crate::index::IndexService;
 use crate::recovery::RecoveryReport;
 use crate::stats::{GroupStats, QueueStats, StoreStats};
@@ -33,6 +34,7 @@ mod offsets;
 mod put;
 mod queues;
 mod read;
+mod schedule;
 mod workers;
 
 use arrivals::Arrivals;
@@ -45,12 +47,17 @@ use offsets::Offsets;
 use put::AppendState;
 use queues::QueueTable;
 pub use read::MAX_QUERY_RESULTS;
+pub use schedule::{DeliveryPass, LevelStats, MAX_PASS, PROGRESS_GROUP};
 use workers::Workers;
 
 /// The state of one open store root (see the module docs for where each part is handled).
 pub(crate) struct Engine {
     root: StoreRoot,
     config: StoreConfig,
+    /// `config.message_delay_level`, parsed.
+    delays: DelayLevels,
+    /// One scheduled-delivery pass at a time (the thread and `Store::deliver_due`).
+    schedule_lock: Mutex<()>,
     vfs: Arc<dyn Vfs>,
     lock: Mutex<Option<Box<dyn LockGuard>>>,
     commitlog: CommitLog,

@@ -15,7 +15,7 @@
 //! ConsumeQueue). Retention never deletes a segment holding commits past the snapshot: a
 //! cleanup pass writes the snapshot first.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
 
@@ -76,6 +76,17 @@ impl Offsets {
             queues.insert(queue_id, offset);
         }
         inner.applied_end = inner.applied_end.max(end);
+    }
+
+    /// Sets an offset without a commit record (progress read from a RocketMQ config file; the
+    /// file stays the source until a commit record supersedes it).
+    pub(crate) fn seed(&self, group: &str, topic: &str, queue_id: i32, offset: i64) {
+        let mut inner = self.inner.lock();
+        inner
+            .table
+            .entry((topic.to_owned(), group.to_owned()))
+            .or_default()
+            .insert(queue_id, offset);
     }
 
     /// The offset `group` committed for `topic:queue_id`, if any.
@@ -180,7 +191,7 @@ impl super::Engine {
 
 /// Reads the snapshot: `config/consumerOffset.json`, or its `.bak` when it is missing, empty or
 /// unreadable (RocketMQ's `ConfigManager` fallback; a crash between the two renames of
-/// [`write_snapshot`] leaves only the `.bak`). Returns the table and the CommitLog offset from
+/// [`write_config`] leaves only the `.bak`). Returns the table and the CommitLog offset from
 /// which commit records must be replayed: the file's `rocketstoreCommitLogOffset`, or, in a
 /// file without it (written by RocketMQ), the end of the log: its offsets are taken as they are.
 /// Neither file: an empty table, replay from 0.
@@ -189,58 +200,68 @@ pub(super) fn load_snapshot(
     root: &StoreRoot,
     log_end: u64,
 ) -> Result<(Offsets, u64)> {
-    let main = root.consumer_offsets("");
-    let bak = root.consumer_offsets(".bak");
-    let main_read = read_snapshot(vfs, &main)?;
-    let (table, end) = match main_read {
-        Some(Ok(s)) => s,
-        other => {
-            let why = match &other {
-                Some(Err(e)) => Some(e.clone()),
-                _ => None,
-            };
-            match (read_snapshot(vfs, &bak)?, why) {
-                (Some(Ok(s)), why) => {
-                    log::warn!(
-                        "{}: {}; using {} (the previous version: commit records since it are replayed)",
-                        main.display(),
-                        why.as_deref().unwrap_or("missing"),
-                        bak.display()
-                    );
-                    s
-                }
-                (None, None) => (Table::new(), Some(0)),
-                (bak_state, Some(why)) => {
-                    let bak_why = match bak_state {
-                        Some(Err(e)) => e,
-                        _ => "missing".into(),
-                    };
-                    return Err(Error::CorruptConfig {
-                        path: main,
-                        reason: format!("{why}; and {}: {bak_why}", bak.display()),
-                    });
-                }
-                (Some(Err(e)), None) => {
-                    return Err(Error::CorruptConfig {
-                        path: bak,
-                        reason: format!("{e} ({} is missing)", main.display()),
-                    })
-                }
-            }
-        }
-    };
+    let loaded = load_config(
+        vfs,
+        &root.consumer_offsets(""),
+        &root.consumer_offsets(".bak"),
+        snapshot_codec::decode,
+    )?;
+    let (table, end) = loaded.unwrap_or((Table::new(), Some(0)));
     let from = end.unwrap_or(log_end);
     Ok((Offsets::from_snapshot(table, from), from))
+}
+
+/// Loads a RocketMQ config file, falling back to its `.bak` when it is missing, empty or does
+/// not decode (with a log line); `None` if neither exists; [`Error::CorruptConfig`] naming the
+/// file when neither decodes.
+pub(super) fn load_config<T>(
+    vfs: &dyn Vfs,
+    main: &Path,
+    bak: &Path,
+    decode: fn(&str) -> std::result::Result<T, String>,
+) -> Result<Option<T>> {
+    let why = match read_config(vfs, main, decode)? {
+        Some(Ok(t)) => return Ok(Some(t)),
+        Some(Err(e)) => Some(e),
+        None => None,
+    };
+    match (read_config(vfs, bak, decode)?, why) {
+        (Some(Ok(t)), why) => {
+            log::warn!(
+                "{}: {}; using {} (the previous version)",
+                main.display(),
+                why.as_deref().unwrap_or("missing"),
+                bak.display()
+            );
+            Ok(Some(t))
+        }
+        (None, None) => Ok(None),
+        (bak_state, Some(why)) => {
+            let bak_why = match bak_state {
+                Some(Err(e)) => e,
+                _ => "missing".into(),
+            };
+            Err(Error::CorruptConfig {
+                path: main.to_path_buf(),
+                reason: format!("{why}; and {}: {bak_why}", bak.display()),
+            })
+        }
+        (Some(Err(e)), None) => Err(Error::CorruptConfig {
+            path: bak.to_path_buf(),
+            reason: format!("{e} ({} is missing)", main.display()),
+        }),
+    }
 }
 
 /// A snapshot's table and the CommitLog offset its commits reach (if it says).
 type Snapshot = (Table, Option<u64>);
 
-/// `None`: no such file; `Some(Err(why))`: empty or not a snapshot.
-fn read_snapshot(
+/// `None`: no such file; `Some(Err(why))`: empty or does not decode.
+fn read_config<T>(
     vfs: &dyn Vfs,
     path: &Path,
-) -> Result<Option<std::result::Result<Snapshot, String>>> {
+    decode: fn(&str) -> std::result::Result<T, String>,
+) -> Result<Option<std::result::Result<T, String>>> {
     let Some(meta) = vfs.metadata(path).map_err(|e| Error::io(path, e))? else {
         return Ok(None);
     };
@@ -256,17 +277,28 @@ fn read_snapshot(
     let Ok(text) = String::from_utf8(buf) else {
         return Ok(Some(Err("not UTF-8".into())));
     };
-    Ok(Some(snapshot_codec::decode(&text)))
+    Ok(Some(decode(&text)))
 }
 
-/// Writes the snapshot as RocketMQ persists a config file, and at least as safely: the new
-/// version goes to `.tmp` (synced), the current file becomes `.bak`, `.tmp` becomes the file,
-/// and the directory is synced.
+/// Writes the consumer offset snapshot ([`write_config`]).
 pub(super) fn write_snapshot(
     vfs: &dyn Vfs,
     root: &StoreRoot,
     table: &Table,
     end: u64,
+) -> Result<()> {
+    let text = snapshot_codec::encode(table, end);
+    write_config(vfs, root, |s| root.consumer_offsets(s), &text)
+}
+
+/// Writes a config file as RocketMQ persists one, and at least as safely: the new version goes
+/// to `.tmp` (synced), the current file becomes `.bak`, `.tmp` becomes the file, and the
+/// directory is synced. `path(suffix)` names the file and its `.bak` / `.tmp`.
+pub(super) fn write_config(
+    vfs: &dyn Vfs,
+    root: &StoreRoot,
+    path: impl Fn(&str) -> PathBuf,
+    text: &str,
 ) -> Result<()> {
     let dir = root.config_dir();
     if vfs
@@ -278,12 +310,7 @@ pub(super) fn write_snapshot(
         vfs.sync_dir(root.path())
             .map_err(|e| Error::io(root.path(), e))?;
     }
-    let (main, bak, tmp) = (
-        root.consumer_offsets(""),
-        root.consumer_offsets(".bak"),
-        root.consumer_offsets(".tmp"),
-    );
-    let text = snapshot_codec::encode(table, end);
+    let (main, bak, tmp) = (path(""), path(".bak"), path(".tmp"));
     let f = vfs
         .open_file(&tmp, OpenMode::CreateOrOpen)
         .map_err(|e| Error::io(&tmp, e))?;

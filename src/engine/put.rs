@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use super::health::NewFile;
 use super::queues::PutQueues;
 use super::Engine;
+use crate::clock::TimeSource;
 use crate::commitlog::Appender;
 use crate::config::FlushMode;
 use crate::consume_queue::ConsumeQueue;
@@ -20,10 +21,10 @@ use crate::format::properties;
 use crate::format::record::{
     self, DispatchProperties, EncodeError, EncodeOptions, EncodedLayout, RecordFields,
 };
+use crate::format::schedule::{self, DelayLevels};
 use crate::format::topic::check_topic;
 use crate::message::Message;
 use crate::results::{PutResult, PutStatus};
-use crate::storage;
 
 /// What only the append critical section touches (under `Engine::append`).
 pub(super) struct AppendState {
@@ -81,18 +82,96 @@ thread_local! {
 
 impl Engine {
     /// Appends messages of one (topic, queue) as one contiguous run with consecutive queue
-    /// offsets (all or nothing).
+    /// offsets (all or nothing). A message with a delay level or a delivery time goes to the
+    /// schedule topic instead (alone: a batch cannot hold one).
     pub(crate) fn put_batch(&self, msgs: &[Message<'_>]) -> Result<PutResult> {
-        if msgs
-            .first()
-            .is_some_and(|m| m.topic() == offset_commit::TOPIC)
-        {
-            return Err(Error::InvalidTopic {
-                topic: offset_commit::TOPIC.into(),
-                reason: "reserved for consumer offset commits (Store::commit_offsets)",
-            });
+        if let Some(m) = msgs.first() {
+            let reserved = match m.topic() {
+                offset_commit::TOPIC => {
+                    Some("reserved for consumer offset commits (Store::commit_offsets)")
+                }
+                schedule::SCHEDULE_TOPIC => {
+                    Some("reserved for scheduled messages (Message::with_delay_level)")
+                }
+                _ => None,
+            };
+            if let Some(reason) = reserved {
+                return Err(Error::InvalidTopic {
+                    topic: m.topic().into(),
+                    reason,
+                });
+            }
         }
-        self.put_any(msgs)
+        if let Some(m) = msgs.iter().find(|m| is_scheduled(m)) {
+            if msgs.len() > 1 {
+                return Err(Error::InvalidArgument(
+                    "a batch cannot hold a scheduled message (put it alone)".into(),
+                ));
+            }
+            return match self.scheduled(m)? {
+                Some(s) => self.put_any(&[s], true),
+                None => self.put_any(&[unscheduled(m)], true),
+            };
+        }
+        self.put_any(msgs, true)
+    }
+
+    /// The schedule-topic message that delivers `m` later, or `None` if its delivery time has
+    /// come already (it is then put straight into its topic).
+    fn scheduled<'m>(&self, m: &Message<'m>) -> Result<Option<Message<'m>>> {
+        self.validate_queue(m.topic(), m.queue_id())?;
+        let bad = |name: &str, reason: &'static str| Error::InvalidProperty {
+            name: name.into(),
+            reason,
+        };
+        let delay = m.stored_property(schedule::DELAY);
+        let timer = m.stored_property(schedule::TIMER_DELIVER_MS);
+        let level = match (delay, timer) {
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    schedule::DELAY,
+                    "a message has a delay level or a delivery time, not both",
+                ))
+            }
+            (Some(d), None) => {
+                let level: i32 = d
+                    .parse()
+                    .map_err(|_| bad(schedule::DELAY, "not an integer delay level"))?;
+                if level < 1 {
+                    return Err(bad(
+                        schedule::DELAY,
+                        "delay levels start at 1 (no delay: leave the property out)",
+                    ));
+                }
+                if level > self.delays.len() {
+                    return Err(Error::InvalidArgument(format!(
+                        "delay level {level} is past the table of {} levels (StoreConfig::message_delay_level)",
+                        self.delays.len()
+                    )));
+                }
+                level
+            }
+            (None, Some(t)) => {
+                let at: i64 = t
+                    .parse()
+                    .map_err(|_| bad(schedule::TIMER_DELIVER_MS, "not epoch milliseconds"))?;
+                let now = self.config.clock.now_ms();
+                let max =
+                    i64::try_from(self.config.max_delivery_delay.as_millis()).unwrap_or(i64::MAX);
+                if at <= now {
+                    return Ok(None);
+                }
+                if at - now > max {
+                    return Err(Error::InvalidArgument(format!(
+                        "delivery time {at} is {} ms away, past StoreConfig::max_delivery_delay ({max} ms)",
+                        at - now
+                    )));
+                }
+                self.delays.level_for(at - now)
+            }
+            (None, None) => unreachable!("is_scheduled"),
+        };
+        Ok(Some(to_schedule(m, level)))
     }
 
     /// Commits consumer-group offsets: `group` has consumed `topic:queue` up to (not including)
@@ -131,7 +210,10 @@ impl Engine {
         };
         offset_commit::encode(&commit, &mut body)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        let r = self.put_any(&[Message::new(offset_commit::TOPIC, 0, &body).with_tags(group)])?;
+        let r = self.put_any(
+            &[Message::new(offset_commit::TOPIC, 0, &body).with_tags(group)],
+            true,
+        )?;
         if durable && self.config.flush_mode == FlushMode::Async && r.status == PutStatus::Ok {
             self.commitlog.flush().inspect_err(|e| {
                 self.set_read_only(format!("CommitLog sync failed: {}", chain(e)))
@@ -141,11 +223,13 @@ impl Engine {
         Ok(r)
     }
 
-    /// [`Engine::put_batch`] without the reserved-topic check.
-    fn put_any(&self, msgs: &[Message<'_>]) -> Result<PutResult> {
+    /// [`Engine::put_batch`] without the reserved-topic and schedule checks. `wait`: in a
+    /// Sync store, return once the records are durable (without: once written, for the
+    /// store's own re-puts, whose progress record is what waits).
+    pub(super) fn put_any(&self, msgs: &[Message<'_>], wait: bool) -> Result<PutResult> {
         let inner = self;
         inner.check_writable()?;
-        let appending = (inner.config.flush_mode == FlushMode::Sync)
+        let appending = (inner.config.flush_mode == FlushMode::Sync && wait)
             .then(|| Appending::enter(&inner.appending));
         let first = msgs
             .first()
@@ -183,7 +267,7 @@ impl Engine {
                 append_crc_property: inner.config.append_crc_property,
                 max_body_size: inner.config.max_message_size,
             };
-            let now = storage::now_ms();
+            let now = inner.config.clock.now_ms();
             for m in msgs {
                 props.clear();
                 keys.push(m.encode_properties(props));
@@ -217,7 +301,7 @@ impl Engine {
                 layouts,
                 keys,
             };
-            inner.append(&run, buf, now, appending)
+            inner.append(&run, buf, now, appending, wait)
         })
     }
 
@@ -250,6 +334,7 @@ impl Engine {
         buf: &mut [u8],
         now_ms: i64,
         appending: Option<Appending<'_>>,
+        wait: bool,
     ) -> Result<PutResult> {
         let layouts = run.layouts;
         let (first, end, queue_offset, ts) = {
@@ -322,7 +407,7 @@ impl Engine {
         drop(appending);
         self.arrivals.arrived(run.topic, run.queue_id);
         let mut status = PutStatus::Ok;
-        if self.config.flush_mode == FlushMode::Sync {
+        if self.config.flush_mode == FlushMode::Sync && wait {
             status = self.wait_durable(end)?;
         }
         Ok(PutResult {
@@ -366,11 +451,20 @@ impl Engine {
                     tags: m.stored_tags(),
                     keys,
                     uniq_key: m.stored_uniq_key(),
+                    delay: m.stored_property(schedule::DELAY),
+                    timer_deliver_ms: m.stored_property(schedule::TIMER_DELIVER_MS),
                 },
             };
             #[cfg(debug_assertions)]
             self.check_dispatch_entry(&entry);
-            dispatch(&*self.vfs, queue, self.index.as_ref(), &entry, false)?;
+            dispatch(
+                &*self.vfs,
+                queue,
+                self.index.as_ref(),
+                &entry,
+                false,
+                &self.delays,
+            )?;
             pos += layout.total_size;
         }
         Ok(())
@@ -453,4 +547,37 @@ fn encode_error(e: EncodeError, m: &Message<'_>) -> Error {
         }
         EncodeError::RecordTooLarge { len, max } => Error::MessageTooLarge { len, limit: max },
     }
+}
+
+/// Whether `m` asks for scheduled delivery.
+fn is_scheduled(m: &Message<'_>) -> bool {
+    m.properties
+        .iter()
+        .any(|(n, _)| n == schedule::DELAY || n == schedule::TIMER_DELIVER_MS)
+}
+
+/// `m` without its schedule properties (a delivery time that has come).
+fn unscheduled<'m>(m: &Message<'m>) -> Message<'m> {
+    let mut out = m.clone();
+    out.properties
+        .retain(|(n, _)| n != schedule::DELAY && n != schedule::TIMER_DELIVER_MS);
+    out
+}
+
+/// `m` as a message of the schedule topic's queue for `level`, its real topic and queue in
+/// properties (RocketMQ's `CommitLog.putMessage` for a delayed message).
+pub(super) fn to_schedule<'m>(m: &Message<'m>, level: i32) -> Message<'m> {
+    let mut out = m.clone();
+    out.properties.retain(|(n, _)| {
+        n != schedule::DELAY && n != schedule::REAL_TOPIC && n != schedule::REAL_QID
+    });
+    out.properties
+        .push((schedule::REAL_TOPIC.into(), m.topic().to_owned().into()));
+    out.properties
+        .push((schedule::REAL_QID.into(), m.queue_id().to_string().into()));
+    out.properties
+        .push((schedule::DELAY.into(), level.to_string().into()));
+    out.topic = schedule::SCHEDULE_TOPIC.into();
+    out.queue_id = DelayLevels::queue_of(level);
+    out
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 
 use super::Engine;
+use crate::clock::TimeSource;
 use crate::config::FlushMode;
 use crate::error::{Error, Result};
 
@@ -19,6 +20,8 @@ pub(super) struct Workers {
     syncer: Mutex<Option<JoinHandle<()>>>,
     flusher: Mutex<Option<JoinHandle<()>>>,
     cleaner: Mutex<Option<JoinHandle<()>>>,
+    /// The delivery thread of scheduled messages.
+    scheduler: Mutex<Option<JoinHandle<()>>>,
     stop: (Mutex<bool>, Condvar),
 }
 
@@ -33,6 +36,11 @@ impl Workers {
         *stopped
     }
 
+    /// Whether the stop signal was given.
+    pub(super) fn stopped(&self) -> bool {
+        *self.stop.0.lock()
+    }
+
     /// Signals the flusher and the cleaner to stop and joins them.
     pub(super) fn stop_background(&self) {
         {
@@ -40,9 +48,13 @@ impl Workers {
             *lock.lock() = true;
             cv.notify_all();
         }
-        for h in [self.flusher.lock().take(), self.cleaner.lock().take()]
-            .into_iter()
-            .flatten()
+        for h in [
+            self.flusher.lock().take(),
+            self.cleaner.lock().take(),
+            self.scheduler.lock().take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             let _ = h.join();
         }
@@ -78,6 +90,18 @@ impl Engine {
                 Engine::run_cleaner,
             ),
             false => Ok(()),
+        });
+        // With a manual clock nothing moves by itself: `Store::deliver_due` delivers.
+        let started = started.and_then(|_| {
+            if self.config.schedule_delivery && self.config.clock.is_real() {
+                self.spawn(
+                    "rocketstore-schedule",
+                    &self.workers.scheduler,
+                    Engine::run_scheduler,
+                )
+            } else {
+                Ok(())
+            }
         });
         if started.is_err() {
             let _ = self.close();

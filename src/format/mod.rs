@@ -15,6 +15,7 @@ pub mod offset_table;
 pub mod properties;
 pub mod record;
 pub mod root;
+pub mod schedule;
 pub mod topic;
 
 // FormatError is defined in record.rs by the format work and re-exported here.

@@ -38,7 +38,7 @@ pub enum OffsetJsonError {
 }
 
 /// Quotes every object key that is a bare (optionally negative) integer, outside strings.
-fn quote_bare_keys(text: &str) -> String {
+pub(crate) fn quote_bare_keys(text: &str) -> String {
     let b = text.as_bytes();
     let mut out = String::with_capacity(text.len() + 16);
     let mut i = 0;

@@ -26,6 +26,7 @@ use super::java_hash;
 use super::properties::{
     self, CrcProperty, CRC32_RESERVED_LEN, MAX_PROPERTIES_LEN, PROPERTY_SEPARATOR,
 };
+use super::schedule;
 
 /// Magic code of a record with a 1-byte topic length (all RocketMQ versions).
 pub const MAGIC_V1: u32 = 0xDAA3_20A7;
@@ -176,6 +177,10 @@ pub struct DispatchProperties<'a> {
     pub keys: Option<&'a str>,
     /// `UNIQ_KEY`.
     pub uniq_key: Option<&'a str>,
+    /// `DELAY` (a scheduled message's level: its unit's tags code is its delivery time).
+    pub delay: Option<&'a str>,
+    /// `TIMER_DELIVER_MS` (a scheduled message's exact delivery time).
+    pub timer_deliver_ms: Option<&'a str>,
 }
 
 impl<'a> DispatchProperties<'a> {
@@ -497,6 +502,8 @@ impl<'a> RecordView<'a> {
                 n if n == properties::TAGS.as_bytes() => &mut out.tags,
                 n if n == properties::KEYS.as_bytes() => &mut out.keys,
                 n if n == properties::UNIQ_KEY.as_bytes() => &mut out.uniq_key,
+                n if n == schedule::DELAY.as_bytes() => &mut out.delay,
+                n if n == schedule::TIMER_DELIVER_MS.as_bytes() => &mut out.timer_deliver_ms,
                 _ => continue,
             };
             *slot = std::str::from_utf8(value).ok();

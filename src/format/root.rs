@@ -9,6 +9,7 @@
 //! <root>/lock                                     flock'ed by the process that has it open
 //! <root>/config/                                  RocketMQ's JSON configuration files
 //! <root>/config/consumerOffset.json               consumer groups' offsets (+ .bak, .tmp)
+//! <root>/config/delayOffset.json                  scheduled delivery progress (+ .bak, .tmp)
 //! <root>/rocketstore-geometry                     rocketstore: the sizes of the root's files
 //! ```
 //!
@@ -34,6 +35,9 @@ pub const LOCK_FILE: &str = "lock";
 pub const CONFIG_DIR: &str = "config";
 /// Name of RocketMQ's consumer offset file (`ConsumerOffsetManager`), in [`CONFIG_DIR`].
 pub const CONSUMER_OFFSET_FILE: &str = "consumerOffset.json";
+/// Name of RocketMQ's delivery progress file of scheduled messages (`ScheduleMessageService`),
+/// in [`CONFIG_DIR`].
+pub const DELAY_OFFSET_FILE: &str = "delayOffset.json";
 /// Name of rocketstore's record of the root's file geometry (`format::geometry`); RocketMQ
 /// ignores it.
 pub const GEOMETRY_FILE: &str = "rocketstore-geometry";
@@ -117,6 +121,12 @@ impl StoreRoot {
     pub fn consumer_offsets(&self, suffix: &str) -> PathBuf {
         self.config_dir()
             .join(format!("{CONSUMER_OFFSET_FILE}{suffix}"))
+    }
+
+    /// `config/delayOffset.json`, or with `suffix` its `.bak` / `.tmp`.
+    pub fn delay_offsets(&self, suffix: &str) -> PathBuf {
+        self.config_dir()
+            .join(format!("{DELAY_OFFSET_FILE}{suffix}"))
     }
 
     /// `rocketstore-geometry`.

@@ -50,6 +50,7 @@ use crate::format::record::{
     self, DecodeOptions, Decoded, RecordView, TRANSACTION_COMMIT, TRANSACTION_NOT_TYPE,
 };
 use crate::format::root::StoreRoot;
+use crate::format::schedule::DelayLevels;
 use crate::format::topic::check_topic;
 use crate::index::{EntryRecord, IndexService};
 use crate::segments::{self, Segment, Tail};
@@ -949,6 +950,8 @@ struct Dispatcher<'a, 'q> {
     vfs: &'a dyn Vfs,
     root: &'a StoreRoot,
     config: &'a StoreConfig,
+    /// The delay table: a scheduled message's unit holds its delivery time.
+    delays: DelayLevels,
     incremental: bool,
     allow_late_start: bool,
     queues: &'q mut HashMap<String, HashMap<i32, ConsumeQueue>>,
@@ -978,6 +981,7 @@ impl<'a, 'q> Dispatcher<'a, 'q> {
             vfs: ctx.vfs,
             root: ctx.root,
             config: ctx.config,
+            delays: DelayLevels::parse(&ctx.config.message_delay_level).unwrap_or_default(),
             incremental: plan.incremental,
             // A queue may start late only in a full rebuild of a log whose head was deleted;
             // kept derived data already has every queue that had records below the kept point.
@@ -1048,8 +1052,16 @@ impl<'a, 'q> Dispatcher<'a, 'q> {
             }
             _ => Ok(()),
         };
-        let dispatched =
-            skipped.and_then(|()| dispatch(self.vfs, q, self.index, entry, self.allow_late_start));
+        let dispatched = skipped.and_then(|()| {
+            dispatch(
+                self.vfs,
+                q,
+                self.index,
+                entry,
+                self.allow_late_start,
+                &self.delays,
+            )
+        });
         if let Err(e) = dispatched {
             return match e {
                 // Kept derived data and this record disagree: the derived data is suspect,

@@ -1,0 +1,292 @@
+//! Scheduled delivery: RocketMQ's `ScheduleMessageService`, synchronous.
+//!
+//! A scheduled message waits in its level's queue of the schedule topic; its ConsumeQueue
+//! unit's tags code is its delivery time, and a level's units are in delivery order (one
+//! delay per level, store times monotonic), so each level is a FIFO read from its progress
+//! offset. A delivery pass re-puts every due message into its real topic (or, for an exact
+//! delivery time still ahead, into the next hop's level), then commits the levels' new progress
+//! offsets as one commit record of the internal group [`PROGRESS_GROUP`] (see
+//! [`offsets`](super::offsets)).
+//!
+//! **At least once, never early.** The progress record is appended after the re-puts, and
+//! recovery keeps a prefix of the log, so a recovered progress offset never covers a re-put that
+//! was lost; a crash between the re-puts and the progress record delivers those messages again
+//! (duplicates bounded by one pass, [`MAX_PASS`], and detectable: the same `UNIQ_KEY` and
+//! properties). A message is re-put only when the clock has reached its unit's time.
+//!
+//! The progress is also written as RocketMQ's `config/delayOffset.json` (level → offset) with
+//! the consumer offset snapshot, and read from it when the log has none (a root a broker wrote).
+
+use std::time::Duration;
+
+use super::offsets::{load_config, write_config};
+use super::put::to_schedule;
+use super::Engine;
+use crate::clock::TimeSource;
+use crate::error::{Error, Result};
+use crate::format::root::StoreRoot;
+use crate::format::schedule::{self, DelayLevels, DelayOffsets, SCHEDULE_TOPIC};
+use crate::storage::Vfs;
+
+/// The internal consumer group whose committed offsets on the schedule topic are the delivery
+/// progress of each level (queue `level - 1`).
+pub const PROGRESS_GROUP: &str = "rmq_sys_schedule_progress";
+
+/// Messages one pass re-puts at most before it commits its progress.
+pub const MAX_PASS: usize = 4096;
+
+/// What one delivery pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeliveryPass {
+    /// Messages put into their real topic.
+    pub delivered: usize,
+    /// Messages with an exact delivery time still ahead, put into their next level.
+    pub hops: usize,
+    /// Units that could not be delivered (no record, or no valid real topic): skipped, with an
+    /// error log line each.
+    pub skipped: usize,
+    /// The delivery time of the next message not yet due, if any.
+    pub next_due_ms: Option<i64>,
+    /// Whether the pass stopped at [`MAX_PASS`] with due messages left.
+    pub more: bool,
+}
+
+/// One delay level's state in [`crate::Store::schedule_stats`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LevelStats {
+    /// The level (1-based).
+    pub level: i32,
+    /// Its delay in milliseconds.
+    pub delay_ms: i64,
+    /// Messages waiting in it.
+    pub pending: u64,
+    /// The delivery time of its next message.
+    pub next_due_ms: Option<i64>,
+    /// Its progress: the next queue offset of the schedule topic's queue `level - 1`.
+    pub progress: u64,
+}
+
+impl Engine {
+    /// The next queue offset to deliver of `level`.
+    fn progress(&self, level: i32) -> u64 {
+        let queue_id = DelayLevels::queue_of(level);
+        let min = self
+            .queue(SCHEDULE_TOPIC, queue_id)
+            .map_or(0, |q| q.min_offset());
+        self.offsets
+            .get(PROGRESS_GROUP, SCHEDULE_TOPIC, queue_id)
+            .and_then(|o| u64::try_from(o).ok())
+            .unwrap_or(0)
+            .max(min)
+    }
+
+    /// Delivers every scheduled message due at the clock's now (at most [`MAX_PASS`]).
+    pub(crate) fn deliver_due(&self) -> Result<DeliveryPass> {
+        self.check_open()?;
+        let _one_pass = self.schedule_lock.lock();
+        let now = self.config.clock.now_ms();
+        let mut pass = DeliveryPass::default();
+        let mut progress = Vec::new();
+        let mut failed = None;
+        'levels: for level in 1..=self.delays.len() {
+            let queue_id = DelayLevels::queue_of(level);
+            let Some(q) = self.queue(SCHEDULE_TOPIC, queue_id) else {
+                continue;
+            };
+            let start = self.progress(level);
+            let mut at = start;
+            while at < q.max_offset() {
+                let Some(unit) = q.unit(at) else { break };
+                if unit.tags_code > now {
+                    pass.next_due_ms = Some(
+                        pass.next_due_ms
+                            .map_or(unit.tags_code, |d: i64| d.min(unit.tags_code)),
+                    );
+                    break;
+                }
+                if pass.delivered + pass.hops >= MAX_PASS {
+                    pass.more = true;
+                    break;
+                }
+                match self.redeliver(unit.commitlog_offset as u64, now) {
+                    Ok(Redelivered::Delivered) => pass.delivered += 1,
+                    Ok(Redelivered::Hopped) => pass.hops += 1,
+                    Ok(Redelivered::Skipped(why)) => {
+                        log::error!(
+                            "scheduled message at CommitLog offset {} (level {level}, queue offset {at}) cannot be delivered: {why}; skipping it",
+                            unit.commitlog_offset
+                        );
+                        pass.skipped += 1;
+                    }
+                    Err(e) => {
+                        // Nothing past `at` is committed: it is delivered by a later pass.
+                        if at > start {
+                            progress.push((queue_id, at));
+                        }
+                        failed = Some(e);
+                        break 'levels;
+                    }
+                }
+                at += 1;
+            }
+            if at > start {
+                progress.push((queue_id, at));
+            }
+        }
+        if !progress.is_empty() {
+            self.commit_offsets(PROGRESS_GROUP, SCHEDULE_TOPIC, &progress, false)?;
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(pass),
+        }
+    }
+
+    /// Re-puts the scheduled record at `offset`: into its real topic, or its next hop.
+    fn redeliver(&self, offset: u64, now: i64) -> Result<Redelivered> {
+        let stored = match self.read_at(offset, false) {
+            Ok(m) => m,
+            Err(e @ (Error::NoRecordAt { .. } | Error::CorruptRecord { .. })) => {
+                return Ok(Redelivered::Skipped(e.to_string()))
+            }
+            Err(e) => return Err(e),
+        };
+        let v = stored.view();
+        let Some(topic) = v.property(schedule::REAL_TOPIC) else {
+            return Ok(Redelivered::Skipped("no REAL_TOPIC property".into()));
+        };
+        let Some(queue_id) = v
+            .property(schedule::REAL_QID)
+            .and_then(|q| q.parse::<i32>().ok())
+        else {
+            return Ok(Redelivered::Skipped("no valid REAL_QID property".into()));
+        };
+        if let Err(e) = self.validate_queue(topic, queue_id) {
+            return Ok(Redelivered::Skipped(e.to_string()));
+        }
+        let mut msg = v.to_message(topic, queue_id);
+        let exact = v
+            .property(schedule::TIMER_DELIVER_MS)
+            .and_then(|t| t.parse::<i64>().ok());
+        // RocketMQ's `messageTimeup`: the level goes, REAL_TOPIC / REAL_QID stay.
+        msg.properties.retain(|(n, _)| n != schedule::DELAY);
+        let (msg, outcome) = match exact {
+            Some(t) if t > now => {
+                let level = self.delays.level_for(t - now);
+                (to_schedule(&msg, level), Redelivered::Hopped)
+            }
+            _ => {
+                msg.properties
+                    .retain(|(n, _)| n != schedule::TIMER_DELIVER_MS);
+                (msg, Redelivered::Delivered)
+            }
+        };
+        self.put_any(&[msg], false)?;
+        Ok(outcome)
+    }
+
+    /// Per level with messages: pending count, next delivery time, progress.
+    pub(crate) fn schedule_stats(&self) -> Vec<LevelStats> {
+        (1..=self.delays.len())
+            .filter_map(|level| {
+                let q = self.queue(SCHEDULE_TOPIC, DelayLevels::queue_of(level))?;
+                let progress = self.progress(level);
+                Some(LevelStats {
+                    level,
+                    delay_ms: self.delays.delay_ms(level),
+                    pending: q.max_offset().saturating_sub(progress),
+                    next_due_ms: q.unit(progress).map(|u| u.tags_code),
+                    progress,
+                })
+            })
+            .collect()
+    }
+
+    /// The delivery thread: passes, then a wait until the next message is due or a message
+    /// arrives in a level that had none waiting.
+    pub(super) fn run_scheduler(&self) {
+        loop {
+            let wait = match self.deliver_due() {
+                Ok(p) if p.more => Duration::ZERO,
+                Ok(p) => p.next_due_ms.map_or(Duration::from_secs(1), |due| {
+                    let ms = due.saturating_sub(self.config.clock.now_ms()).max(0);
+                    Duration::from_millis(ms as u64).min(Duration::from_secs(1))
+                }),
+                Err(Error::Closed) => return,
+                Err(e) => {
+                    // A full disk or a read-only store: nothing was lost, try again later.
+                    log::warn!("scheduled delivery: {e}; retrying in 1 s");
+                    Duration::from_secs(1)
+                }
+            };
+            if wait.is_zero() {
+                continue;
+            }
+            let idle: Vec<(i32, u64)> = (1..=self.delays.len())
+                .map(|level| (DelayLevels::queue_of(level), self.progress(level)))
+                .filter(|&(q, p)| {
+                    self.queue(SCHEDULE_TOPIC, q)
+                        .is_none_or(|q| q.max_offset() <= p)
+                })
+                .collect();
+            let targets: Vec<(&str, i32, u64)> =
+                idle.iter().map(|&(q, p)| (SCHEDULE_TOPIC, q, p)).collect();
+            match self.wait_for_messages(&targets, false, wait) {
+                Err(Error::Closed) => return,
+                Err(e) => log::warn!("scheduled delivery: {e}"),
+                Ok(_) => {}
+            }
+            if self.workers.stopped() {
+                return;
+            }
+        }
+    }
+
+    /// Seeds the progress from `config/delayOffset.json` for levels the log has none of (a
+    /// root RocketMQ wrote).
+    pub(super) fn seed_schedule_progress(&self, file: Option<DelayOffsets>) {
+        let Some(file) = file else { return };
+        for (level, offset) in file {
+            let queue_id = DelayLevels::queue_of(level);
+            if self
+                .offsets
+                .get(PROGRESS_GROUP, SCHEDULE_TOPIC, queue_id)
+                .is_none()
+            {
+                self.offsets
+                    .seed(PROGRESS_GROUP, SCHEDULE_TOPIC, queue_id, offset);
+            }
+        }
+    }
+}
+
+enum Redelivered {
+    Delivered,
+    Hopped,
+    Skipped(String),
+}
+
+/// Reads `config/delayOffset.json` (or its `.bak`); `None` if neither exists.
+pub(super) fn load_delay_offsets(vfs: &dyn Vfs, root: &StoreRoot) -> Result<Option<DelayOffsets>> {
+    load_config(
+        vfs,
+        &root.delay_offsets(""),
+        &root.delay_offsets(".bak"),
+        |text| schedule::parse_delay_offsets(text).map_err(|e| e.to_string()),
+    )
+}
+
+/// Writes `config/delayOffset.json` from the progress in `table`, if it has any.
+pub(super) fn write_delay_offsets(
+    vfs: &dyn Vfs,
+    root: &StoreRoot,
+    table: &super::offsets::Table,
+) -> Result<()> {
+    let Some(progress) = table.get(&(SCHEDULE_TOPIC.to_owned(), PROGRESS_GROUP.to_owned())) else {
+        return Ok(());
+    };
+    let levels: DelayOffsets = progress.iter().map(|(&q, &o)| (q + 1, o)).collect();
+    let text = schedule::encode_delay_offsets(&levels);
+    write_config(vfs, root, |s| root.delay_offsets(s), &text)
+}
