@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::StoreConfig;
-use crate::engine::{DeliveryPass, Engine, LevelStats, Trigger};
+use crate::engine::{DeliveryPass, DlqStats, Engine, LevelStats, Trigger};
 use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::recovery::RecoveryReport;
@@ -406,6 +406,27 @@ impl Store {
     /// Per delay level that has messages: how many wait, when the next is due, the progress.
     pub fn schedule_stats(&self) -> Vec<LevelStats> {
         self.engine.schedule_stats()
+    }
+
+    /// The dead-letter topic `%DLQ%group`: how many messages it holds past what was purged or
+    /// re-driven, and its offsets.
+    pub fn dlq(&self, group: &str) -> Result<DlqStats> {
+        self.engine.dlq(group)
+    }
+
+    /// Puts up to `max` dead letters of `group` (oldest first) back into the topic they first
+    /// came from (`RETRY_TOPIC`), reconsume count reset, `UNIQ_KEY` and properties kept, in
+    /// the queue [`queue_for_key`](crate::queue_for_key) picks for their first message id among
+    /// that topic's queues; then moves the dead-letter topic's purge point past them. Returns
+    /// how many. At least once: a crash between the two re-drives them again.
+    pub fn dlq_redrive(&self, group: &str, max: usize) -> Result<usize> {
+        self.engine.dlq_redrive(group, max)
+    }
+
+    /// Gives up every dead letter of `group` now (the dead-letter topic's purge point moves to
+    /// its end; the records go with retention). Returns how many.
+    pub fn dlq_purge(&self, group: &str) -> Result<u64> {
+        self.engine.dlq_purge(group)
     }
 
     /// Topics that have at least one queue, sorted.

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use crate::config::FlushMode;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::format::schedule;
 use crate::message::MessageView;
 use crate::results::{GetOptions, GetResult, GetStatus, TagFilter, TimeBoundary};
 
@@ -96,6 +97,10 @@ pub struct ConsumerConfig {
     pub retry_interval: Duration,
     /// Verify CRCs of every message read (default true, see [`GetOptions::verify_crc`]).
     pub verify_crc: bool,
+    /// Clustering, not ordered: how many times a [failed](Consumer::fail) message is retried
+    /// through the group's retry topic before it goes to its dead-letter topic (RocketMQ's
+    /// `maxReconsumeTimes`, 16 by default: about 4 h 46 min of retries).
+    pub max_reconsume_times: i32,
 }
 
 impl Default for ConsumerConfig {
@@ -111,6 +116,7 @@ impl Default for ConsumerConfig {
             ordered: false,
             retry_interval: Duration::from_secs(1),
             verify_crc: true,
+            max_reconsume_times: schedule::DEFAULT_MAX_RECONSUME_TIMES,
         }
     }
 }
@@ -130,6 +136,19 @@ pub struct QueueLag {
     pub lag: u64,
     /// Ordered consumption: how long the queue has been blocked by a failing message.
     pub blocked_for: Option<Duration>,
+}
+
+/// Where [`Consumer::send_back`] stored a failed message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentBack {
+    /// `%RETRY%group`, or `%DLQ%group` when its retries are used up.
+    pub topic: String,
+    /// The delay level it waits for (`None`: the dead-letter topic, no wait).
+    pub delay_level: Option<i32>,
+    /// Its reconsume count now.
+    pub reconsume_times: i32,
+    /// Where the stored copy is (in the schedule topic while it waits).
+    pub commitlog_offset: u64,
 }
 
 /// Messages of one poll, queue by queue; each queue's messages in queue order.
@@ -186,6 +205,9 @@ pub struct Consumer {
     wanted: Vec<i32>,
     /// Where the next poll starts looking (round robin over the queues).
     turn: usize,
+    /// Clustering, not ordered: the consumer of the group's retry topic (`%RETRY%group`),
+    /// polled with this one.
+    retry: Option<Box<Consumer>>,
 }
 
 impl Consumer {
@@ -227,6 +249,31 @@ impl Consumer {
         let durable_only = config
             .durable_only
             .unwrap_or(engine.config().flush_mode == FlushMode::Sync);
+        // RocketMQ subscribes a clustering consumer to its group's retry topic by itself.
+        // It starts at the retry topic's oldest message: a message sent back before this
+        // consumer existed is still to be retried.
+        let retry_topic = schedule::retry_topic(group);
+        let retry = if config.model == MessageModel::Clustering
+            && !config.ordered
+            && topic != retry_topic
+            && !topic.starts_with(schedule::DLQ_PREFIX)
+        {
+            let retry_config = ConsumerConfig {
+                consumer_id: Some(id.clone()),
+                start_from: StartFrom::First,
+                tag_filter: None,
+                ..config.clone()
+            };
+            match Consumer::new(engine.clone(), group, &retry_topic, retry_config) {
+                Ok(c) => Some(Box::new(c)),
+                Err(e) => {
+                    engine.groups().leave(group, topic, &id);
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
         Ok(Consumer {
             engine,
             group: group.to_owned(),
@@ -239,6 +286,7 @@ impl Consumer {
             assigned_for: None,
             wanted: Vec::new(),
             turn: 0,
+            retry,
         })
     }
 
@@ -272,9 +320,17 @@ impl Consumer {
             self.commit()?;
         }
         let deadline = Instant::now() + timeout;
+        let max = max.max(1);
         loop {
             self.rebalance()?;
-            let batch = self.read_once(max.max(1))?;
+            let mut batch = self.read_once(max)?;
+            if let Some(r) = self.retry.as_mut() {
+                r.rebalance()?;
+                if batch.len() < max {
+                    let more = r.read_once(max - batch.len())?;
+                    batch.parts.extend(more.parts);
+                }
+            }
             if !batch.is_empty() {
                 return Ok(batch);
             }
@@ -290,6 +346,11 @@ impl Consumer {
                 match p.retry_at {
                     Some(at) if at > now => until = until.min(at),
                     _ => targets.push((self.topic.as_str(), q, p.next)),
+                }
+            }
+            if let Some(r) = &self.retry {
+                for (&q, p) in &r.positions {
+                    targets.push((r.topic.as_str(), q, p.next));
                 }
             }
             let _ = self.engine.wait_for_messages(
@@ -364,6 +425,9 @@ impl Consumer {
     }
 
     fn commit_queues(&mut self, durable: bool) -> Result<()> {
+        if let Some(r) = self.retry.as_mut() {
+            r.commit_queues(durable)?;
+        }
         let entries: Vec<(i32, u64)> = self
             .positions
             .iter()
@@ -423,17 +487,21 @@ impl Consumer {
         Ok(offset)
     }
 
-    /// Ordered consumption: `msg` failed; its queue goes back to it and is not delivered
-    /// again for [`ConsumerConfig::retry_interval`] (RocketMQ's
-    /// `SUSPEND_CURRENT_QUEUE_A_MOMENT`), blocking the messages behind it. Messages of that
-    /// queue returned after `msg` must not be processed: they come again. Not an ordered
-    /// consumer: [`Error::InvalidArgument`] (retries through the schedule come with the retry
-    /// layer).
+    /// `msg` failed. Ordered: its queue goes back to it and is not delivered again for
+    /// [`ConsumerConfig::retry_interval`] (RocketMQ's `SUSPEND_CURRENT_QUEUE_A_MOMENT`),
+    /// blocking the messages behind it; messages of that queue returned after `msg` must not be
+    /// processed: they come again. Otherwise (clustering) it is [sent back](Consumer::send_back)
+    /// for a retry after the delay of level 3 + its reconsume count. Broadcasting:
+    /// [`Error::InvalidArgument`] (RocketMQ does not retry broadcast messages).
     pub fn fail(&mut self, msg: &MessageView<'_>) -> Result<()> {
         if !self.config.ordered {
-            return Err(Error::InvalidArgument(
-                "fail() retries in place only for ordered consumers".into(),
-            ));
+            if self.config.model == MessageModel::Broadcasting {
+                return Err(Error::InvalidArgument(
+                    "broadcasting consumers do not retry (RocketMQ drops failed broadcast messages)"
+                        .into(),
+                ));
+            }
+            return self.send_back(msg, 0).map(|_| ());
         }
         let now = Instant::now();
         let Some(p) = self.positions.get_mut(&msg.queue_id()) else {
@@ -447,6 +515,72 @@ impl Consumer {
         p.retry_at = Some(now + self.config.retry_interval);
         p.failing_since.get_or_insert(now);
         Ok(())
+    }
+
+    /// Stores `msg` again for a later retry, as RocketMQ's `consumerSendMsgBack`: into the
+    /// group's retry topic `%RETRY%group` through the schedule, at `delay_level` (0: level 3 +
+    /// the message's reconsume count; clamped to the table), with its reconsume count one
+    /// higher, `RETRY_TOPIC` and `ORIGIN_MESSAGE_ID` saying where it came from and its
+    /// `UNIQ_KEY` and other properties unchanged. A message that was retried
+    /// [`ConsumerConfig::max_reconsume_times`] times already, or a negative `delay_level`,
+    /// goes to the dead-letter topic `%DLQ%group` instead. Returns where it went. Durable on
+    /// return in a Sync store; commit the consumer's position after it (auto-commit does).
+    pub fn send_back(&mut self, msg: &MessageView<'_>, delay_level: i32) -> Result<SentBack> {
+        self.engine.check_open()?;
+        let times = msg.reconsume_times().max(0);
+        let origin_topic = msg
+            .property(schedule::RETRY_TOPIC)
+            .unwrap_or(msg.topic())
+            .to_owned();
+        let origin_id = msg
+            .property(schedule::ORIGIN_MESSAGE_ID)
+            .map_or_else(|| msg.msg_id(), str::to_owned);
+        let to_dlq = delay_level < 0 || times >= self.config.max_reconsume_times;
+        let (topic, level) = if to_dlq {
+            (schedule::dlq_topic(&self.group), None)
+        } else {
+            let level = match delay_level {
+                0 => schedule::retry_level(times),
+                l => l,
+            };
+            (
+                schedule::retry_topic(&self.group),
+                Some(level.clamp(1, self.engine.delay_levels().len())),
+            )
+        };
+        let mut m = msg.to_message(topic.as_str(), 0);
+        m.properties.retain(|(n, _)| {
+            ![
+                schedule::RETRY_TOPIC,
+                schedule::ORIGIN_MESSAGE_ID,
+                schedule::RECONSUME_TIME,
+                schedule::MAX_RECONSUME_TIMES,
+                schedule::DELAY,
+                schedule::TIMER_DELIVER_MS,
+                schedule::REAL_TOPIC,
+                schedule::REAL_QID,
+            ]
+            .contains(&n.as_ref())
+        });
+        let mut m = m
+            .with_reconsume_times(times + 1)
+            .with_property(schedule::RETRY_TOPIC, origin_topic)
+            .with_property(schedule::ORIGIN_MESSAGE_ID, origin_id)
+            .with_property(schedule::RECONSUME_TIME, (times + 1).to_string())
+            .with_property(
+                schedule::MAX_RECONSUME_TIMES,
+                self.config.max_reconsume_times.to_string(),
+            );
+        if let Some(level) = level {
+            m = m.with_delay_level(level);
+        }
+        let put = self.engine.put_batch(&[m])?;
+        Ok(SentBack {
+            topic,
+            delay_level: level,
+            reconsume_times: times + 1,
+            commitlog_offset: put.commitlog_offset,
+        })
     }
 
     /// Per assigned queue: position, committed offset, max offset, lag and (ordered) how long

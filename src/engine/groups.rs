@@ -39,7 +39,7 @@ impl Groups {
             Some(id) => id.to_owned(),
             None => {
                 inner.next_id += 1;
-                format!("{}@{}", std::process::id(), inner.next_id)
+                format!("{}_{}", std::process::id(), inner.next_id)
             }
         };
         let m = inner

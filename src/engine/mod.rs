@@ -47,7 +47,7 @@ use offsets::Offsets;
 use put::AppendState;
 use queues::QueueTable;
 pub use read::MAX_QUERY_RESULTS;
-pub use schedule::{DeliveryPass, LevelStats, MAX_PASS, PROGRESS_GROUP};
+pub use schedule::{DeliveryPass, DlqStats, LevelStats, MAX_PASS, PROGRESS_GROUP};
 use workers::Workers;
 
 /// The state of one open store root (see the module docs for where each part is handled).
@@ -232,6 +232,11 @@ impl Engine {
         let mut t: Vec<String> = self.queues.read().keys().cloned().collect();
         t.sort();
         t
+    }
+
+    /// The delay table of scheduled messages.
+    pub(crate) fn delay_levels(&self) -> &DelayLevels {
+        &self.delays
     }
 
     /// How many queues `topic` has (what a consumer checks on every poll for new queues).

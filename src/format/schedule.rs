@@ -39,12 +39,17 @@ pub const DEFAULT_MAX_RECONSUME_TIMES: i32 = 16;
 
 /// `%RETRY%group`: the retry topic of a consumer group.
 pub fn retry_topic(group: &str) -> String {
-    format!("%RETRY%{group}")
+    format!("{RETRY_PREFIX}{group}")
 }
+
+/// The prefix of retry topics.
+pub const RETRY_PREFIX: &str = "%RETRY%";
+/// The prefix of dead-letter topics.
+pub const DLQ_PREFIX: &str = "%DLQ%";
 
 /// `%DLQ%group`: the dead-letter topic of a consumer group (one queue).
 pub fn dlq_topic(group: &str) -> String {
-    format!("%DLQ%{group}")
+    format!("{DLQ_PREFIX}{group}")
 }
 
 /// The delay level of the `n`-th retry (`n` = the message's reconsume count before it):
