@@ -16,6 +16,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("vfs", 0), // lib.rs's public re-export of the storage seam
     // shared vocabulary
     ("error", 1),
+    ("clock", 1),
     ("config", 2),
     ("stats", 2),
     ("message", 3),

@@ -8,8 +8,6 @@ use std::collections::BTreeMap;
 
 use md5::{Digest, Md5};
 
-use crate::format::java_hash::java_string_cmp;
-
 /// Virtual nodes per consumer on the ring of [`Strategy::ConsistentHash`] (RocketMQ's default).
 pub const DEFAULT_VIRTUAL_NODES: usize = 10;
 
@@ -46,8 +44,8 @@ impl Strategy {
         }
     }
 
-    /// The queue ids of `queues` (sorted) that `current` gets among `consumers` (sorted by
-    /// [`sort_consumer_ids`]).
+    /// The queue ids of `queues` (sorted) that `current` gets among `consumers` (sorted in
+    /// Java's `String.compareTo` order, as the group table hands them out).
     pub(crate) fn allocate_ids(
         &self,
         current: &str,
@@ -85,11 +83,6 @@ impl Strategy {
             }
         }
     }
-}
-
-/// Sorts consumer ids as RocketMQ does before allocating (Java's `String.compareTo`).
-pub(crate) fn sort_consumer_ids(ids: &mut [String]) {
-    ids.sort_by(|a, b| java_string_cmp(a, b));
 }
 
 fn averagely(index: usize, m: usize, queues: &[i32]) -> Vec<i32> {
@@ -151,6 +144,7 @@ mod tests {
     use std::cmp::Ordering;
 
     use super::*;
+    use crate::format::java_hash::java_string_cmp;
 
     fn ids(names: &[&str]) -> Vec<String> {
         names.iter().map(|s| s.to_string()).collect()
@@ -232,7 +226,10 @@ mod tests {
         }
         // One consumer owns everything; no consumers, nothing.
         let alone = ids(&["c1"]);
-        assert_eq!(shares(&strategy, &alone, &queues), [queues.clone()]);
+        assert_eq!(
+            shares(&strategy, &alone, &queues),
+            std::slice::from_ref(&queues)
+        );
         assert!(strategy.allocate_ids("c1", &[], "t", &queues).is_empty());
         // Zero virtual nodes: an empty ring owns nothing.
         let none = Strategy::ConsistentHash {
@@ -247,7 +244,7 @@ mod tests {
         // U+FF21 (fullwidth A) is one UTF-16 unit 0xFF21; U+1F600 is the pair D83D DE00.
         // Code-point order puts the emoji last; Java's puts it first.
         let mut v = ids(&["\u{FF21}", "\u{1F600}", "a"]);
-        sort_consumer_ids(&mut v);
+        v.sort_by(|a, b| java_string_cmp(a, b));
         assert_eq!(v, ids(&["a", "\u{1F600}", "\u{FF21}"]));
         assert_eq!(java_string_cmp("\u{1F600}", "\u{FF21}"), Ordering::Less);
         assert_eq!("\u{1F600}".cmp("\u{FF21}"), Ordering::Greater);

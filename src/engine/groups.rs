@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use parking_lot::Mutex;
 
-use crate::consumer::allocate::sort_consumer_ids;
+use crate::format::java_hash::java_string_cmp;
 
 #[derive(Default)]
 struct Members {
@@ -86,7 +86,7 @@ impl Groups {
             .map_or((0, Vec::new()), |m| {
                 (m.generation, m.ids.iter().cloned().collect())
             });
-        sort_consumer_ids(&mut ids);
+        ids.sort_by(|a, b| java_string_cmp(a, b));
         (generation, ids)
     }
 
