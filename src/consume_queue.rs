@@ -211,6 +211,21 @@ impl ConsumeQueue {
                 }),
             };
         }
+        // A queue offset no ConsumeQueue can hold (its byte position overflows; only a
+        // damaged or forged record carries one) is refused before anything is written.
+        let Some(byte) = queue_offset
+            .checked_mul(CQ_UNIT_SIZE as u64)
+            .filter(|b| b.checked_add(self.files.segment_size() as u64).is_some())
+        else {
+            return Err(Error::Corruption {
+                path: self.files.dir().to_path_buf(),
+                offset: queue_offset,
+                reason: format!(
+                    "queue {}:{} offset {queue_offset} is beyond what a ConsumeQueue can address",
+                    self.topic, self.queue_id
+                ),
+            });
+        };
         let mut writer = self.writer.lock();
         if queue_offset > max {
             if max != 0 || self.files.len() != 0 || !allow_late_start {
@@ -225,7 +240,6 @@ impl ConsumeQueue {
             }
             self.min_offset.store(queue_offset, Ordering::Release);
         }
-        let byte = queue_offset * CQ_UNIT_SIZE as u64;
         let file_size = self.files.segment_size() as u64;
         self.ensure_writer(vfs, &mut writer, byte)?;
         let w = writer.as_mut().expect("writer set above");

@@ -389,3 +389,11 @@ fn regenerate_seed_corpora() {
     let cp = Checkpoint::decode(&base.image.files["checkpoint"]);
     assert!(cp.trailer.is_some());
 }
+
+/// Found by `recover_image` (session 12): a record whose queue offset is so large that its
+/// ConsumeQueue byte position overflows (`offset * 20`) reached the late-start path of a full
+/// rebuild and panicked on the multiplication; it is now a typed refusal.
+#[test]
+fn a_queue_offset_past_what_a_consume_queue_addresses_is_refused_not_a_panic() {
+    recover_image_within(hex("79323021343138312a2a2a2a2a2ad92a3f3533353739f6"), 60);
+}
