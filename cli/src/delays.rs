@@ -71,6 +71,15 @@ pub enum ProgressFrom {
 }
 
 impl ProgressFrom {
+    /// How the text output says it.
+    fn text(self) -> &'static str {
+        match self {
+            ProgressFrom::Log => "log/snapshot",
+            other => other.name(),
+        }
+    }
+
+    /// How the JSON output says it.
     fn name(self) -> &'static str {
         match self {
             ProgressFrom::Log => "log",
@@ -433,7 +442,7 @@ fn delays_text(out: &mut Out, d: &Delays) -> CliResult<()> {
                     l.max_offset.to_string(),
                     l.next_due_ms.map_or_else(|| "-".into(), utc),
                     l.next_due_ms.map_or_else(|| "-".into(), |d| d.to_string()),
-                    l.from.name().to_string(),
+                    l.from.text().to_string(),
                 ]
             })
             .collect();

@@ -2038,7 +2038,7 @@ fn delays_show_pending_progress_and_next_due_as_the_store_does() {
             "3",
             "2023-11-14T22:13:27.000Z",
             t7.as_str(),
-            "log"
+            "log/snapshot"
         ],
         "{text}"
     );
