@@ -38,23 +38,51 @@ pub struct GroupsArgs {
 
 /// Which snapshot file the table starts from.
 #[derive(Debug, Default)]
-struct Snapshot {
+pub struct Snapshot {
     /// The file used; `None` when there is neither the file nor its `.bak`.
-    file: Option<PathBuf>,
+    pub file: Option<PathBuf>,
     /// Its `rocketstoreCommitLogOffset` (`None`: a RocketMQ file, nothing to replay).
-    end: Option<u64>,
+    pub end: Option<u64>,
     /// Why the main file was not used, when the `.bak` was.
-    fallback: Option<String>,
+    pub fallback: Option<String>,
 }
 
 /// What the replay of commit records did.
 #[derive(Debug, Default)]
-struct Replay {
+pub struct Replay {
     /// Commit records applied.
-    applied: usize,
+    pub applied: usize,
     /// Records that could not be applied: unreadable, not of the system topic, or a body that
     /// does not decode (the library skips them too).
-    skipped: usize,
+    pub skipped: usize,
+}
+
+/// The committed offsets as the library's open rebuilds them: the snapshot (or its `.bak`),
+/// then the commit records newer than it (see the module documentation). Shared by `groups`,
+/// `delays`, `dlq` and `stat`.
+pub fn load_committed(root: &Root, layout: &Layout) -> CliResult<(OffsetTable, Snapshot, Replay)> {
+    let (mut table, snapshot) = load_snapshot(root)?;
+    let replayed = match snapshot.end {
+        Some(from) => replay(root, layout, from, &mut table)?,
+        None => Replay::default(),
+    };
+    Ok((table, snapshot, replayed))
+}
+
+/// What `Store::committed_offset` answers for `group` on `topic:queue` given the queue's
+/// bounds: `None` when nothing (or a negative offset) was committed; an offset below the
+/// queue's min reads as the min.
+pub fn committed_offset(
+    table: &OffsetTable,
+    group: &str,
+    topic: &str,
+    queue: i32,
+    min: u64,
+) -> Option<u64> {
+    let c = *table
+        .get(&(topic.to_owned(), group.to_owned()))?
+        .get(&queue)?;
+    u64::try_from(c).ok().map(|c| c.max(min))
 }
 
 /// A snapshot's table and the CommitLog offset its commit records reach (if it says).
@@ -257,11 +285,7 @@ fn or_dash<T: ToString>(v: Option<T>) -> String {
 pub fn run(args: &GroupsArgs) -> CliResult<ExitCode> {
     let root = Root::open(&args.root)?;
     let layout = root.layout()?;
-    let (mut table, snapshot) = load_snapshot(&root)?;
-    let replayed = match snapshot.end {
-        Some(from) => replay(&root, &layout, from, &mut table)?,
-        None => Replay::default(),
-    };
+    let (table, snapshot, replayed) = load_committed(&root, &layout)?;
     let log_min = CommitLog::new(&*root.vfs, &layout.commitlog).min_offset();
     let mut max_offsets = BTreeMap::new();
     let mut rows = Vec::new();

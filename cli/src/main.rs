@@ -11,9 +11,12 @@
 //! rocketstore bench <root> --flush sync --threads 4 ...     write load, print throughput
 //! rocketstore check-acks <root> <ack-log>                   every acknowledged put is there
 //! rocketstore groups <root> [--json]                        consumer groups' offsets and lag
+//! rocketstore delays <root> [--json]                        scheduled messages, retries, DLQs
+//! rocketstore dlq <root> --group G [--redrive|--purge]      a group's dead letters
 //! ```
 //!
-//! `stat`, `dump`, `verify`, `query` and `groups` only read: they work over the raw files with the
+//! `stat`, `dump`, `verify`, `query`, `groups`, `delays` and `dlq` (without `--redrive` or
+//! `--purge`) only read: they work over the raw files with the
 //! library's pure format functions and read-only opens, never `Store::open` (which recovers
 //! and writes), so they are safe on a root written by RocketMQ itself or left by a crash.
 //! Exit codes: 0 success/healthy, 1 problems found (`verify`, `check-acks`), 2 usage or I/O
@@ -23,6 +26,8 @@ mod acks;
 mod bench;
 mod commitlog;
 mod damage;
+mod delays;
+mod dlq;
 mod dump;
 mod error;
 mod groups;
@@ -74,6 +79,12 @@ enum Command {
     CheckAcks(acks::CheckAcksArgs),
     /// Consumer groups: committed offset, max offset and lag per (group, topic, queue).
     Groups(groups::GroupsArgs),
+    /// Scheduled messages per delay level (pending, progress, next due), retry and
+    /// dead-letter topics per group.
+    Delays(delays::DelaysArgs),
+    /// A group's dead letters past its purge point; `--redrive` puts them back into their
+    /// topics, `--purge` drops them (both open the store).
+    Dlq(dlq::DlqArgs),
 }
 
 /// IndexFile geometry, for roots whose index files do not have a recognisable size.
@@ -98,6 +109,8 @@ fn main() -> ExitCode {
         Command::Bench(a) => bench::run(&a),
         Command::CheckAcks(a) => acks::run(&a),
         Command::Groups(a) => groups::run(&a),
+        Command::Delays(a) => delays::run(&a),
+        Command::Dlq(a) => dlq::run(&a),
     };
     match result {
         Ok(code) => code,

@@ -7,6 +7,7 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use crate::commitlog::{CommitLog, Entry};
+use crate::delays::{self, DelayLevelsArg, Delays};
 use crate::error::{chain, CliResult};
 use crate::index::IndexFile;
 use crate::output::Out;
@@ -26,6 +27,8 @@ pub struct StatArgs {
     pub json: bool,
     #[command(flatten)]
     pub geometry: IndexGeometryArgs,
+    #[command(flatten)]
+    pub levels: DelayLevelsArg,
 }
 
 /// Where the data of the CommitLog ends.
@@ -85,8 +88,12 @@ fn total_len(files: &[FileInfo]) -> u64 {
 
 /// Runs `stat`.
 pub fn run(args: &StatArgs) -> CliResult<ExitCode> {
+    let levels = args.levels.parse()?;
     let root = Root::open(&args.root)?;
     let layout = root.layout()?;
+    // Scheduled messages, retry and dead-letter topics: shown as unreadable rather than
+    // failing `stat` when the offset snapshots cannot be read.
+    let sched = delays::collect(&root, &layout, &levels).map_err(|e| chain(&e));
     let end = log_end(&root, &layout)?;
     let log_min = CommitLog::new(&*root.vfs, &layout.commitlog).min_offset();
     let mut queues = Vec::new();
@@ -105,9 +112,31 @@ pub fn run(args: &StatArgs) -> CliResult<ExitCode> {
     }
     let mut out = Out::new();
     if args.json {
-        out.line(stat_json(&root, &layout, &end, &queues, &index))?;
+        let mut v = stat_json(&root, &layout, &end, &queues, &index);
+        match &sched {
+            Ok(d) => {
+                v["schedule"] = d.levels_json();
+                v["retry"] = d.retry_json();
+                v["dlq"] = d.dlq_json();
+            }
+            Err(why) => {
+                v["schedule"] = json!([]);
+                v["retry"] = json!([]);
+                v["dlq"] = json!([]);
+                v["schedule_error"] = json!(why);
+            }
+        }
+        out.line(v)?;
     } else {
         stat_text(&mut out, &root, &layout, &end, &queues, &index)?;
+        match &sched {
+            Ok(d) => {
+                for line in Delays::summary(d) {
+                    out.line(line)?;
+                }
+            }
+            Err(why) => out.line(format_args!("schedule, retry, dlq: unreadable: {why}"))?,
+        }
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)

@@ -440,6 +440,10 @@ fn read_only_subcommands_change_no_byte() {
     run_ok(&["query", root, "--topic", TOPIC, "--key", "ORDER-5"]);
     run_ok(&["groups", root]);
     run_ok(&["groups", root, "--json"]);
+    run_ok(&["delays", root]);
+    run_ok(&["delays", root, "--json"]);
+    run_ok(&["dlq", root, "--group", "g"]);
+    run_ok(&["dlq", root, "--group", "g", "--json"]);
     let t = puts[100].store_timestamp.to_string();
     run_ok(&[
         "query", root, "--topic", TOPIC, "--queue", "0", "--time", &t,
@@ -1922,4 +1926,389 @@ fn groups_correct_an_offset_below_the_queues_min_as_the_store_does() {
     assert_eq!(row["committed"], expect, "{v:#}");
     let max = row["max_offset"].as_u64().unwrap();
     assert_eq!(row["lag"], max - expect, "{v:#}");
+}
+
+const T0: i64 = 1_700_000_000_000;
+
+/// `config(true)` on a manual clock: nothing is delivered by a thread.
+fn manual_config(clock: &rocketstore::clock::ManualClock) -> StoreConfig {
+    StoreConfig {
+        clock: rocketstore::clock::Clock::manual(clock.clone()),
+        ..config(true)
+    }
+}
+
+fn json_of(args: &[&str]) -> Value {
+    serde_json::from_str(&run_ok(args)).unwrap()
+}
+
+/// `(level, delay_ms, pending, progress, next_due_ms)` of a `levels` array.
+fn level_rows(v: &Value) -> Vec<(i64, i64, u64, u64, Option<i64>)> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["level"].as_i64().unwrap(),
+                l["delay_ms"].as_i64().unwrap(),
+                l["pending"].as_u64().unwrap(),
+                l["progress"].as_u64().unwrap(),
+                l["next_due_ms"].as_i64(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn delays_show_pending_progress_and_next_due_as_the_store_does() {
+    use rocketstore::clock::ManualClock;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = Store::open(dir.path(), manual_config(&clock)).unwrap();
+    put_orders(&store, 0, 10);
+    // Level 2 (5 s): stored at +0, +1, +2 s; level 3 (10 s): at +3, +4 s.
+    for (i, level) in [2, 2, 2, 3, 3].into_iter().enumerate() {
+        store
+            .put(&Message::new(TOPIC, 1, format!("later {i}").as_bytes()).with_delay_level(level))
+            .unwrap();
+        clock.advance(Duration::from_secs(1));
+    }
+    clock.set(T0 + 6_000);
+    assert_eq!(
+        store.deliver_due().unwrap().delivered,
+        2,
+        "the first two of level 2"
+    );
+    store.close().unwrap();
+
+    let v = json_of(&["delays", p(dir.path()), "--json"]);
+    let rows = level_rows(&v["levels"]);
+    assert_eq!(
+        rows,
+        [
+            (2, 5_000, 1, 2, Some(T0 + 7_000)),
+            (3, 10_000, 2, 0, Some(T0 + 13_000)),
+        ],
+        "{v:#}"
+    );
+    let levels = v["levels"].as_array().unwrap();
+    assert_eq!(levels[0]["delay"], "5s");
+    assert_eq!(levels[1]["delay"], "10s");
+    assert_eq!(levels[0]["max_offset"], 3);
+    assert_eq!(levels[0]["progress_from"], "log", "{v:#}");
+    assert_eq!(levels[1]["progress_from"], "none", "{v:#}");
+    assert_eq!(levels[0]["next_due"], "2023-11-14T22:13:27.000Z");
+    assert_eq!(v["retry"], serde_json::json!([]));
+    assert_eq!(v["dlq"], serde_json::json!([]));
+
+    // The reopened store (same clock reading: nothing more is due) agrees.
+    let store = Store::open(dir.path(), manual_config(&clock)).unwrap();
+    let stats: Vec<_> = store
+        .schedule_stats()
+        .into_iter()
+        .map(|s| {
+            (
+                s.level as i64,
+                s.delay_ms,
+                s.pending,
+                s.progress,
+                s.next_due_ms,
+            )
+        })
+        .collect();
+    store.close().unwrap();
+    assert_eq!(rows, stats);
+
+    let text = run_ok(&["delays", p(dir.path())]);
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let header = lines.iter().position(|l| l[0] == "LEVEL").expect("header");
+    let t7 = (T0 + 7_000).to_string();
+    assert_eq!(
+        lines[header + 1],
+        [
+            "2",
+            "5s",
+            "5000",
+            "1",
+            "2",
+            "3",
+            "2023-11-14T22:13:27.000Z",
+            t7.as_str(),
+            "log/snapshot"
+        ],
+        "{text}"
+    );
+    assert_eq!(
+        lines[header + 2][..6],
+        ["3", "10s", "10000", "2", "0", "2"],
+        "{text}"
+    );
+
+    // Another table: the delays shown follow it.
+    let v = json_of(&[
+        "delays",
+        p(dir.path()),
+        "--json",
+        "--delay-levels",
+        "1s 2s 3s",
+    ]);
+    assert_eq!(v["levels"][0]["delay_ms"], 2_000);
+    assert_eq!(v["levels"][1]["delay"], "3s");
+    let bad = rocketstore(&["delays", p(dir.path()), "--delay-levels", "5s 1s"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn delays_fall_back_to_rocketmqs_delay_offset_json() {
+    use rocketstore::clock::ManualClock;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = Store::open(dir.path(), manual_config(&clock)).unwrap();
+    for i in 0..3 {
+        store
+            .put(&Message::new(TOPIC, 0, format!("m{i}").as_bytes()).with_delay_level(1))
+            .unwrap();
+    }
+    store.close().unwrap();
+    let config_dir = dir.path().join("config");
+    fs::create_dir_all(&config_dir).unwrap();
+    for e in fs::read_dir(&config_dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_name()
+            .to_string_lossy()
+            .starts_with("consumerOffset.json")
+        {
+            fs::remove_file(e.path()).unwrap();
+        }
+    }
+    let v = json_of(&["delays", p(dir.path()), "--json"]);
+    assert_eq!(v["levels"][0]["progress"], 0, "{v:#}");
+    assert_eq!(v["levels"][0]["progress_from"], "none", "{v:#}");
+    fs::write(
+        config_dir.join("delayOffset.json"),
+        "{\"offsetTable\":{1:1}}",
+    )
+    .unwrap();
+    let v = json_of(&["delays", p(dir.path()), "--json"]);
+    let l = &v["levels"][0];
+    assert_eq!(
+        (l["level"].as_i64(), l["progress"].as_u64()),
+        (Some(1), Some(1)),
+        "{v:#}"
+    );
+    assert_eq!(l["pending"], 2, "{v:#}");
+    assert_eq!(l["progress_from"], "delayOffset.json", "{v:#}");
+    assert_eq!(l["next_due_ms"], T0 + 1_000, "{v:#}");
+    let text = run_ok(&["delays", p(dir.path())]);
+    assert!(text.contains("delayOffset.json"), "{text}");
+    // The store resumes from the same point.
+    let store = Store::open(dir.path(), manual_config(&clock)).unwrap();
+    let s = &store.schedule_stats()[0];
+    assert_eq!((s.progress, s.pending), (1, 2));
+    store.close().unwrap();
+}
+
+/// A closed root where group `g` dead-lettered 3 messages, `h` 2, and `r` has one retry
+/// delivered into `%RETRY%r` that it did not consume.
+fn dead_letter_root() -> tempfile::TempDir {
+    use rocketstore::clock::ManualClock;
+    use rocketstore::consumer::{ConsumerConfig, StartFrom};
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = Store::open(dir.path(), manual_config(&clock)).unwrap();
+    for i in 0..3 {
+        store
+            .put(
+                &Message::new(TOPIC, 0, format!("dead {i}").as_bytes())
+                    .with_property("UNIQ_KEY", format!("ID-{i}")),
+            )
+            .unwrap();
+    }
+    for (group, n) in [("g", 3), ("h", 2), ("r", 1)] {
+        let mut c = store
+            .consumer(
+                group,
+                TOPIC,
+                ConsumerConfig {
+                    start_from: StartFrom::First,
+                    consumer_id: Some("c1".into()),
+                    ..ConsumerConfig::default()
+                },
+            )
+            .unwrap();
+        let batch = c.poll(10, Duration::ZERO).unwrap();
+        let msgs: Vec<_> = batch.messages().collect();
+        assert_eq!(msgs.len(), 3);
+        for m in &msgs[..n] {
+            if group == "r" {
+                c.fail(m).unwrap();
+            } else {
+                c.send_back(m, -1).unwrap();
+            }
+        }
+        drop(msgs);
+        drop(batch);
+        c.commit().unwrap();
+    }
+    // The retry of `r` (level 3, 10 s) is delivered into %RETRY%r.
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(store.deliver_due().unwrap().delivered, 1);
+    store.close().unwrap();
+    dir
+}
+
+#[test]
+fn dlq_lists_then_redrives_and_purges_dead_letters() {
+    let dir = dead_letter_root();
+    let root = p(dir.path());
+    let before = snapshot(dir.path());
+    let v = json_of(&["dlq", root, "--group", "g", "--json"]);
+    assert_eq!(v["topic"], "%DLQ%g");
+    assert_eq!(
+        (v["size"].as_u64(), v["purged_to"].as_u64()),
+        (Some(3), Some(0)),
+        "{v:#}"
+    );
+    let msgs = v["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 3, "{v:#}");
+    for (i, m) in msgs.iter().enumerate() {
+        assert_eq!(m["queue_offset"], i as u64);
+        assert_eq!(m["uniq_key"], format!("ID-{i}"), "{m}");
+        assert_eq!(m["retry_topic"], TOPIC, "{m}");
+        assert_eq!(m["reconsume_times"], 1, "{m}");
+        assert_eq!(m["store_timestamp"], T0, "{m}");
+        assert_eq!(m["body_size"], 6, "{m}");
+        assert!(m["origin_message_id"].as_str().is_some(), "{m}");
+    }
+    let text = run_ok(&["dlq", root, "--group", "g"]);
+    assert!(text.contains("%DLQ%g: 3 dead letters"), "{text}");
+    assert!(
+        text.contains("uniqKey ID-2  retryTopic orders  reconsumeTimes 1"),
+        "{text}"
+    );
+    let d = json_of(&["delays", root, "--json"]);
+    let dlq: Vec<(String, u64, u64, u64)> = d["dlq"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["group"].as_str().unwrap().to_string(),
+                x["size"].as_u64().unwrap(),
+                x["purged_to"].as_u64().unwrap(),
+                x["max_offset"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(dlq, [("g".into(), 3, 0, 3), ("h".into(), 2, 0, 2)], "{d:#}");
+    assert_eq!(d["dlq"][0]["topic"], "%DLQ%g");
+    assert_eq!(
+        d["retry"],
+        serde_json::json!([{"group": "r", "topic": "%RETRY%r", "size": 1}]),
+        "{d:#}"
+    );
+    assert_eq!(before, snapshot(dir.path()), "listing wrote");
+
+    let both = rocketstore(&["dlq", root, "--group", "g", "--redrive", "--purge"]);
+    assert_eq!(both.status.code(), Some(2), "mutually exclusive");
+    let max_alone = rocketstore(&["dlq", root, "--group", "g", "--max", "1"]);
+    assert_eq!(max_alone.status.code(), Some(2), "--max needs --redrive");
+
+    let out = run_ok(&["dlq", root, "--group", "g", "--redrive", "--max", "2"]);
+    assert!(
+        out.contains("redriven 2 dead letters of %DLQ%g; 1 left"),
+        "{out}"
+    );
+    let v = json_of(&["dlq", root, "--group", "g", "--json"]);
+    assert_eq!(
+        (v["size"].as_u64(), v["purged_to"].as_u64()),
+        (Some(1), Some(2)),
+        "{v:#}"
+    );
+    assert_eq!(v["messages"][0]["uniq_key"], "ID-2", "{v:#}");
+    let v = json_of(&["dlq", root, "--group", "g", "--redrive", "--json"]);
+    assert_eq!(
+        (v["redriven"].as_u64(), v["size"].as_u64()),
+        (Some(1), Some(0)),
+        "{v:#}"
+    );
+
+    let v = json_of(&["dlq", root, "--group", "h", "--purge", "--json"]);
+    assert_eq!(
+        (v["purged"].as_u64(), v["size"].as_u64()),
+        (Some(2), Some(0)),
+        "{v:#}"
+    );
+    let v = json_of(&["dlq", root, "--group", "h", "--json"]);
+    assert_eq!(
+        (v["size"].as_u64(), v["purged_to"].as_u64()),
+        (Some(0), Some(2)),
+        "{v:#}"
+    );
+    assert_eq!(v["messages"], serde_json::json!([]));
+
+    // The library agrees, and the original topic has the re-driven messages.
+    let store = Store::open(dir.path(), config(true)).unwrap();
+    let g = store.dlq("g").unwrap();
+    assert_eq!((g.size, g.purged_to, g.max_offset), (0, 3, 3));
+    let h = store.dlq("h").unwrap();
+    assert_eq!((h.size, h.purged_to), (0, 2));
+    // Each message twice in its topic: as first put, and re-driven.
+    let mut ids = Vec::new();
+    for q in store.queue_ids(TOPIC) {
+        let got = store.get(TOPIC, q, 0, 100).unwrap();
+        ids.extend(
+            got.messages()
+                .map(|m| m.property("UNIQ_KEY").unwrap().to_string()),
+        );
+    }
+    store.close().unwrap();
+    ids.sort();
+    assert_eq!(ids, ["ID-0", "ID-0", "ID-1", "ID-1", "ID-2", "ID-2"]);
+}
+
+#[test]
+fn stat_json_has_schedule_retry_and_dlq() {
+    let dir = dead_letter_root();
+    let root = p(dir.path());
+    let v = json_of(&["stat", root, "--json"]);
+    let d = json_of(&["delays", root, "--json"]);
+    assert_eq!(v["schedule"], d["levels"], "{v:#}");
+    assert_eq!(v["retry"], d["retry"], "{v:#}");
+    assert_eq!(v["dlq"], d["dlq"], "{v:#}");
+    assert_eq!(
+        level_rows(&v["schedule"]),
+        [(3, 10_000, 0, 1, None)],
+        "the retry went through level 3"
+    );
+    assert_eq!(v["dlq"].as_array().unwrap().len(), 2);
+    assert_eq!(v["retry"][0]["size"], 1);
+    // Existing fields stay.
+    assert!(v["queues"].as_array().unwrap().len() >= 4, "{v:#}");
+    let text = run_ok(&["stat", root]);
+    assert!(
+        text.contains("schedule: 1 levels, 0 pending, next due -"),
+        "{text}"
+    );
+    assert!(
+        text.contains("retry: 1 topics, 1 messages not consumed"),
+        "{text}"
+    );
+    assert!(text.contains("dlq: 2 topics, 5 dead letters"), "{text}");
+
+    let (plain, _) = own_root(20);
+    let v = json_of(&["stat", p(plain.path()), "--json"]);
+    for k in ["schedule", "retry", "dlq"] {
+        assert_eq!(v[k], serde_json::json!([]), "{k}: {v:#}");
+    }
+    let text = run_ok(&["stat", p(plain.path())]);
+    assert!(
+        !text.contains("schedule:") && !text.contains("dlq:"),
+        "{text}"
+    );
 }
