@@ -570,3 +570,44 @@ fn stats_show_each_groups_committed_offset_max_and_lag() {
         ]
     );
 }
+
+/// The periodic checkpoint writes the offset snapshot at most every `flush_thorough_interval`
+/// (two fsyncs and two renames per file each time); close writes what is left.
+#[test]
+fn the_offset_snapshot_is_written_at_most_every_thorough_interval_and_at_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("s");
+    let store = Store::open(
+        &root,
+        StoreConfig {
+            consume_queue_flush_interval: Duration::from_millis(10),
+            flush_thorough_interval: Duration::from_secs(3600),
+            ..config(FlushMode::Async)
+        },
+    )
+    .unwrap();
+    put_n(&store, 1, 5);
+    let file = root.join("config/consumerOffset.json");
+    let wait_for = |want: &str| {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(5) {
+            if std::fs::read_to_string(&file).is_ok_and(|t| t.contains(want)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    };
+    store.commit_offsets("g", T, &[(0, 2)]).unwrap();
+    assert!(
+        wait_for("0:2"),
+        "the first snapshot since open is written by a checkpoint"
+    );
+    store.commit_offsets("g", T, &[(0, 4)]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("0:2") && !text.contains("0:4"), "{text}");
+    assert_eq!(store.committed_offset("g", T, 0).unwrap(), Some(4));
+    store.close().unwrap();
+    assert!(std::fs::read_to_string(&file).unwrap().contains("0:4"));
+}

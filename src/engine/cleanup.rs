@@ -106,7 +106,7 @@ impl Engine {
             }
             return Ok(report);
         }
-        if (below.is_some() || decision.delete_expired) && self.offsets.dirty() {
+        if (below.is_some() || decision.delete_expired) && self.offsets.dirty(None) {
             // Commit records after the last snapshot of consumer offsets must outlive it.
             self.flush_all()?;
         }

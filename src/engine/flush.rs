@@ -129,8 +129,15 @@ impl Engine {
         self.workers.join_syncer();
     }
 
-    /// Syncs the CommitLog, then derived data, then writes the checkpoint that names both.
+    /// Syncs the CommitLog, then derived data, then writes the checkpoint that names both, and
+    /// the offset snapshots when commits were made since the last.
     pub(crate) fn flush_all(&self) -> Result<()> {
+        self.flush_all_with(None)
+    }
+
+    /// [`Engine::flush_all`] that writes the offset snapshots only if the last is at least
+    /// `snapshot_every` old (the periodic checkpoint).
+    fn flush_all_with(&self, snapshot_every: Option<std::time::Duration>) -> Result<()> {
         let _checkpoint = self.checkpoint_lock.lock();
         let all_queues = || -> Vec<Arc<ConsumeQueue>> {
             self.queues
@@ -146,7 +153,10 @@ impl Engine {
         let dispatched = self.dispatched_offset.load(Ordering::Acquire);
         // Taken before the CommitLog sync, so every commit the snapshot holds is durable when
         // the snapshot is written (see `offsets`).
-        let offsets = self.offsets.dirty().then(|| self.offsets.snapshot());
+        let offsets = self
+            .offsets
+            .dirty(snapshot_every)
+            .then(|| self.offsets.snapshot());
         let durable = self
             .commitlog
             .flush()
@@ -212,7 +222,7 @@ impl Engine {
             if now.duration_since(last_derived) >= self.config.consume_queue_flush_interval {
                 last_derived = now;
                 if self.health.read_only.lock().is_none() {
-                    if let Err(e) = self.flush_all() {
+                    if let Err(e) = self.flush_all_with(Some(self.config.flush_thorough_interval)) {
                         log::error!(
                             "periodic flush of {} failed: {}",
                             self.root.path().display(),

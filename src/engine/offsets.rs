@@ -34,6 +34,8 @@ struct Inner {
     applied_end: u64,
     /// `applied_end` of the last snapshot written (or loaded).
     persisted_end: u64,
+    /// When the last snapshot was written (`None`: not since open).
+    persisted_at: Option<std::time::Instant>,
 }
 
 /// The committed-offset table of one engine (see the module docs).
@@ -50,6 +52,7 @@ impl Offsets {
                 table,
                 applied_end: end,
                 persisted_end: end,
+                persisted_at: None,
             }),
         }
     }
@@ -105,16 +108,21 @@ impl Offsets {
         (inner.table.clone(), inner.applied_end)
     }
 
-    /// Whether commits were applied since the last snapshot was written.
-    pub(crate) fn dirty(&self) -> bool {
+    /// Whether commits were applied since the last snapshot was written, and (with
+    /// `min_interval`) that snapshot is at least that old: the periodic checkpoint writes the
+    /// snapshot at most that often (each costs two fsyncs and two renames per file); close,
+    /// open and retention write it whenever it is behind.
+    pub(crate) fn dirty(&self, min_interval: Option<std::time::Duration>) -> bool {
         let inner = self.inner.lock();
         inner.applied_end > inner.persisted_end
+            && min_interval.is_none_or(|i| inner.persisted_at.is_none_or(|t| t.elapsed() >= i))
     }
 
     /// Records that the snapshot reaching `end` is on disk.
     pub(crate) fn persisted(&self, end: u64) {
         let mut inner = self.inner.lock();
         inner.persisted_end = inner.persisted_end.max(end);
+        inner.persisted_at = Some(std::time::Instant::now());
     }
 }
 
