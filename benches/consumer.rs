@@ -3,8 +3,9 @@
 //! * `consumer/poll_1KiB_batch32` vs `raw_get/1KiB_batch32`: `Consumer::poll(32)` over queue 0
 //!   of a store of 8 queues of 1 KiB messages (hot), against `Store::get_with` of the same
 //!   batches (CRC verification on in both, the consumer default). Target ≥ 0.8×.
-//! * `consumer/commit_async` vs `raw_put/commit_sized`: `Store::commit_offsets` of one queue in
-//!   an Async store, against a put of a message of the same size (a commit is one).
+//! * `consumer/commit_<async|sync>` vs `raw_put/commit_sized_<async|sync>`:
+//!   `Store::commit_offsets` of one queue in an Async and in a Sync store, against a put of a
+//!   message of the same size (a commit is one).
 //! * `consumer/put_to_wake` vs `ceiling_wake/condvar_ping_pong`: one producer puts a message,
 //!   a consumer blocked in `get_waiting` wakes and reads it, then wakes the producer for the
 //!   next one (so each wake-up is measured alone): latency from before `put` to the consumer
@@ -25,7 +26,7 @@ use common::{
 use criterion::{Criterion, Throughput};
 use parking_lot::{Condvar, Mutex};
 use rocketstore::consumer::{ConsumerConfig, SeekTo, StartFrom};
-use rocketstore::{GetOptions, Message, Store, StoreConfig};
+use rocketstore::{FlushMode, GetOptions, Message, Store, StoreConfig};
 
 const TOPIC: &str = "bench";
 const QUEUES: u64 = 8;
@@ -124,8 +125,23 @@ fn bench_reads(c: &mut Criterion, timing: &Timing) {
 }
 
 fn bench_commits(c: &mut Criterion, timing: &Timing) {
+    bench_commits_in(c, timing, FlushMode::Async);
+    bench_commits_in(c, timing, FlushMode::Sync);
+}
+
+/// Commits against puts of the same size, in an Async or a Sync store (Sync: each returns once
+/// durable, so both are a group commit's fdatasync apiece with one thread).
+fn bench_commits_in(c: &mut Criterion, timing: &Timing, mode: FlushMode) {
+    let suffix = match mode {
+        FlushMode::Async => "async",
+        FlushMode::Sync => "sync",
+    };
     let dir = tempdir();
-    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    let config = StoreConfig {
+        flush_mode: mode,
+        ..StoreConfig::default()
+    };
+    let store = Store::open(dir.path(), config).unwrap();
     for i in 0..1000 {
         store
             .put(&Message::new(TOPIC, 0, format!("{i}").as_bytes()))
@@ -139,7 +155,7 @@ fn bench_commits(c: &mut Criterion, timing: &Timing) {
         timing.apply(&mut g);
         g.throughput(Throughput::Elements(1));
         let body = vec![7u8; body_len];
-        bench_custom(&mut g, GROUP, "commit_sized", |iters| {
+        bench_custom(&mut g, GROUP, &format!("commit_sized_{suffix}"), |iters| {
             let t0 = Instant::now();
             for _ in 0..iters {
                 store
@@ -156,7 +172,7 @@ fn bench_commits(c: &mut Criterion, timing: &Timing) {
         timing.apply(&mut g);
         g.throughput(Throughput::Elements(1));
         let mut n = 0u64;
-        bench_custom(&mut g, GROUP, "commit_async", |iters| {
+        bench_custom(&mut g, GROUP, &format!("commit_{suffix}"), |iters| {
             let t0 = Instant::now();
             for _ in 0..iters {
                 store
@@ -303,17 +319,19 @@ fn main() {
             .ratio(p.zip(r).map(|(p, r)| p / r))
             .target("≥ 0.8×", p.zip(r).map(|(p, r)| p / r >= 0.8)),
     );
-    let commit = stats("consumer/commit_async", n);
-    let put = stats("raw_put/commit_sized", n);
-    let (cm, pt) = (rate(&commit, 1.0), rate(&put, 1.0));
-    rows.push(
-        Row::new("commit of one queue's offset, Async")
-            .store(cm.map_or("-".into(), |r| format!("{} commits/s", fmt_rate(r))))
-            .ceiling(pt.map_or("-".into(), |r| {
-                format!("{} puts of the same size", fmt_rate(r))
-            }))
-            .ratio(cm.zip(pt).map(|(c, p)| c / p)),
-    );
+    for (mode, label) in [("async", "Async"), ("sync", "Sync (durable on return)")] {
+        let commit = stats(&format!("consumer/commit_{mode}"), n);
+        let put = stats(&format!("raw_put/commit_sized_{mode}"), n);
+        let (cm, pt) = (rate(&commit, 1.0), rate(&put, 1.0));
+        rows.push(
+            Row::new(format!("commit of one queue's offset, {label}"))
+                .store(cm.map_or("-".into(), |r| fmt_rate(r).replace("msg/s", "commits/s")))
+                .ceiling(pt.map_or("-".into(), |r| {
+                    format!("{} puts of the same size", fmt_rate(r))
+                }))
+                .ratio(cm.zip(pt).map(|(c, p)| c / p)),
+        );
+    }
     let wake = stats("consumer/put_to_wake", n);
     let bare = stats("ceiling_wake/condvar_ping_pong", n);
     let p50 = |s: &Option<common::Stats>| s.as_ref().and_then(|s| s.pct_ns(50.0));
