@@ -19,11 +19,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rocketstore::clock::{Clock, ManualClock};
 use rocketstore::format::offset_commit;
+use rocketstore::format::schedule::SCHEDULE_TOPIC;
 use rocketstore::internals::{CrashMode, SimVfs, Vfs};
 use rocketstore::{
     Error, FlushMode, GetOptions, GetStatus, Message, PutStatus, Store, StoreConfig, TagFilter,
-    WriteMode,
+    WriteMode, PROGRESS_GROUP,
 };
 
 /// CommitLog segment: the smallest page multiple that holds a 4 KiB body plus 64 KiB of
@@ -38,6 +40,12 @@ const QUEUES: i32 = 3;
 const ROOT: &str = "/store";
 /// Nested crashes go at most this deep (the first crash included).
 const MAX_DEPTH: usize = 3;
+/// Where each run's manual clock starts (epoch ms).
+const CLOCK_START_MS: i64 = 1_700_000_000_000;
+/// The delays of levels 1..=3 of the default table (the levels the scheduled puts use).
+const LEVEL_DELAY_MS: [i64; 3] = [1_000, 5_000, 10_000];
+/// UNIQ_KEY prefix of scheduled puts: how the oracle recognises them and their delivered copies.
+const SCHED_UNIQ: &str = "SCHED-";
 
 thread_local! {
     /// The write mode of the workload this thread is running: even seeds write through the
@@ -54,9 +62,11 @@ fn use_write_mode_of(w: &Workload) {
     WRITE_MODE.with(|m| m.set(mode));
 }
 
-fn config(mode: FlushMode) -> StoreConfig {
+fn config(mode: FlushMode, clock: &ManualClock) -> StoreConfig {
     let long = Duration::from_secs(3600);
     StoreConfig {
+        // No delivery thread: only `deliver_due` (a workload step) delivers, deterministically.
+        clock: Clock::manual(clock.clone()),
         write_mode: WRITE_MODE.with(|m| m.get()),
         commitlog_segment_size: SEG as usize,
         consume_queue_units_per_file: CQ_UNITS,
@@ -137,6 +147,16 @@ enum Step {
         queue: i32,
         durable: bool,
     },
+    /// A put with a delay level (1..=3) and a unique UNIQ_KEY ([`SCHED_UNIQ`]…).
+    ScheduledPut {
+        topic: usize,
+        queue: i32,
+        level: i32,
+    },
+    /// Moves the run's manual clock forward (ms).
+    Advance(u64),
+    /// `Store::deliver_due`.
+    Deliver,
 }
 
 /// The consumer group of the commit steps.
@@ -159,7 +179,8 @@ fn gen_workload(seed: u64, len: usize) -> Workload {
         }
     };
     let first_mode = mode(&mut rng);
-    let mut steps = Vec::with_capacity(len);
+    let mut extra = Rng::new(seed ^ 0x5C4E_D00D_0000_0000);
+    let mut steps = Vec::with_capacity(len + len / 8);
     for _ in 0..len {
         let roll = rng.below(100);
         // Half of the traffic goes to one queue so its ConsumeQueue files roll.
@@ -208,6 +229,30 @@ fn gen_workload(seed: u64, len: usize) -> Workload {
             92..=95 => Step::Get,
             _ => Step::Reopen(mode(&mut rng)),
         };
+        // Scheduled delivery steps come from a stream of their own and go between the steps
+        // above, so the mix (and sequence) of those stays what it was.
+        match extra.below(100) {
+            0..=4 => {
+                let (topic, queue) = if extra.chance(50) {
+                    (0, 0)
+                } else {
+                    (
+                        extra.below(TOPICS.len() as u64) as usize,
+                        extra.below(QUEUES as u64) as i32,
+                    )
+                };
+                steps.push(Step::ScheduledPut {
+                    topic,
+                    queue,
+                    level: 1 + extra.below(3) as i32,
+                });
+            }
+            5..=7 => steps.push(Step::Advance(
+                [300, 1_000, 2_500, 5_000, 12_000][extra.below(5) as usize],
+            )),
+            8..=10 => steps.push(Step::Deliver),
+            _ => {}
+        }
         steps.push(step);
     }
     Workload {
@@ -270,6 +315,12 @@ struct Inflight {
 struct Model {
     recs: BTreeMap<u64, Rec>,
     inflight: Vec<Inflight>,
+    /// Acknowledged scheduled puts: (UNIQ_KEY, CommitLog offset of the schedule record); the
+    /// record's entry in `recs` says whether it must survive.
+    scheduled: Vec<(String, u64)>,
+    /// Messages `deliver_due` re-put since the last point that made everything durable: only
+    /// these can lack a recovered progress commit, so only these can be delivered twice.
+    uncovered_deliveries: u64,
 }
 
 impl Model {
@@ -280,6 +331,8 @@ impl Model {
         for r in self.recs.values_mut() {
             r.durable = true;
         }
+        // The progress commit record of every finished pass is durable now too.
+        self.uncovered_deliveries = 0;
     }
 }
 
@@ -289,14 +342,20 @@ impl Model {
 struct Driver<'a> {
     w: &'a Workload,
     sim: SimVfs,
+    /// The run's clock: the same across reopen and every recovery, so time never goes back.
+    clock: ManualClock,
     model: Model,
     /// Record overhead (record size minus body) per message shape.
     overhead: HashMap<(usize, usize, bool), usize>,
     violations: Vec<String>,
 }
 
-fn open(sim: &SimVfs, mode: FlushMode) -> rocketstore::Result<Store> {
-    Store::open_with_vfs(ROOT, config(mode), Arc::new(sim.clone()) as Arc<dyn Vfs>)
+fn open(sim: &SimVfs, mode: FlushMode, clock: &ManualClock) -> rocketstore::Result<Store> {
+    Store::open_with_vfs(
+        ROOT,
+        config(mode, clock),
+        Arc::new(sim.clone()) as Arc<dyn Vfs>,
+    )
 }
 
 /// Drops a store whose disk has crashed: `Drop` tries to close, its sync fails, and it must
@@ -323,6 +382,7 @@ impl<'a> Driver<'a> {
         let mut d = Driver {
             w,
             sim,
+            clock: ManualClock::new(CLOCK_START_MS),
             model: Model::default(),
             overhead: HashMap::new(),
             violations: Vec::new(),
@@ -334,7 +394,7 @@ impl<'a> Driver<'a> {
 
     fn go(&mut self) {
         let mut mode = self.w.first_mode;
-        let mut store = match open(&self.sim, mode) {
+        let mut store = match open(&self.sim, mode, &self.clock) {
             Ok(s) => s,
             Err(e) => {
                 if !self.sim.is_crashed() {
@@ -367,7 +427,7 @@ impl<'a> Driver<'a> {
                     }
                     let shape = (*topic, keys.len(), tag.is_some());
                     let meta = [(keys, tag.map(str::to_owned))];
-                    self.put(&store, mode, &[m], &meta, Some((shape, len)));
+                    self.put(&store, mode, &[m], &meta, Some((shape, len)), None);
                 }
                 Step::Batch {
                     topic,
@@ -389,8 +449,37 @@ impl<'a> Driver<'a> {
                             .with_keys(meta[j].0.clone())
                         })
                         .collect();
-                    self.put(&store, mode, &msgs, &meta, None);
+                    self.put(&store, mode, &msgs, &meta, None, None);
                 }
+                Step::ScheduledPut {
+                    topic,
+                    queue,
+                    level,
+                } => {
+                    let uniq = format!("{SCHED_UNIQ}{:x}-{i}", self.w.seed);
+                    let len = (Rng::new(self.w.seed ^ (i as u64) << 12).below(300)) as usize;
+                    let m = Message::from_vec(
+                        TOPICS[*topic],
+                        *queue,
+                        body_bytes(self.w.seed, i, 0, len),
+                    )
+                    .with_property("UNIQ_KEY", uniq.clone())
+                    .with_delay_level(*level);
+                    let meta = [(Vec::new(), None)];
+                    let at = self.put(
+                        &store,
+                        mode,
+                        &[m],
+                        &meta,
+                        None,
+                        Some((SCHEDULE_TOPIC, level - 1)),
+                    );
+                    if let Some(offset) = at {
+                        self.model.scheduled.push((uniq, offset));
+                    }
+                }
+                Step::Advance(ms) => self.clock.advance(Duration::from_millis(*ms)),
+                Step::Deliver => self.deliver(&store, mode),
                 Step::Flush => {
                     let r = store.flush();
                     // A flush that returned Ok synced everything appended before it.
@@ -426,7 +515,7 @@ impl<'a> Driver<'a> {
                         return;
                     }
                     mode = *next;
-                    store = match open(&self.sim, mode) {
+                    store = match open(&self.sim, mode, &self.clock) {
                         Ok(s) => s,
                         Err(e) => {
                             if !self.sim.is_crashed() {
@@ -487,7 +576,15 @@ impl<'a> Driver<'a> {
         msgs: &[Message],
         meta: &[(Vec<String>, Option<String>)],
         shape: Option<((usize, usize, bool), usize)>,
-    ) {
+        // Where the records are stored, if not in the messages' own (topic, queue).
+        stored_in: Option<(&str, i32)>,
+    ) -> Option<u64> {
+        let dest = |m: &Message| {
+            stored_in.map_or_else(
+                || (m.topic().to_owned(), m.queue_id()),
+                |(t, q)| (t.to_owned(), q),
+            )
+        };
         let r = if msgs.len() == 1 {
             store.put(&msgs[0])
         } else {
@@ -497,6 +594,7 @@ impl<'a> Driver<'a> {
         match r {
             Ok(res) => {
                 let durable = mode == FlushMode::Sync && res.status == PutStatus::Ok;
+                let first = res.commitlog_offset;
                 let mut offset = res.commitlog_offset;
                 for (j, m) in msgs.iter().enumerate() {
                     let bytes = match store.read_at(offset) {
@@ -504,17 +602,18 @@ impl<'a> Driver<'a> {
                         Err(e) => {
                             self.violations
                                 .push(format!("acknowledged record at {offset} unreadable: {e}"));
-                            return;
+                            return None;
                         }
                     };
                     let size = bytes.len() as u64;
                     if let (Some((sh, len)), 0) = (shape, j) {
                         self.overhead.insert(sh, bytes.len() - len);
                     }
+                    let (topic, queue) = dest(m);
                     if crashed && !durable {
                         self.model.inflight.push(Inflight {
-                            topic: m.topic().to_owned(),
-                            queue: m.queue_id(),
+                            topic,
+                            queue,
                             body: m.body().to_vec(),
                             keys: meta[j].0.clone(),
                             known: Some((offset, bytes)),
@@ -525,8 +624,8 @@ impl<'a> Driver<'a> {
                             Rec {
                                 offset,
                                 bytes,
-                                topic: m.topic().to_owned(),
-                                queue: m.queue_id(),
+                                topic,
+                                queue,
                                 queue_offset: res.queue_offset + j as u64,
                                 keys: meta[j].0.clone(),
                                 tag: meta[j].1.clone(),
@@ -541,23 +640,123 @@ impl<'a> Driver<'a> {
                     // Group commit: everything before a durable record is durable too.
                     self.model.mark_all_durable();
                 }
+                Some(first)
             }
             Err(e) => {
                 if !crashed {
                     self.violations
                         .push(format!("put failed on a good disk: {e}"));
-                    return;
+                    return None;
                 }
                 for (m, (keys, _)) in msgs.iter().zip(meta) {
+                    let (topic, queue) = dest(m);
                     self.model.inflight.push(Inflight {
-                        topic: m.topic().to_owned(),
-                        queue: m.queue_id(),
+                        topic,
+                        queue,
                         body: m.body().to_vec(),
                         keys: keys.clone(),
                         known: None,
                     });
                 }
+                None
             }
+        }
+    }
+
+    /// One delivery pass; every record it appended (re-puts, then the progress commit record)
+    /// goes into the model like an acknowledged put: durable once the pass returned in a Sync
+    /// store (its progress record waited for the sync), in flight if the crash cut the pass.
+    fn deliver(&mut self, store: &Store, mode: FlushMode) {
+        let start = store.commitlog_max_offset();
+        let r = store.deliver_due();
+        let crashed = self.sim.is_crashed();
+        if let Err(e) = &r {
+            if !crashed {
+                self.violations
+                    .push(format!("deliver_due failed on a good disk: {e}"));
+            }
+        }
+        let durable = r.is_ok() && mode == FlushMode::Sync;
+        let end = store.commitlog_max_offset();
+        let mut off = start;
+        let mut copies = 0u64;
+        let mut any = false;
+        while off < end {
+            let sm = match store.read_at(off) {
+                Ok(sm) => sm,
+                Err(Error::NoRecordAt { .. }) if !off.is_multiple_of(SEG) => {
+                    off = (off / SEG + 1) * SEG;
+                    continue;
+                }
+                Err(e) => {
+                    if !crashed {
+                        self.violations.push(format!(
+                            "record {off} appended by deliver_due unreadable: {e}"
+                        ));
+                    }
+                    break;
+                }
+            };
+            let v = sm.view();
+            let bytes = v.as_bytes().to_vec();
+            let size = bytes.len() as u64;
+            if v.topic() == offset_commit::TOPIC {
+                if v.tags() != Some(PROGRESS_GROUP) {
+                    self.violations.push(format!(
+                        "deliver_due appended a commit record of {:?}",
+                        v.tags()
+                    ));
+                }
+            } else if v
+                .property("UNIQ_KEY")
+                .is_some_and(|u| u.starts_with(SCHED_UNIQ))
+            {
+                copies += 1;
+            } else {
+                self.violations.push(format!(
+                    "deliver_due appended {}:{} at {off}, not a scheduled message",
+                    v.topic(),
+                    v.queue_id()
+                ));
+            }
+            any = true;
+            if crashed && !durable {
+                self.model.inflight.push(Inflight {
+                    topic: v.topic().to_owned(),
+                    queue: v.queue_id(),
+                    body: v.body().to_vec(),
+                    keys: v.keys().map(str::to_owned).collect(),
+                    known: Some((off, bytes)),
+                });
+            } else {
+                self.model.recs.insert(
+                    off,
+                    Rec {
+                        offset: off,
+                        bytes,
+                        topic: v.topic().to_owned(),
+                        queue: v.queue_id(),
+                        queue_offset: v.queue_offset(),
+                        keys: v.keys().map(str::to_owned).collect(),
+                        tag: v.tags().map(str::to_owned),
+                        durable,
+                        before_crash: !crashed,
+                    },
+                );
+            }
+            off += size;
+        }
+        if let Ok(pass) = &r {
+            if !crashed && (pass.delivered as u64 != copies || pass.hops != 0 || pass.skipped != 0)
+            {
+                self.violations.push(format!(
+                    "deliver_due says {pass:?}, the log got {copies} delivered copies"
+                ));
+            }
+        }
+        self.model.uncovered_deliveries += copies;
+        if durable && any {
+            self.model.mark_all_durable();
         }
     }
 
@@ -666,6 +865,34 @@ type QueueEntry<'a> = (u64, &'a [u8], u64);
 struct Stats {
     sync_verified: u64,
     async_lost: u64,
+    sched: SchedState,
+}
+
+/// A scheduled record of the recovered log.
+#[derive(Clone, Debug)]
+struct Sched {
+    uniq: String,
+    level: i32,
+    /// Its queue offset in the level's schedule queue.
+    queue_offset: u64,
+    /// Store time + the level's delay.
+    due: i64,
+}
+
+/// What the recovered store holds of scheduled delivery (checked by [`check_schedule`]).
+#[derive(Default, Debug)]
+struct SchedState {
+    scheduled: Vec<Sched>,
+    /// Delivered copies per UNIQ_KEY.
+    copies: HashMap<String, u64>,
+    /// Recovered progress of levels 1..=3.
+    progress: [u64; 3],
+}
+
+impl SchedState {
+    fn pending(&self, s: &Sched) -> bool {
+        s.queue_offset >= self.progress[(s.level - 1) as usize]
+    }
 }
 
 /// Checks a recovered store against the model. `keep_page_cache`: every crash so far kept the
@@ -689,11 +916,36 @@ fn verify(
     let model_end = model.end();
     let mut inflight = model.inflight.iter();
     let mut off = 0u64;
+    let mut scheduled: Vec<Sched> = Vec::new();
+    let mut copies: Vec<(String, i64, u64)> = Vec::new();
     while off < end {
         match store.read_at(off) {
             Ok(sm) => {
                 let v = sm.view();
                 let bytes = v.as_bytes();
+                let uniq = v.property("UNIQ_KEY").filter(|u| u.starts_with(SCHED_UNIQ));
+                if let Some(u) = uniq {
+                    if v.topic() == SCHEDULE_TOPIC {
+                        let level = v.queue_id() + 1;
+                        if !(1..=3).contains(&level)
+                            || v.property("DELAY") != Some(level.to_string().as_str())
+                        {
+                            return Err(format!(
+                                "scheduled record {u} at {off} in queue {} has DELAY {:?}",
+                                v.queue_id(),
+                                v.property("DELAY")
+                            ));
+                        }
+                        scheduled.push(Sched {
+                            uniq: u.to_owned(),
+                            level,
+                            queue_offset: v.queue_offset(),
+                            due: v.store_timestamp() + LEVEL_DELAY_MS[(level - 1) as usize],
+                        });
+                    } else {
+                        copies.push((u.to_owned(), v.store_timestamp(), off));
+                    }
+                }
                 if let Some(r) = model.recs.get(&off) {
                     if r.bytes != bytes {
                         let first = r.bytes.iter().zip(bytes).position(|(a, b)| a != b);
@@ -918,6 +1170,7 @@ fn verify(
             }
         }
     }
+    stats.sched = check_schedule(store, model, keep_page_cache, &expected, scheduled, &copies)?;
     // 3. Integrity: reads anywhere give Ok only at record starts, never a panic.
     for _ in 0..16 {
         let o = rng.below(end + SEG + 100);
@@ -933,6 +1186,184 @@ fn verify(
         }
     }
     Ok(stats)
+}
+
+/// Scheduled delivery in the recovered store (before any delivery after recovery):
+/// - the progress of each level is the one the recovered log's last progress commit holds;
+/// - every acknowledged scheduled put that had to survive (the rule of normal puts: durable,
+///   or acknowledged before a crash that kept the page cache) is in the schedule topic;
+/// - every scheduled record is pending (queue offset >= its level's progress) or delivered
+///   (a copy with its UNIQ_KEY in the real topic); one below the progress must be delivered
+///   (a recovered progress never covers a lost re-put);
+/// - no copy is of a message never scheduled, in another queue, or stored before its due time;
+/// - no duplicates yet: before the crash every pass started from the progress the previous
+///   pass committed, and recovery delivers nothing.
+fn check_schedule(
+    store: &Store,
+    model: &Model,
+    keep_page_cache: bool,
+    log_commits: &BTreeMap<(String, i32), i64>,
+    scheduled: Vec<Sched>,
+    copies: &[(String, i64, u64)],
+) -> Result<SchedState, String> {
+    let mut st = SchedState::default();
+    for l in store.schedule_stats() {
+        if !(1..=3).contains(&l.level) {
+            return Err(format!("schedule stats show level {}", l.level));
+        }
+        st.progress[(l.level - 1) as usize] = l.progress;
+    }
+    for q in 0..3 {
+        let committed = store
+            .committed_offset(PROGRESS_GROUP, SCHEDULE_TOPIC, q)
+            .map_err(|e| e.to_string())?;
+        let in_log = log_commits
+            .get(&(SCHEDULE_TOPIC.to_owned(), q))
+            .map(|&o| o as u64);
+        if committed != in_log || committed.unwrap_or(0) != st.progress[q as usize] {
+            return Err(format!(
+                "level {} progress {} (committed {committed:?}), the recovered log's last progress commit says {in_log:?}",
+                q + 1,
+                st.progress[q as usize]
+            ));
+        }
+    }
+    let by_uniq: HashMap<&str, &Sched> = scheduled.iter().map(|s| (s.uniq.as_str(), s)).collect();
+    for (u, ts, off) in copies {
+        let Some(s) = by_uniq.get(u.as_str()) else {
+            return Err(format!(
+                "delivered copy {u} at {off} of a message not in the schedule topic"
+            ));
+        };
+        if *ts < s.due {
+            return Err(format!(
+                "{u} delivered early: stored at {ts}, due at {} (level {})",
+                s.due, s.level
+            ));
+        }
+        *st.copies.entry(u.clone()).or_default() += 1;
+    }
+    for s in &scheduled {
+        let n = st.copies.get(&s.uniq).copied().unwrap_or(0);
+        if !st.pending(s) && n == 0 {
+            return Err(format!(
+                "{} (level {}, queue offset {}) lost: below the progress {} but never delivered",
+                s.uniq,
+                s.level,
+                s.queue_offset,
+                st.progress[(s.level - 1) as usize]
+            ));
+        }
+        if n > 1 {
+            return Err(format!("{} delivered {n} times before the crash", s.uniq));
+        }
+    }
+    for (u, offset) in &model.scheduled {
+        let Some(r) = model.recs.get(offset) else {
+            continue;
+        };
+        if !(r.durable || keep_page_cache && r.before_crash) {
+            continue;
+        }
+        if !by_uniq.contains_key(u.as_str()) {
+            return Err(format!(
+                "acknowledged scheduled put {u} at {offset} not in the schedule topic"
+            ));
+        }
+    }
+    st.scheduled = scheduled;
+    Ok(st)
+}
+
+/// After recovery, with the clock far past every due time, one pass must deliver every
+/// pending scheduled record exactly once and nothing the progress covers, never early; then
+/// every scheduled record is in its real topic at least once.
+///
+/// The duplicate bound: a message is delivered twice only if a pass before the crash re-put it
+/// and no progress commit covering it was recovered. A progress commit is lost only if nothing
+/// made it durable, so such re-puts happened after the workload's last durable point (a Sync
+/// pass, a Sync or durable put/commit, a flush or a clean close): duplicates <=
+/// `Model::uncovered_deliveries`, the number of messages re-put since then. (Exactly: the
+/// duplicates are the pending records that already had a recovered copy.)
+fn final_delivery(
+    store: &Store,
+    clock: &ManualClock,
+    model: &Model,
+    st: &SchedState,
+) -> Result<u64, String> {
+    clock.advance(Duration::from_secs(3600));
+    let start = store.commitlog_max_offset();
+    let pass = store
+        .deliver_due()
+        .map_err(|e| format!("deliver_due after recovery failed: {e}"))?;
+    let end = store.commitlog_max_offset();
+    let by_uniq: HashMap<&str, &Sched> =
+        st.scheduled.iter().map(|s| (s.uniq.as_str(), s)).collect();
+    let mut new: HashMap<&str, u64> = HashMap::new();
+    let mut off = start;
+    while off < end {
+        let sm = match store.read_at(off) {
+            Ok(sm) => sm,
+            Err(Error::NoRecordAt { .. }) if !off.is_multiple_of(SEG) => {
+                off = (off / SEG + 1) * SEG;
+                continue;
+            }
+            Err(e) => return Err(format!("record {off} of the final pass unreadable: {e}")),
+        };
+        let v = sm.view();
+        off += v.as_bytes().len() as u64;
+        if v.topic() == offset_commit::TOPIC {
+            continue;
+        }
+        let u = v.property("UNIQ_KEY").unwrap_or_default();
+        let Some((&key, s)) = by_uniq.get_key_value(u) else {
+            return Err(format!(
+                "the final pass delivered {u:?} ({}:{}), not a recovered scheduled record",
+                v.topic(),
+                v.queue_id()
+            ));
+        };
+        if !st.pending(s) {
+            return Err(format!(
+                "the final pass delivered {u} again: the recovered progress covers it"
+            ));
+        }
+        if v.store_timestamp() < s.due {
+            return Err(format!("{u} delivered early after recovery"));
+        }
+        *new.entry(key).or_default() += 1;
+    }
+    let mut duplicates = 0u64;
+    for s in &st.scheduled {
+        let before = st.copies.get(&s.uniq).copied().unwrap_or(0);
+        let now = new.get(s.uniq.as_str()).copied().unwrap_or(0);
+        if now != u64::from(st.pending(s)) || before + now == 0 {
+            return Err(format!(
+                "{} (level {}, queue offset {}, pending {}): {before} copies before the final pass, {now} from it",
+                s.uniq,
+                s.level,
+                s.queue_offset,
+                st.pending(s)
+            ));
+        }
+        duplicates += (before + now).saturating_sub(1);
+    }
+    if duplicates > model.uncovered_deliveries {
+        return Err(format!(
+            "{duplicates} duplicate deliveries; only {} re-puts were not covered by a durable progress commit",
+            model.uncovered_deliveries
+        ));
+    }
+    if pass.delivered as u64 != new.values().sum::<u64>() || pass.more {
+        return Err(format!("final pass says {pass:?}"));
+    }
+    if let Some(l) = store.schedule_stats().iter().find(|l| l.pending != 0) {
+        return Err(format!(
+            "level {} still has {} pending after the final pass",
+            l.level, l.pending
+        ));
+    }
+    Ok(duplicates)
 }
 
 /// The current image with index file names (creation times) replaced by their rank.
@@ -989,6 +1420,12 @@ struct Totals {
     nested: AtomicU64,
     /// Final recoveries that cut at damage explained by lost write-back (no valid record after it).
     lost_write_cuts: AtomicU64,
+    /// Recovered scheduled records (each checked by the final pass).
+    sched_delivered: AtomicU64,
+    /// Of those, delivered before the crash (found in their real topic after recovery).
+    sched_copies: AtomicU64,
+    /// Deliveries of the final pass that duplicated a recovered copy.
+    sched_duplicates: AtomicU64,
     violations: Mutex<Vec<String>>,
 }
 
@@ -1004,6 +1441,7 @@ fn recover_and_verify(
     rng: &mut Rng,
     est_ops: &mut u64,
     totals: &Totals,
+    clock: &ManualClock,
 ) -> Result<(), String> {
     let mut disk = disk;
     let mut trail = String::new();
@@ -1011,7 +1449,7 @@ fn recover_and_verify(
         let j = 1 + rng.below(*est_ops);
         let mode = CrashMode::ALL[rng.below(4) as usize];
         disk.crash_after_ops(j);
-        let r = open(&disk, w.first_mode);
+        let r = open(&disk, w.first_mode, clock);
         totals.recoveries.fetch_add(1, Ordering::Relaxed);
         if disk.cancel_crash() {
             // Recovery finished before the crash point: it is the final recovery.
@@ -1032,7 +1470,8 @@ fn recover_and_verify(
         disk = disk.crash(mode, rng.next());
     }
     let before = disk.op_count();
-    let store = open(&disk, w.first_mode).map_err(|e| format!("recovery failed{trail}: {e}"))?;
+    let store =
+        open(&disk, w.first_mode, clock).map_err(|e| format!("recovery failed{trail}: {e}"))?;
     totals.recoveries.fetch_add(1, Ordering::Relaxed);
     if store.recovery_report().cut_after_lost_write.is_some() {
         totals.lost_write_cuts.fetch_add(1, Ordering::Relaxed);
@@ -1050,12 +1489,24 @@ fn recover_and_verify(
     let again_disk = disk.crash(CrashMode::Kill, 0);
     disk.crash_now();
     discard(store);
-    let again = open(&again_disk, w.first_mode)
+    let again = open(&again_disk, w.first_mode, clock)
         .map_err(|e| format!("second recovery failed{trail}: {e}"))?;
     totals.recoveries.fetch_add(1, Ordering::Relaxed);
     if let Some(d) = diff_images(&image, &normalized_image(&again_disk)) {
         return Err(format!("second recovery changed bytes: {d}{trail}"));
     }
+    // The second recovery holds what the first did: deliver everything now.
+    let delivered = final_delivery(&again, clock, model, &stats.sched);
+    totals
+        .sched_delivered
+        .fetch_add(stats.sched.scheduled.len() as u64, Ordering::Relaxed);
+    totals
+        .sched_copies
+        .fetch_add(stats.sched.copies.values().sum::<u64>(), Ordering::Relaxed);
+    let duplicates = delivered.map_err(|e| format!("{e}{trail}"))?;
+    totals
+        .sched_duplicates
+        .fetch_add(duplicates, Ordering::Relaxed);
     again_disk.crash_now();
     discard(again);
     Ok(())
@@ -1096,6 +1547,7 @@ fn crash_point(w: &Workload, k: u64, nest_percent: u64, est_ops: &mut u64, total
                 &mut rng,
                 est_ops,
                 totals,
+                &d.clock,
             )
         }));
         totals.crash_points.fetch_add(1, Ordering::Relaxed);
@@ -1250,9 +1702,12 @@ fn crash_torture() {
     let summary = Path::new(env!("CARGO_TARGET_TMPDIR")).join("crash-torture.txt");
     std::fs::write(&summary, format!("{line}\n")).unwrap();
     eprintln!(
-        "crash-torture: seed_base={base}; {} nested crashes during recovery; {} final recoveries cut at a lost write-back; {:.1} s",
+        "crash-torture: seed_base={base}; {} nested crashes during recovery; {} final recoveries cut at a lost write-back; {} recovered scheduled messages ({} delivered before the crash, {} delivered again after recovery); {:.1} s",
         totals.nested.load(Ordering::Relaxed),
         totals.lost_write_cuts.load(Ordering::Relaxed),
+        totals.sched_delivered.load(Ordering::Relaxed),
+        totals.sched_copies.load(Ordering::Relaxed),
+        totals.sched_duplicates.load(Ordering::Relaxed),
         started.elapsed().as_secs_f64()
     );
     assert!(
@@ -1274,7 +1729,7 @@ fn close_after_a_failed_commitlog_sync_returns_instead_of_hanging() {
     // Without an index nothing in `close` touches the disk before the CommitLog sync.
     let config = StoreConfig {
         index_enabled: false,
-        ..config(FlushMode::Async)
+        ..config(FlushMode::Async, &ManualClock::new(CLOCK_START_MS))
     };
     let store = Store::open_with_vfs(ROOT, config, Arc::new(sim.clone()) as Arc<dyn Vfs>).unwrap();
     store.put(&Message::new("t", 0, b"unsynced")).unwrap();
