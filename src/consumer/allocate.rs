@@ -232,7 +232,10 @@ mod tests {
         }
         // One consumer owns everything; no consumers, nothing.
         let alone = ids(&["c1"]);
-        assert_eq!(shares(&strategy, &alone, &queues), [queues.clone()]);
+        assert_eq!(
+            shares(&strategy, &alone, &queues),
+            std::slice::from_ref(&queues)
+        );
         assert!(strategy.allocate_ids("c1", &[], "t", &queues).is_empty());
         // Zero virtual nodes: an empty ring owns nothing.
         let none = Strategy::ConsistentHash {
