@@ -318,11 +318,14 @@ impl Engine {
                 topic: topic.into(),
                 reason,
             })?;
-        if queue_id < 0 || queue_id as u32 >= self.config.max_queues_per_topic {
-            return Err(Error::QueueIdOutOfRange {
-                queue_id,
-                limit: self.config.max_queues_per_topic,
-            });
+        // The schedule topic has one queue per delay level, whatever the limit for user topics.
+        let limit = if topic == schedule::SCHEDULE_TOPIC {
+            self.delays.len() as u32
+        } else {
+            self.config.max_queues_per_topic
+        };
+        if queue_id < 0 || queue_id as u32 >= limit {
+            return Err(Error::QueueIdOutOfRange { queue_id, limit });
         }
         Ok(())
     }
