@@ -252,20 +252,41 @@ impl<'a> MessageView<'a> {
     /// `__CRC32#` property is left out (the put writes a new one); the new record gets a new
     /// store time and offsets. Borrows from the view.
     pub fn to_message(&self, topic: impl Into<Cow<'a, str>>, queue_id: i32) -> Message<'a> {
+        self.to_message_without(topic, queue_id, &[])
+    }
+
+    /// [`MessageView::to_message`] leaving out the properties named in `drop` too. One pass
+    /// over the stored properties (TAGS and KEYS taken as they go by), no copy of any text.
+    pub(crate) fn to_message_without(
+        &self,
+        topic: impl Into<Cow<'a, str>>,
+        queue_id: i32,
+        drop: &[&str],
+    ) -> Message<'a> {
         let mut m = Message::new(topic, queue_id, self.body())
             .with_flag(self.flag())
             .with_born_timestamp(self.born_timestamp())
             .with_born_host(self.born_host())
             .with_reconsume_times(self.reconsume_times());
-        if let Some(t) = self.tags() {
-            m = m.with_tags(t);
+        m.properties.reserve(8);
+        for (n, v) in properties::iter(self.record.properties()) {
+            let (Ok(n), Ok(v)) = (std::str::from_utf8(n), std::str::from_utf8(v)) else {
+                continue;
+            };
+            match n {
+                properties::TAGS => m.tags = (!v.is_empty()).then_some(Cow::Borrowed(v)),
+                properties::KEYS => {
+                    m.keys = v
+                        .split(properties::KEY_SEPARATOR)
+                        .filter(|k| !k.is_empty())
+                        .map(Cow::Borrowed)
+                        .collect()
+                }
+                properties::CRC32 => {}
+                n if drop.contains(&n) => {}
+                n => m.properties.push((Cow::Borrowed(n), Cow::Borrowed(v))),
+            }
         }
-        m.keys = self.keys().map(Cow::Borrowed).collect();
-        m.properties = self
-            .properties()
-            .filter(|(n, _)| ![properties::TAGS, properties::KEYS, properties::CRC32].contains(n))
-            .map(|(n, v)| (Cow::Borrowed(n), Cow::Borrowed(v)))
-            .collect();
         m
     }
 

@@ -298,3 +298,61 @@ fn the_delivery_thread_delivers_on_the_system_clock() {
     assert!(m.store_timestamp() >= put.store_timestamp + 1000);
     store.close().unwrap();
 }
+
+/// A pass re-puts runs bound for one queue as batches: interleaved destinations keep each
+/// queue's order, a pass stops at `MAX_PASS` and says so, and batches never outgrow a segment.
+#[test]
+fn a_pass_batches_runs_keeps_each_queues_order_and_stops_at_max_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    let store = Store::open(
+        dir.path(),
+        StoreConfig {
+            commitlog_segment_size: 128 << 10,
+            max_message_size: 16 << 10,
+            ..config(&clock)
+        },
+    )
+    .unwrap();
+    let n = rocketstore::MAX_PASS + 904;
+    for i in 0..n {
+        // Runs of 1..=5 messages per destination, over two topics and three queues.
+        let dest = (i / (1 + i % 5)) % 6;
+        let topic = if dest < 3 { "a" } else { "b" };
+        store
+            .put(
+                &Message::new(topic, (dest % 3) as i32, format!("{i:05}").as_bytes())
+                    .with_keys([format!("K{i}")])
+                    .with_delay_level(1),
+            )
+            .unwrap();
+    }
+    clock.advance(Duration::from_secs(1));
+    let first = store.deliver_due().unwrap();
+    assert_eq!((first.delivered, first.more), (rocketstore::MAX_PASS, true));
+    let second = store.deliver_due().unwrap();
+    assert_eq!((second.delivered, second.more), (904, false));
+    let mut total = 0;
+    for topic in ["a", "b"] {
+        for q in 0..3 {
+            let mut last = None;
+            let mut at = 0;
+            loop {
+                let got = store.get(topic, q, at, 256).unwrap();
+                if got.is_empty() {
+                    break;
+                }
+                for m in got.messages() {
+                    let i: usize = std::str::from_utf8(m.body()).unwrap().parse().unwrap();
+                    assert!(last < Some(i), "{topic}:{q} out of order at {i}");
+                    assert_eq!(m.keys().collect::<Vec<_>>(), [format!("K{i}")]);
+                    last = Some(i);
+                    total += 1;
+                }
+                at = got.next_offset();
+            }
+        }
+    }
+    assert_eq!(total, n, "every message once");
+    assert!(store.stats().commitlog_segments > 1, "the batches rolled segments");
+}

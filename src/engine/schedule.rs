@@ -24,7 +24,9 @@ use super::put::to_schedule;
 use super::Engine;
 use crate::clock::TimeSource;
 use crate::error::{Error, Result};
+use crate::consume_queue::ConsumeQueue;
 use crate::format::root::StoreRoot;
+use crate::results::StoredMessage;
 use crate::format::schedule::{self, DelayLevels, DelayOffsets, SCHEDULE_TOPIC};
 use crate::storage::Vfs;
 
@@ -89,49 +91,20 @@ impl Engine {
         let mut pass = DeliveryPass::default();
         let mut progress = Vec::new();
         let mut failed = None;
-        'levels: for level in 1..=self.delays.len() {
+        for level in 1..=self.delays.len() {
             let queue_id = DelayLevels::queue_of(level);
             let Some(q) = self.queue(SCHEDULE_TOPIC, queue_id) else {
                 continue;
             };
             let start = self.progress(level);
-            let mut at = start;
-            while at < q.max_offset() {
-                let Some(unit) = q.unit(at) else { break };
-                if unit.tags_code > now {
-                    pass.next_due_ms = Some(
-                        pass.next_due_ms
-                            .map_or(unit.tags_code, |d: i64| d.min(unit.tags_code)),
-                    );
-                    break;
-                }
-                if pass.delivered + pass.hops >= MAX_PASS {
-                    pass.more = true;
-                    break;
-                }
-                match self.redeliver(unit.commitlog_offset as u64, now) {
-                    Ok(Redelivered::Delivered) => pass.delivered += 1,
-                    Ok(Redelivered::Hopped) => pass.hops += 1,
-                    Ok(Redelivered::Skipped(why)) => {
-                        log::error!(
-                            "scheduled message at CommitLog offset {} (level {level}, queue offset {at}) cannot be delivered: {why}; skipping it",
-                            unit.commitlog_offset
-                        );
-                        pass.skipped += 1;
-                    }
-                    Err(e) => {
-                        // Nothing past `at` is committed: it is delivered by a later pass.
-                        if at > start {
-                            progress.push((queue_id, at));
-                        }
-                        failed = Some(e);
-                        break 'levels;
-                    }
-                }
-                at += 1;
+            let (done, result) = self.deliver_level(&q, level, start, now, &mut pass);
+            if done > start {
+                progress.push((queue_id, done));
             }
-            if at > start {
-                progress.push((queue_id, at));
+            if let Err(e) = result {
+                // Nothing past `done` is committed: a later pass delivers it.
+                failed = Some(e);
+                break;
             }
         }
         if !progress.is_empty() {
@@ -143,47 +116,134 @@ impl Engine {
         }
     }
 
-    /// Re-puts the scheduled record at `offset`: into its real topic, or its next hop.
-    fn redeliver(&self, offset: u64, now: i64) -> Result<Redelivered> {
-        let stored = match self.read_at(offset, false) {
-            Ok(m) => m,
-            Err(e @ (Error::NoRecordAt { .. } | Error::CorruptRecord { .. })) => {
-                return Ok(Redelivered::Skipped(e.to_string()))
+    /// Delivers the due messages of one level from queue offset `start`. Consecutive messages
+    /// bound for one (topic, queue) are re-put as one batch (one append, one dispatch run).
+    /// Returns the queue offset up to which every message's re-put is done, and the error that
+    /// stopped it, if any.
+    fn deliver_level(
+        &self,
+        q: &ConsumeQueue,
+        level: i32,
+        start: u64,
+        now: i64,
+        pass: &mut DeliveryPass,
+    ) -> (u64, Result<()>) {
+        let mut done = start;
+        let mut at = start;
+        // The run being gathered: records due for `dest`, and the size of their records so
+        // far (the batch's bodies must stay within `max_message_size`, and the batch well
+        // within a segment).
+        let mut run: Vec<StoredMessage> = Vec::new();
+        let mut dest: Option<(String, i32)> = None;
+        let mut run_bytes = 0usize;
+        let limit = self
+            .config
+            .max_message_size
+            .min(self.config.commitlog_segment_size / 4);
+        loop {
+            let next = if at < q.max_offset() { q.unit(at) } else { None };
+            let due = next.filter(|u| u.tags_code <= now);
+            if let (Some(u), None) = (next, due) {
+                pass.next_due_ms = Some(pass.next_due_ms.map_or(u.tags_code, |d| d.min(u.tags_code)));
             }
-            Err(e) => return Err(e),
-        };
-        let v = stored.view();
-        let Some(topic) = v.property(schedule::REAL_TOPIC) else {
-            return Ok(Redelivered::Skipped("no REAL_TOPIC property".into()));
-        };
-        let Some(queue_id) = v
-            .property(schedule::REAL_QID)
-            .and_then(|q| q.parse::<i32>().ok())
-        else {
-            return Ok(Redelivered::Skipped("no valid REAL_QID property".into()));
-        };
-        if let Err(e) = self.validate_queue(topic, queue_id) {
-            return Ok(Redelivered::Skipped(e.to_string()));
+            let full = pass.delivered + pass.hops + run.len() >= MAX_PASS;
+            if full && due.is_some() {
+                pass.more = true;
+            }
+            let unit = match due {
+                Some(u) if !full => u,
+                _ => {
+                    if let Err(e) = self.put_run(&mut run, &dest, pass) {
+                        return (done, Err(e));
+                    }
+                    return (at, Ok(()));
+                }
+            };
+            let target = match self.read_at(unit.commitlog_offset as u64, false) {
+                Ok(m) => classify(self, m, now),
+                Err(e @ (Error::NoRecordAt { .. } | Error::CorruptRecord { .. })) => {
+                    Target::Skip(e.to_string())
+                }
+                Err(e) => Target::Fail(e),
+            };
+            match target {
+                Target::Deliver(m, t, qid) => {
+                    // Its record's size, with room for a longer topic name and a new CRC.
+                    let len = m.view().stored_size() + t.len() + 64;
+                    let same = dest.as_ref().is_some_and(|(dt, dq)| *dt == t && *dq == qid);
+                    if !run.is_empty() && (!same || run_bytes + len > limit) {
+                        if let Err(e) = self.put_run(&mut run, &dest, pass) {
+                            return (done, Err(e));
+                        }
+                        done = at;
+                        run_bytes = 0;
+                    }
+                    if run.is_empty() {
+                        dest = Some((t, qid));
+                    }
+                    run_bytes += len;
+                    run.push(m);
+                }
+                Target::Hop(m, level) => {
+                    if let Err(e) = self.put_run(&mut run, &dest, pass) {
+                        return (done, Err(e));
+                    }
+                    done = at;
+                    run_bytes = 0;
+                    let v = m.view();
+                    let real = v.property(schedule::REAL_TOPIC).unwrap_or_default();
+                    let qid = v
+                        .property(schedule::REAL_QID)
+                        .and_then(|q| q.parse().ok())
+                        .unwrap_or(0);
+                    let msg = to_schedule(&v.to_message_without(real, qid, &[schedule::DELAY]), level);
+                    if let Err(e) = self.put_any(&[msg], false) {
+                        return (done, Err(e));
+                    }
+                    pass.hops += 1;
+                }
+                Target::Skip(why) => {
+                    log::error!(
+                        "scheduled message at CommitLog offset {} (level {level}, queue offset {at}) cannot be delivered: {why}; skipping it",
+                        unit.commitlog_offset
+                    );
+                    pass.skipped += 1;
+                }
+                Target::Fail(e) => {
+                    if let Err(e2) = self.put_run(&mut run, &dest, pass) {
+                        return (done, Err(e2));
+                    }
+                    return (at, Err(e));
+                }
+            }
+            at += 1;
+            if run.is_empty() {
+                done = at;
+            }
         }
-        let mut msg = v.to_message(topic, queue_id);
-        let exact = v
-            .property(schedule::TIMER_DELIVER_MS)
-            .and_then(|t| t.parse::<i64>().ok());
-        // RocketMQ's `messageTimeup`: the level goes, REAL_TOPIC / REAL_QID stay.
-        msg.properties.retain(|(n, _)| n != schedule::DELAY);
-        let (msg, outcome) = match exact {
-            Some(t) if t > now => {
-                let level = self.delays.level_for(t - now);
-                (to_schedule(&msg, level), Redelivered::Hopped)
-            }
-            _ => {
-                msg.properties
-                    .retain(|(n, _)| n != schedule::TIMER_DELIVER_MS);
-                (msg, Redelivered::Delivered)
-            }
+    }
+
+    /// Re-puts the gathered run into `dest` as one batch (RocketMQ's `messageTimeup`: the
+    /// level and an exact time go, REAL_TOPIC / REAL_QID stay) and empties it.
+    fn put_run(
+        &self,
+        run: &mut Vec<StoredMessage>,
+        dest: &Option<(String, i32)>,
+        pass: &mut DeliveryPass,
+    ) -> Result<()> {
+        let (Some((topic, queue_id)), false) = (dest, run.is_empty()) else {
+            return Ok(());
         };
-        self.put_any(&[msg], false)?;
-        Ok(outcome)
+        let gone = [schedule::DELAY, schedule::TIMER_DELIVER_MS];
+        let msgs: Vec<_> = run
+            .iter()
+            .map(|m| m.view().to_message_without(topic.as_str(), *queue_id, &gone))
+            .collect();
+        self.put_any(&msgs, false)?;
+        pass.delivered += msgs.len();
+        drop(msgs);
+        run.clear();
+        Ok(())
     }
 
     /// Per level with messages: pending count, next delivery time, progress.
@@ -347,10 +407,46 @@ impl Engine {
     }
 }
 
-enum Redelivered {
-    Delivered,
-    Hopped,
-    Skipped(String),
+/// What a due scheduled record becomes.
+enum Target {
+    /// Put into its real topic and queue.
+    Deliver(StoredMessage, String, i32),
+    /// An exact time still ahead: put into this level again.
+    Hop(StoredMessage, i32),
+    /// Not deliverable (why).
+    Skip(String),
+    /// Reading it failed: the pass stops.
+    Fail(Error),
+}
+
+/// Where the scheduled record `m` goes at `now`.
+fn classify(engine: &Engine, m: StoredMessage, now: i64) -> Target {
+    let v = m.view();
+    let Some(topic) = v.property(schedule::REAL_TOPIC) else {
+        return Target::Skip("no REAL_TOPIC property".into());
+    };
+    let Some(queue_id) = v
+        .property(schedule::REAL_QID)
+        .and_then(|q| q.parse::<i32>().ok())
+    else {
+        return Target::Skip("no valid REAL_QID property".into());
+    };
+    if let Err(e) = engine.validate_queue(topic, queue_id) {
+        return Target::Skip(e.to_string());
+    }
+    let exact = v
+        .property(schedule::TIMER_DELIVER_MS)
+        .and_then(|t| t.parse::<i64>().ok());
+    match exact {
+        Some(t) if t > now => {
+            let level = engine.delays.level_for(t - now);
+            Target::Hop(m, level)
+        }
+        _ => {
+            let topic = topic.to_owned();
+            Target::Deliver(m, topic, queue_id)
+        }
+    }
 }
 
 /// Reads `config/delayOffset.json` (or its `.bak`); `None` if neither exists.
