@@ -354,5 +354,8 @@ fn a_pass_batches_runs_keeps_each_queues_order_and_stops_at_max_pass() {
         }
     }
     assert_eq!(total, n, "every message once");
-    assert!(store.stats().commitlog_segments > 1, "the batches rolled segments");
+    assert!(
+        store.stats().commitlog_segments > 1,
+        "the batches rolled segments"
+    );
 }

@@ -23,11 +23,11 @@ use super::offsets::{load_config, write_config};
 use super::put::to_schedule;
 use super::Engine;
 use crate::clock::TimeSource;
-use crate::error::{Error, Result};
 use crate::consume_queue::ConsumeQueue;
+use crate::error::{Error, Result};
 use crate::format::root::StoreRoot;
-use crate::results::StoredMessage;
 use crate::format::schedule::{self, DelayLevels, DelayOffsets, SCHEDULE_TOPIC};
+use crate::results::StoredMessage;
 use crate::storage::Vfs;
 
 /// The internal consumer group whose committed offsets on the schedule topic are the delivery
@@ -141,10 +141,15 @@ impl Engine {
             .max_message_size
             .min(self.config.commitlog_segment_size / 4);
         loop {
-            let next = if at < q.max_offset() { q.unit(at) } else { None };
+            let next = if at < q.max_offset() {
+                q.unit(at)
+            } else {
+                None
+            };
             let due = next.filter(|u| u.tags_code <= now);
             if let (Some(u), None) = (next, due) {
-                pass.next_due_ms = Some(pass.next_due_ms.map_or(u.tags_code, |d| d.min(u.tags_code)));
+                pass.next_due_ms =
+                    Some(pass.next_due_ms.map_or(u.tags_code, |d| d.min(u.tags_code)));
             }
             let full = pass.delivered + pass.hops + run.len() >= MAX_PASS;
             if full && due.is_some() {
@@ -196,7 +201,8 @@ impl Engine {
                         .property(schedule::REAL_QID)
                         .and_then(|q| q.parse().ok())
                         .unwrap_or(0);
-                    let msg = to_schedule(&v.to_message_without(real, qid, &[schedule::DELAY]), level);
+                    let msg =
+                        to_schedule(&v.to_message_without(real, qid, &[schedule::DELAY]), level);
                     if let Err(e) = self.put_any(&[msg], false) {
                         return (done, Err(e));
                     }
@@ -237,7 +243,10 @@ impl Engine {
         let gone = [schedule::DELAY, schedule::TIMER_DELIVER_MS];
         let msgs: Vec<_> = run
             .iter()
-            .map(|m| m.view().to_message_without(topic.as_str(), *queue_id, &gone))
+            .map(|m| {
+                m.view()
+                    .to_message_without(topic.as_str(), *queue_id, &gone)
+            })
             .collect();
         self.put_any(&msgs, false)?;
         pass.delivered += msgs.len();
@@ -422,22 +431,26 @@ enum Target {
 /// Where the scheduled record `m` goes at `now`.
 fn classify(engine: &Engine, m: StoredMessage, now: i64) -> Target {
     let v = m.view();
-    let Some(topic) = v.property(schedule::REAL_TOPIC) else {
+    // One pass over the properties for the three a delivery needs (last occurrence wins).
+    let (mut topic, mut qid, mut exact) = (None, None, None);
+    for (n, val) in v.properties() {
+        match n {
+            schedule::REAL_TOPIC => topic = Some(val),
+            schedule::REAL_QID => qid = Some(val),
+            schedule::TIMER_DELIVER_MS => exact = Some(val),
+            _ => {}
+        }
+    }
+    let Some(topic) = topic else {
         return Target::Skip("no REAL_TOPIC property".into());
     };
-    let Some(queue_id) = v
-        .property(schedule::REAL_QID)
-        .and_then(|q| q.parse::<i32>().ok())
-    else {
+    let Some(queue_id) = qid.and_then(|q| q.parse::<i32>().ok()) else {
         return Target::Skip("no valid REAL_QID property".into());
     };
     if let Err(e) = engine.validate_queue(topic, queue_id) {
         return Target::Skip(e.to_string());
     }
-    let exact = v
-        .property(schedule::TIMER_DELIVER_MS)
-        .and_then(|t| t.parse::<i64>().ok());
-    match exact {
+    match exact.and_then(|t| t.parse::<i64>().ok()) {
         Some(t) if t > now => {
             let level = engine.delays.level_for(t - now);
             Target::Hop(m, level)
