@@ -252,12 +252,12 @@ impl<'a> MessageView<'a> {
     /// `__CRC32#` property is left out (the put writes a new one); the new record gets a new
     /// store time and offsets. Borrows from the view.
     pub fn to_message(&self, topic: impl Into<Cow<'a, str>>, queue_id: i32) -> Message<'a> {
-        self.to_message_without(topic, queue_id, &[])
+        self.copy_without(topic, queue_id, &[])
     }
 
     /// [`MessageView::to_message`] leaving out the properties named in `drop` too. One pass
     /// over the stored properties (TAGS and KEYS taken as they go by), no copy of any text.
-    pub(crate) fn to_message_without(
+    pub(crate) fn copy_without(
         &self,
         topic: impl Into<Cow<'a, str>>,
         queue_id: i32,

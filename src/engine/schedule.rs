@@ -201,8 +201,7 @@ impl Engine {
                         .property(schedule::REAL_QID)
                         .and_then(|q| q.parse().ok())
                         .unwrap_or(0);
-                    let msg =
-                        to_schedule(&v.to_message_without(real, qid, &[schedule::DELAY]), level);
+                    let msg = to_schedule(&v.copy_without(real, qid, &[schedule::DELAY]), level);
                     if let Err(e) = self.put_any(&[msg], false) {
                         return (done, Err(e));
                     }
@@ -243,10 +242,7 @@ impl Engine {
         let gone = [schedule::DELAY, schedule::TIMER_DELIVER_MS];
         let msgs: Vec<_> = run
             .iter()
-            .map(|m| {
-                m.view()
-                    .to_message_without(topic.as_str(), *queue_id, &gone)
-            })
+            .map(|m| m.view().copy_without(topic.as_str(), *queue_id, &gone))
             .collect();
         self.put_any(&msgs, false)?;
         pass.delivered += msgs.len();
