@@ -2,6 +2,9 @@
 //! the queues and rebalances, broadcasting gives everyone everything, polls wait for puts,
 //! seeks, ordered consumption's locks and in-place retry, and the bad inputs.
 
+#[path = "support/crash.rs"]
+mod crash;
+
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -31,19 +34,6 @@ fn put_n(store: &Store, queues: i32, per_queue: u64) {
             store
                 .put(&Message::new(T, q, format!("{q}:{i}").as_bytes()))
                 .unwrap();
-        }
-    }
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
         }
     }
 }
@@ -86,7 +76,7 @@ fn committed_offsets_survive_a_clean_close_and_a_crash() {
         store.commit_offsets_durable("g", T, &[(0, 9)]).unwrap();
         let crashed = dir.path().join("crashed");
         let _ = std::fs::remove_dir_all(&crashed);
-        copy_dir(&root, &crashed);
+        crash::copy_dir(&root, &crashed);
         store.close().unwrap();
         std::fs::remove_file(crashed.join("lock")).unwrap();
         let store = Store::open(&crashed, config(mode)).unwrap();

@@ -1,6 +1,9 @@
 //! Scheduled delivery (RocketMQ's delay levels, and exact delivery times) on a manual clock:
 //! a 2 h level is tested in microseconds.
 
+#[path = "support/crash.rs"]
+mod crash;
+
 use std::time::Duration;
 
 use rocketstore::clock::{Clock, ManualClock};
@@ -185,19 +188,6 @@ fn bad_schedules_are_typed_errors_and_a_past_time_delivers_now() {
     assert!(store.schedule_stats().is_empty(), "nothing was scheduled");
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
 #[test]
 fn progress_survives_a_crash_and_a_close_and_is_written_as_delay_offset_json() {
     let dir = tempfile::tempdir().unwrap();
@@ -216,7 +206,7 @@ fn progress_survives_a_crash_and_a_close_and_is_written_as_delay_offset_json() {
     store.flush().unwrap();
     // A crash: the root as the process leaves it, copied while open.
     let crashed = dir.path().join("crashed");
-    copy_dir(&root, &crashed);
+    crash::copy_dir(&root, &crashed);
     store.close().unwrap();
     let text = std::fs::read_to_string(root.join("config/delayOffset.json")).unwrap();
     assert_eq!(text, "{\n\t\"offsetTable\":{2:1}\n}");

@@ -10,13 +10,13 @@
 //! was neither purged nor re-driven (the group's committed offset on queue 0 is the purge
 //! point). Read-only: no lock, no write.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
 use rocketstore::format::cq_unit::{CqUnit, CQ_UNIT_SIZE};
 use rocketstore::format::offset_table::OffsetTable;
-use rocketstore::format::root::{CONFIG_DIR, DELAY_OFFSET_FILE};
+use rocketstore::format::root::DELAY_OFFSET_FILE;
 use rocketstore::format::schedule::{
     self, DelayLevels, DelayOffsets, DLQ_PREFIX, RETRY_PREFIX, SCHEDULE_TOPIC,
 };
@@ -24,6 +24,7 @@ use rocketstore::PROGRESS_GROUP;
 use serde_json::{json, Value};
 
 use crate::commitlog::CommitLog;
+use crate::config_file;
 use crate::error::{CliError, CliResult};
 use crate::groups;
 use crate::output::Out;
@@ -145,54 +146,13 @@ pub struct Delays {
     pub dlq: Vec<DlqRow>,
 }
 
-/// `None`: no such file; `Some(Err(why))`: not a delay offset table.
-fn read_delay_file(root: &Root, path: &Path) -> CliResult<Option<Result<DelayOffsets, String>>> {
-    let Some(meta) = root.vfs.metadata(path).map_err(|e| CliError::io(path, e))? else {
-        return Ok(None);
-    };
-    if meta.len == 0 {
-        return Ok(Some(Err("empty".into())));
-    }
-    let bytes = root.read_range(path, 0, meta.len as usize)?;
-    let Ok(text) = String::from_utf8(bytes) else {
-        return Ok(Some(Err("not UTF-8".into())));
-    };
-    Ok(Some(
-        schedule::parse_delay_offsets(&text).map_err(|e| e.to_string()),
-    ))
-}
-
 /// `config/delayOffset.json`, or its `.bak` when the main file is missing or unreadable (as
 /// the library's open reads it); `None` when neither exists.
 pub fn load_delay_offsets(root: &Root) -> CliResult<Option<DelayOffsets>> {
-    let main = root.path.join(CONFIG_DIR).join(DELAY_OFFSET_FILE);
-    let bak = root
-        .path
-        .join(CONFIG_DIR)
-        .join(format!("{DELAY_OFFSET_FILE}.bak"));
-    let why = match read_delay_file(root, &main)? {
-        Some(Ok(t)) => return Ok(Some(t)),
-        Some(Err(why)) => Some(why),
-        None => None,
-    };
-    match (read_delay_file(root, &bak)?, why) {
-        (Some(Ok(t)), _) => Ok(Some(t)),
-        (None, None) => Ok(None),
-        (bak_state, Some(why)) => {
-            let bak_why = match bak_state {
-                Some(Err(e)) => e,
-                _ => "missing".into(),
-            };
-            Err(CliError::layout(
-                main,
-                format!("{why}; and {}: {bak_why}", bak.display()),
-            ))
-        }
-        (Some(Err(e)), None) => Err(CliError::layout(
-            bak,
-            format!("{e} ({} is missing)", main.display()),
-        )),
-    }
+    let loaded = config_file::load(root, DELAY_OFFSET_FILE, |text| {
+        schedule::parse_delay_offsets(text).map_err(|e| e.to_string())
+    })?;
+    Ok(loaded.map(|l| l.value))
 }
 
 /// Unit `n` of a queue, reading only its 20 bytes; `None` when it is not a valid unit.

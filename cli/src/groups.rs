@@ -10,18 +10,19 @@
 //! no write.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
 use rocketstore::format::checkpoint_layout::Checkpoint;
 use rocketstore::format::offset_commit::{self, OffsetCommit};
 use rocketstore::format::offset_table::{self, OffsetTable};
-use rocketstore::format::root::{CONFIG_DIR, CONSUMER_OFFSET_FILE};
+use rocketstore::format::root::CONSUMER_OFFSET_FILE;
 use serde_json::{json, Value};
 
 use crate::commitlog::{check_crcs, CommitLog, Entry};
-use crate::error::{CliError, CliResult};
+use crate::config_file;
+use crate::error::CliResult;
 use crate::output::Out;
 use crate::queue;
 use crate::root::{CheckpointInfo, Layout, Root, TrailerState};
@@ -85,86 +86,32 @@ pub fn committed_offset(
     u64::try_from(c).ok().map(|c| c.max(min))
 }
 
-/// A snapshot's table and the CommitLog offset its commit records reach (if it says).
-type Parsed = (OffsetTable, Option<u64>);
-
-/// `None`: no such file; `Some(Err(why))`: empty or not a snapshot.
-fn read_snapshot(root: &Root, path: &Path) -> CliResult<Option<Result<Parsed, String>>> {
-    let Some(meta) = root.vfs.metadata(path).map_err(|e| CliError::io(path, e))? else {
-        return Ok(None);
-    };
-    if meta.len == 0 {
-        return Ok(Some(Err("empty".into())));
-    }
-    let bytes = root.read_range(path, 0, meta.len as usize)?;
-    let Ok(text) = String::from_utf8(bytes) else {
-        return Ok(Some(Err("not UTF-8".into())));
-    };
-    Ok(Some(offset_table::parse(&text).map_err(|e| e.to_string())))
-}
-
 /// The snapshot, with the library's `.bak` fallback (`engine::offsets::load_snapshot`).
 fn load_snapshot(root: &Root) -> CliResult<(OffsetTable, Snapshot)> {
-    let main = root.path.join(CONFIG_DIR).join(CONSUMER_OFFSET_FILE);
-    let bak = root
-        .path
-        .join(CONFIG_DIR)
-        .join(format!("{CONSUMER_OFFSET_FILE}.bak"));
-    let why = match read_snapshot(root, &main)? {
-        Some(Ok((table, end))) => {
-            let file = Some(main);
-            return Ok((
+    let loaded = config_file::load(root, CONSUMER_OFFSET_FILE, |text| {
+        offset_table::parse(text).map_err(|e| e.to_string())
+    })?;
+    Ok(match loaded {
+        Some(l) => {
+            let (table, end) = l.value;
+            (
                 table,
                 Snapshot {
-                    file,
+                    file: Some(l.file),
                     end,
-                    fallback: None,
+                    fallback: l.fallback,
                 },
-            ));
+            )
         }
-        Some(Err(why)) => Some(why),
-        None => None,
-    };
-    match (read_snapshot(root, &bak)?, why) {
-        (Some(Ok((table, end))), why) => {
-            let fallback = format!(
-                "{}: {}; using {}",
-                main.display(),
-                why.as_deref().unwrap_or("missing"),
-                bak.display()
-            );
-            Ok((
-                table,
-                Snapshot {
-                    file: Some(bak),
-                    end,
-                    fallback: Some(fallback),
-                },
-            ))
-        }
-        (None, None) => Ok((
+        None => (
             OffsetTable::new(),
             Snapshot {
                 file: None,
                 end: Some(0),
                 fallback: None,
             },
-        )),
-        (bak_state, Some(why)) => {
-            let bak_why = match bak_state {
-                Some(Err(e)) => e,
-                _ => "missing".into(),
-            };
-            Err(CliError::layout(
-                main,
-                format!("{why}; and {}: {bak_why}", bak.display()),
-            ))
-        }
-        (Some(Err(e)), None) => Err(CliError::layout(
-            bak,
-            format!("{e} ({} is missing)", main.display()),
-        )),
-    }
+        ),
+    })
 }
 
 fn apply(table: &mut OffsetTable, replay: &mut Replay, body: &[u8]) {

@@ -25,6 +25,7 @@
 mod acks;
 mod bench;
 mod commitlog;
+mod config_file;
 mod damage;
 mod delays;
 mod dlq;

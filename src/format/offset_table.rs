@@ -38,7 +38,7 @@ pub enum OffsetJsonError {
 }
 
 /// Quotes every object key that is a bare (optionally negative) integer, outside strings.
-pub(crate) fn quote_bare_keys(text: &str) -> String {
+fn quote_bare_keys(text: &str) -> String {
     let b = text.as_bytes();
     let mut out = String::with_capacity(text.len() + 16);
     let mut i = 0;
@@ -106,15 +106,18 @@ pub(crate) fn quote_bare_keys(text: &str) -> String {
     out
 }
 
+/// Parses a fastjson config file (bare integer keys quoted first) as JSON.
+pub(crate) fn parse_fastjson(text: &str) -> Result<serde_json::Value, OffsetJsonError> {
+    serde_json::from_str(&quote_bare_keys(text)).map_err(|e| OffsetJsonError::Syntax {
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })
+}
+
 /// Parses a consumer offset file: the table and `rocketstoreCommitLogOffset` if present.
 pub fn parse(text: &str) -> Result<(OffsetTable, Option<u64>), OffsetJsonError> {
-    let quoted = quote_bare_keys(text);
-    let v: serde_json::Value =
-        serde_json::from_str(&quoted).map_err(|e| OffsetJsonError::Syntax {
-            line: e.line(),
-            column: e.column(),
-            message: e.to_string(),
-        })?;
+    let v = parse_fastjson(text)?;
     let shape = |m: String| OffsetJsonError::Shape(m);
     let top = v
         .as_object()

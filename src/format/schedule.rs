@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use super::offset_table::{quote_bare_keys, OffsetJsonError};
+use super::offset_table::{parse_fastjson, OffsetJsonError};
 
 /// RocketMQ's schedule topic: one queue per delay level.
 pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
@@ -164,13 +164,7 @@ pub type DelayOffsets = BTreeMap<i32, i64>;
 /// Parses RocketMQ's `config/delayOffset.json` (`{"offsetTable":{1:5,2:0}}`, fastjson's
 /// unquoted integer keys, or quoted; RocketMQ 5's `dataVersion` is ignored).
 pub fn parse_delay_offsets(text: &str) -> Result<DelayOffsets, OffsetJsonError> {
-    let quoted = quote_bare_keys(text);
-    let v: serde_json::Value =
-        serde_json::from_str(&quoted).map_err(|e| OffsetJsonError::Syntax {
-            line: e.line(),
-            column: e.column(),
-            message: e.to_string(),
-        })?;
+    let v = parse_fastjson(text)?;
     let shape = OffsetJsonError::Shape;
     let table = v
         .get("offsetTable")
