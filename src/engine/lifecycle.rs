@@ -107,6 +107,7 @@ impl Engine {
                 }
             })?,
             schedule_lock: Mutex::new(()),
+            schedule_wake: Default::default(),
             commitlog,
             queues: RwLock::new(queues),
             index: rec.index,
@@ -148,6 +149,7 @@ impl Engine {
             return Err(Error::Closed);
         }
         self.arrivals.close();
+        self.schedule_wake.notify();
         self.workers.stop_background();
         // Wait for in-flight puts: they hold the append lock while writing.
         drop(self.append.lock());

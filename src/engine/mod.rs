@@ -58,6 +58,8 @@ pub(crate) struct Engine {
     delays: DelayLevels,
     /// One scheduled-delivery pass at a time (the thread and `Store::deliver_due`).
     schedule_lock: Mutex<()>,
+    /// Wakes the delivery thread.
+    schedule_wake: schedule::ScheduleWake,
     vfs: Arc<dyn Vfs>,
     lock: Mutex<Option<Box<dyn LockGuard>>>,
     commitlog: CommitLog,

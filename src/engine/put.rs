@@ -109,7 +109,11 @@ impl Engine {
                 ));
             }
             return match self.scheduled(m)? {
-                Some(s) => self.put_any(&[s], true),
+                Some(s) => {
+                    let r = self.put_any(&[s], true);
+                    self.schedule_wake.notify();
+                    r
+                }
                 None => self.put_any(&[unscheduled(m)], true),
             };
         }
