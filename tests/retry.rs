@@ -233,3 +233,44 @@ fn a_retry_sent_before_a_restart_is_consumed_after_it() {
         "the original is committed, the retry comes"
     );
 }
+
+/// One client id consuming two topics of a group (RocketMQ's one client, several
+/// subscriptions): both consumers open, and the group's retries reach the one reading the
+/// retry topic.
+#[test]
+fn one_consumer_id_on_two_topics_shares_the_groups_retry_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_700_000_000_000);
+    let store = open(dir.path(), &clock);
+    store.put(&Message::new("other", 0, b"from other")).unwrap();
+    let mut a = consumer(&store);
+    let mut b = store
+        .consumer(
+            "g",
+            "other",
+            ConsumerConfig {
+                start_from: StartFrom::First,
+                consumer_id: Some("c1".into()),
+                ..ConsumerConfig::default()
+            },
+        )
+        .unwrap();
+    let batch = b.poll(1, Duration::ZERO).unwrap();
+    let m = batch.messages().next().unwrap();
+    b.fail(&m).unwrap();
+    drop(batch);
+    clock.advance(Duration::from_secs(10));
+    store.deliver_due().unwrap();
+    let got: Vec<_> = a
+        .poll(10, Duration::ZERO)
+        .unwrap()
+        .messages()
+        .map(|m| {
+            (
+                m.topic().to_owned(),
+                m.property("RETRY_TOPIC").map(str::to_owned),
+            )
+        })
+        .collect();
+    assert_eq!(got, [("%RETRY%g".to_owned(), Some("other".to_owned()))]);
+}

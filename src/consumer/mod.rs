@@ -266,6 +266,9 @@ impl Consumer {
             };
             match Consumer::new(engine.clone(), group, &retry_topic, retry_config) {
                 Ok(c) => Some(Box::new(c)),
+                // A consumer of another topic with this id already reads the group's retry
+                // topic (one client subscribing several topics, as in RocketMQ).
+                Err(Error::InvalidArgument(_)) => None,
                 Err(e) => {
                     engine.groups().leave(group, topic, &id);
                     return Err(e);
