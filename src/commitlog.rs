@@ -3,8 +3,10 @@
 //!
 //! Appends happen under the store's append lock through an [`Appender`]; readers find records
 //! through the segment list and see bytes once the segment's write position covers them. The
-//! next segment is created, allocated and prefaulted by a background [`Allocator`] so that a roll
-//! does not wait for the disk.
+//! next segment is created and allocated by a background [`Allocator`] so that a roll does not
+//! wait for the disk, and the same thread prefaults the active segment a window ahead of the
+//! writer ([`WARM_AHEAD`]), so appends take no page faults without a whole segment of zero
+//! pages being dirtied long before it is written.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -26,6 +28,22 @@ use crate::storage::{FlushStrategy, MappedFile, MappedWriter, Vfs};
 /// windows gave about the same throughput but put their zero write into the p99 (1.8-2.4 ms at
 /// 16 producers), as the sync that writes a window out carries all of it.
 const ZERO_AHEAD: usize = 256 << 10;
+
+/// In Mmap write mode, the allocator thread keeps the active segment prefaulted this far ahead
+/// of the write position, asked for [`WARM_CHUNK`] at a time by the appender.
+///
+/// Why a window and not the whole next segment, as before: a fresh root's first segment was
+/// written cold (a fault on every folio, on the put path) while the allocator prefaulted all of
+/// the *next* 1 GiB on the other core; on this VM first-touch memory costs ~4 µs a page (free
+/// page reporting, MACHINE.md), so that prefault took seconds of CPU for pages a short run never
+/// used, and dirty zero pages written back before the writer reached them (30 s) were faulted
+/// again. Measured with 1 M keyed 128 B async puts on a fresh root (`rocketstore bench`, see
+/// the README's speed section): the put thread's CPU stays the same while the run's elapsed
+/// time no longer waits for the other core's prefault.
+pub(crate) const WARM_AHEAD: usize = 32 << 20;
+
+/// The step in which the appender asks for the window to move.
+const WARM_CHUNK: usize = 8 << 20;
 
 /// The CommitLog.
 #[derive(Debug)]
@@ -59,6 +77,9 @@ pub(crate) struct Appender {
     /// read, or closed before it writes, should not create and prefault a whole segment (1 GiB
     /// of zeros by default, written on the second core while recovery runs on the first).
     next_requested: bool,
+    /// The allocator was asked to prefault `writer`'s segment up to here ([`WARM_AHEAD`]);
+    /// `usize::MAX` when it is not to be warmed (opened from disk, or no prefault).
+    warmed_until: usize,
 }
 
 impl CommitLog {
@@ -114,22 +135,28 @@ impl CommitLog {
                     path: last.file.path().to_path_buf(),
                     source: std::io::Error::other("segment already has a writer"),
                 })?;
+                // A segment opened from disk is flushed with fdatasync, which would also
+                // write back prefaulted zero pages ahead of the writer: not warmed.
+                let warmed_until = if last.file.is_fresh() { 0 } else { usize::MAX };
                 return Ok(Appender {
                     writer: Some(writer),
                     start: last.start,
                     next_requested: false,
+                    warmed_until,
                 });
             }
             return Ok(Appender {
                 writer: None,
                 start: last.start + size,
                 next_requested: false,
+                warmed_until: usize::MAX,
             });
         }
         Ok(Appender {
             writer: None,
             start: end - end % size,
             next_requested: false,
+            warmed_until: usize::MAX,
         })
     }
 
@@ -173,6 +200,12 @@ impl CommitLog {
             app.next_requested = true;
         }
         let writer = app.writer.as_mut().expect("roll leaves a writer");
+        if writer.position() + total + WARM_AHEAD > app.warmed_until {
+            if let Some(a) = &self.allocator {
+                app.warmed_until =
+                    a.warm(writer.file(), app.warmed_until, writer.position() + total);
+            }
+        }
         let first = app.start + writer.position() as u64;
         let mut pos = 0;
         for (i, l) in layouts.iter().enumerate() {
@@ -220,15 +253,23 @@ impl CommitLog {
             self.max_offset.store(app.start, Ordering::Release);
         }
         let start = app.start;
-        let file = match &self.allocator {
+        let (file, warmed) = match &self.allocator {
             Some(a) => a.take(start)?,
-            None => create_segment(
-                &*self.vfs,
-                self.dir(),
-                start,
-                self.segments.segment_size(),
-                false,
-            )?,
+            None => (
+                create_segment(
+                    &*self.vfs,
+                    self.dir(),
+                    start,
+                    self.segments.segment_size(),
+                    0,
+                )?,
+                0,
+            ),
+        };
+        // Warmed by the allocator from here on (mmap write mode only).
+        app.warmed_until = match &self.allocator {
+            Some(a) if a.shared.prefault => warmed,
+            _ => usize::MAX,
         };
         let file = Arc::new(file);
         let writer = file.writer().expect("fresh segment has no writer");
@@ -380,14 +421,30 @@ impl CommitLog {
     }
 }
 
-/// Creates segment `start` in `dir`: allocated (never sparse), optionally prefaulted, and its
-/// directory entry made durable before anything is written into it.
+/// What to prefault of a segment of `size` bytes when an append will end at `end`: from the
+/// start of a request still pending for it (`pending`) or else from `from` (the end of what
+/// was asked before), to [`WARM_AHEAD`] past `end` rounded up to [`WARM_CHUNK`]s and clamped to
+/// the file; and the new end of what was asked, `usize::MAX` once that is the file's end.
+fn warm_window(
+    pending: Option<usize>,
+    from: usize,
+    end: usize,
+    size: usize,
+) -> (std::ops::Range<usize>, usize) {
+    let until = ((end + WARM_AHEAD).div_ceil(WARM_CHUNK) * WARM_CHUNK).min(size);
+    let start = pending.unwrap_or(from).min(until);
+    let next = if until >= size { usize::MAX } else { until };
+    (start..until, next)
+}
+
+/// Creates segment `start` in `dir`: allocated (never sparse), its first `prefault` bytes
+/// prefaulted, and its directory entry made durable before anything is written into it.
 fn create_segment(
     vfs: &dyn Vfs,
     dir: &Path,
     start: u64,
     size: usize,
-    prefault: bool,
+    prefault: usize,
 ) -> Result<MappedFile> {
     let path = dir.join(file_name(start));
     let file = MappedFile::create(vfs, &path, size).map_err(|e| Error::io(path.clone(), e))?;
@@ -402,9 +459,9 @@ fn create_segment(
     // Prefault after the sync: prefaulting dirties every page (zeros), and a sync after it
     // wrote the whole segment of zeros to disk and left the pages clean and write-protected,
     // so the writer still took a fault on every page.
-    if prefault {
+    if prefault > 0 {
         // Best effort: only speed depends on it.
-        let _ = file.prefault();
+        let _ = file.prefault_range(0, prefault);
     }
     Ok(file)
 }
@@ -423,6 +480,8 @@ struct AllocState {
     /// Start offset being prepared right now.
     busy: Option<u64>,
     ready: Option<(u64, Result<MappedFile>)>,
+    /// A part of the active segment to prefault (ahead of its writer), served before segments.
+    warm: Option<(Arc<MappedFile>, std::ops::Range<usize>)>,
     shutdown: bool,
 }
 
@@ -430,7 +489,7 @@ struct AllocState {
 struct AllocShared {
     vfs: Arc<dyn Vfs>,
     dir: PathBuf,
-    /// Write-prefault prepared segments (mmap write mode only).
+    /// Write-prefault segments ahead of the writer (mmap write mode only).
     prefault: bool,
     size: usize,
     state: Mutex<AllocState>,
@@ -467,16 +526,39 @@ impl Allocator {
         }
     }
 
-    /// The prepared segment `start`, waiting for it if it is being prepared, creating it here if
-    /// nobody asked for it.
-    fn take(&self, start: u64) -> Result<MappedFile> {
+    /// Asks for `file` to be prefaulted from `from` (what was asked before) to [`WARM_AHEAD`]
+    /// past `end` (where the append about to happen ends), rounded up to [`WARM_CHUNK`]s;
+    /// returns the new end of what was asked (`usize::MAX` once that is the file's end).
+    /// A pending request for another file (the segment before a roll) is dropped.
+    fn warm(&self, file: &Arc<MappedFile>, from: usize, end: usize) -> usize {
+        if !self.shared.prefault {
+            return usize::MAX;
+        }
+        let mut st = self.shared.state.lock();
+        if st.shutdown {
+            return usize::MAX;
+        }
+        let pending = match &st.warm {
+            Some((f, pending)) if Arc::ptr_eq(f, file) => Some(pending.start),
+            _ => None,
+        };
+        let (range, next) = warm_window(pending, from, end, file.size());
+        st.warm = Some((file.clone(), range));
+        self.shared.cv.notify_all();
+        next
+    }
+
+    /// The prepared segment `start` and how far it is prefaulted, waiting for it if it is being
+    /// prepared, creating it here (not prefaulted) if nobody asked for it.
+    fn take(&self, start: u64) -> Result<(MappedFile, usize)> {
         let sh = &self.shared;
         let mut st = sh.state.lock();
         loop {
             if st.ready.as_ref().is_some_and(|(s, _)| *s == start) {
                 let (_, file) = st.ready.take().expect("checked");
                 sh.cv.notify_all();
-                return file;
+                let warmed = if sh.prefault { WARM_AHEAD } else { 0 };
+                return file.map(|f| (f, warmed));
             }
             if st.busy == Some(start) || st.wanted == Some(start) {
                 sh.cv.wait(&mut st);
@@ -487,7 +569,7 @@ impl Allocator {
                 let _ = stale.delete(&*sh.vfs);
             }
             drop(st);
-            return create_segment(&*sh.vfs, &sh.dir, start, sh.size, false);
+            return create_segment(&*sh.vfs, &sh.dir, start, sh.size, 0).map(|f| (f, 0));
         }
     }
 
@@ -496,6 +578,7 @@ impl Allocator {
             let mut st = self.shared.state.lock();
             st.shutdown = true;
             st.wanted = None;
+            st.warm = None;
             self.shared.cv.notify_all();
         }
         if let Some(t) = self.thread.lock().take() {
@@ -522,6 +605,15 @@ impl AllocShared {
             if st.shutdown {
                 return;
             }
+            if let Some((file, range)) = st.warm.take() {
+                drop(st);
+                // Best effort: only speed depends on it. Concurrent with the writer, which
+                // the advice cannot disturb (it faults pages in, never changes a byte).
+                let _ = file.prefault_range(range.start, range.len());
+                drop(file);
+                st = self.state.lock();
+                continue;
+            }
             let Some(start) = st.wanted.take() else {
                 self.cv.wait(&mut st);
                 continue;
@@ -533,7 +625,8 @@ impl AllocShared {
             }
             st.busy = Some(start);
             drop(st);
-            let result = create_segment(&*self.vfs, &self.dir, start, self.size, self.prefault);
+            let warm = if self.prefault { WARM_AHEAD } else { 0 };
+            let result = create_segment(&*self.vfs, &self.dir, start, self.size, warm);
             st = self.state.lock();
             st.busy = None;
             st.ready = Some((start, result));
@@ -545,5 +638,51 @@ impl AllocShared {
 impl Drop for Allocator {
     fn drop(&mut self) {
         let _ = self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{warm_window, WARM_AHEAD, WARM_CHUNK};
+
+    const GIB: usize = 1 << 30;
+
+    #[test]
+    fn the_window_moves_in_chunks_and_always_covers_warm_ahead_past_the_append() {
+        // A fresh first segment: nothing asked yet.
+        let (r, next) = warm_window(None, 0, 200, GIB);
+        assert_eq!(r, 0..WARM_AHEAD + WARM_CHUNK);
+        assert_eq!(next, WARM_AHEAD + WARM_CHUNK);
+        // Appends continue from what was asked, in whole chunks, always past the append.
+        let mut asked = next;
+        let mut pos = 0;
+        while pos < GIB - 5000 {
+            pos += 4999;
+            if pos + WARM_AHEAD > asked {
+                let (r, next) = warm_window(None, asked, pos, GIB);
+                assert_eq!(r.start, asked, "no gap and no overlap");
+                assert!(r.end >= (pos + WARM_AHEAD).min(GIB));
+                assert_eq!(r.end % WARM_CHUNK, 0);
+                asked = next;
+                if next == usize::MAX {
+                    assert_eq!(r.end, GIB, "clamped to the file");
+                    break;
+                }
+            }
+        }
+        assert_eq!(asked, usize::MAX, "the end of the file stops the requests");
+    }
+
+    #[test]
+    fn a_request_still_pending_is_extended_not_replaced() {
+        let (r, _) = warm_window(Some(8 * WARM_CHUNK), 10 * WARM_CHUNK, 20 * WARM_CHUNK, GIB);
+        assert_eq!(r.start, 8 * WARM_CHUNK);
+        assert!(r.end >= 20 * WARM_CHUNK + WARM_AHEAD);
+    }
+
+    #[test]
+    fn a_small_segment_is_warmed_whole_at_once() {
+        let size = 4 << 20;
+        assert_eq!(warm_window(None, 0, 100, size), (0..size, usize::MAX));
     }
 }

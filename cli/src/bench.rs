@@ -56,6 +56,10 @@ pub struct BenchArgs {
     /// put to this file, written as soon as `put` returns.
     #[arg(long)]
     pub ack_log: Option<PathBuf>,
+    /// Put messages without a key (by default each carries the key `bench-<thread>-<i>`, which
+    /// the IndexFile indexes, as most producers' messages do).
+    #[arg(long)]
+    pub no_keys: bool,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -145,10 +149,17 @@ fn producer(
     let mut latencies_ns = Vec::with_capacity(count as usize);
     let mut timeouts = 0;
     let mut line = String::new();
+    let mut key = String::new();
     for i in 0..count {
         let queue_id = ((thread as u64 + i * args.threads as u64) % args.queues as u64) as i32;
-        let key = format!("bench-{thread}-{i}");
-        let msg = Message::new(args.topic.as_str(), queue_id, body).with_keys([key.as_str()]);
+        let mut msg = Message::new(args.topic.as_str(), queue_id, body);
+        if !args.no_keys {
+            use std::fmt::Write as _;
+            // One buffer for every key: the loop measures the store, not the allocator.
+            key.clear();
+            let _ = write!(key, "bench-{thread}-{i}");
+            msg = msg.with_keys([key.as_str()]);
+        }
         let t0 = Instant::now();
         let r = store.put(&msg)?;
         latencies_ns.push(t0.elapsed().as_nanos() as u64);
@@ -176,6 +187,14 @@ fn producer(
     })
 }
 
+/// Puts that took at least 100 µs, 1 ms and 10 ms: the stalls a median hides.
+const STALLS_NS: [u64; 3] = [100_000, 1_000_000, 10_000_000];
+
+/// How many of the sorted latencies reach each of [`STALLS_NS`].
+fn stall_counts(sorted_ns: &[u64]) -> [usize; 3] {
+    STALLS_NS.map(|t| sorted_ns.len() - sorted_ns.partition_point(|&ns| ns < t))
+}
+
 /// The `p`-quantile (0..=1) of sorted nanoseconds, in microseconds.
 fn percentile_us(sorted_ns: &[u64], p: f64) -> f64 {
     if sorted_ns.is_empty() {
@@ -195,6 +214,9 @@ fn report(args: &BenchArgs, elapsed: Duration, sorted_ns: &[u64], timeouts: u64)
         percentile_us(sorted_ns, 0.99),
         percentile_us(sorted_ns, 0.999),
     );
+    let mean_us = sorted_ns.iter().sum::<u64>() as f64 / messages.max(1) as f64 / 1000.0;
+    let max_us = sorted_ns.last().map_or(0.0, |&ns| ns as f64 / 1000.0);
+    let stalls = stall_counts(sorted_ns);
     let flush = match args.flush {
         Flush::Sync => "sync",
         Flush::Async => "async",
@@ -209,6 +231,10 @@ fn report(args: &BenchArgs, elapsed: Duration, sorted_ns: &[u64], timeouts: u64)
             "p50_us": p50,
             "p99_us": p99,
             "p999_us": p999,
+            "mean_us": mean_us,
+            "max_us": max_us,
+            "stalls": {"ge_100us": stalls[0], "ge_1ms": stalls[1], "ge_10ms": stalls[2]},
+            "keys": !args.no_keys,
             "flush": flush,
             "threads": args.threads,
             "size": args.size,
@@ -217,15 +243,30 @@ fn report(args: &BenchArgs, elapsed: Duration, sorted_ns: &[u64], timeouts: u64)
         }))?;
     } else {
         out.line(format_args!(
-            "bench: {messages} messages x {} B, {} threads, {} queues, flush {flush}",
-            args.size, args.threads, args.queues
+            "bench: {messages} messages x {} B, {} threads, {} queues, flush {flush}, {}",
+            args.size,
+            args.threads,
+            args.queues,
+            if args.no_keys {
+                "no keys"
+            } else {
+                "one key each"
+            }
         ))?;
         out.line(format_args!("  {:<12} {secs:.3}", "seconds"))?;
         out.line(format_args!("  {:<12} {msgs_per_sec:.0}", "msgs/s"))?;
         out.line(format_args!("  {:<12} {mb_per_sec:.1}", "MB/s"))?;
         out.line(format_args!(
-            "  {:<12} p50 {p50:.1} us  p99 {p99:.1} us  p999 {p999:.1} us",
+            "  {:<12} p50 {p50:.1} us  p99 {p99:.1} us  p999 {p999:.1} us  mean {mean_us:.2} us",
             "put latency"
+        ))?;
+        out.line(format_args!(
+            "  {:<12} worst {:.1} ms; {} puts >= 100 us, {} >= 1 ms, {} >= 10 ms",
+            "stalls",
+            max_us / 1000.0,
+            stalls[0],
+            stalls[1],
+            stalls[2]
         ))?;
         if timeouts > 0 {
             out.line(format_args!(
@@ -238,7 +279,14 @@ fn report(args: &BenchArgs, elapsed: Duration, sorted_ns: &[u64], timeouts: u64)
 
 #[cfg(test)]
 mod tests {
-    use super::percentile_us;
+    use super::{percentile_us, stall_counts};
+
+    #[test]
+    fn stalls_count_the_puts_at_or_over_each_threshold() {
+        let ns = [50_000, 100_000, 999_999, 1_000_000, 10_000_000, 25_000_000];
+        assert_eq!(stall_counts(&ns), [5, 3, 2]);
+        assert_eq!(stall_counts(&[]), [0, 0, 0]);
+    }
 
     #[test]
     fn percentiles_pick_the_ceiling_rank() {

@@ -682,11 +682,18 @@ fn bench_json_reports_every_field() {
         "p50_us",
         "p99_us",
         "p999_us",
+        "mean_us",
+        "max_us",
     ] {
         assert!(v[f].as_f64().is_some_and(|x| x > 0.0), "{f} in {out}");
     }
     assert!(v["p50_us"].as_f64() <= v["p99_us"].as_f64());
     assert!(v["p99_us"].as_f64() <= v["p999_us"].as_f64());
+    assert!(v["p999_us"].as_f64() <= v["max_us"].as_f64());
+    assert!(v["mean_us"].as_f64() <= v["max_us"].as_f64());
+    assert_eq!(v["keys"], true);
+    let (ge_100us, ge_1ms) = (&v["stalls"]["ge_100us"], &v["stalls"]["ge_1ms"]);
+    assert!(ge_100us.as_u64() >= ge_1ms.as_u64(), "{out}");
     let msgs = v["msgs_per_sec"].as_f64().unwrap();
     let secs = v["seconds"].as_f64().unwrap();
     assert!((msgs * secs - 500.0).abs() < 1.0);

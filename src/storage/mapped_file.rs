@@ -323,12 +323,6 @@ impl MappedFile {
         self.file.sync_data()
     }
 
-    /// Pre-faults the whole mapping for writing so first writes take no page faults. A no-op
-    /// for a read-only mapping.
-    pub fn prefault(&self) -> io::Result<()> {
-        self.map.prefault_write()
-    }
-
     /// Pre-faults `[pos, pos + len)` of the mapping for writing (clamped to the file). A no-op
     /// for a read-only mapping.
     pub fn prefault_range(&self, pos: usize, len: usize) -> io::Result<()> {
@@ -718,7 +712,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let file = Arc::new(MappedFile::create(&vfs(), &path, SIZE).unwrap());
-        file.prefault().unwrap();
+        file.prefault_range(0, file.size()).unwrap();
         let mut writer = file.writer().unwrap();
         writer.append(&[0u8; 4000]);
         writer.append(b"across a page boundary");
