@@ -40,7 +40,6 @@ const LAYERS: &[(&str, u32)] = &[
     ("lib", 10),
     // test seams still inside the library (to move to the test-support crate)
     ("fault_tests", 10),
-    ("fuzz_targets", 10),
     ("internals", 10),
 ];
 
