@@ -50,8 +50,6 @@ pub mod consumer;
 mod dispatch;
 mod engine;
 mod error;
-#[cfg(test)]
-mod fault_tests;
 pub mod format;
 mod index;
 #[cfg(feature = "internals")]

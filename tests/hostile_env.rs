@@ -214,20 +214,21 @@ fn a_second_process_on_an_open_root_gets_locked_and_the_first_keeps_working() {
 #[test]
 fn permission_denied_on_a_segment_is_a_typed_error_naming_it_and_changes_nothing() {
     // Root ignores file modes, so the refusal comes from a wrapper over the real file system.
-    use common::tight::{TightDisk, TightVfs};
+    use rocketstore_test_support::FaultVfs;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
     let before = closed_store(&root);
     let seg = root.join("commitlog").join("00000000000000000000");
-    let disk = TightDisk::new();
-    *disk.deny.lock().unwrap() = Some(seg.clone());
-    let vfs = std::sync::Arc::new(TightVfs::new(disk.clone()));
+    let vfs = FaultVfs::new();
+    // Half full whatever the host's disk is.
+    vfs.set_used(0.5);
+    vfs.deny(Some(seg.clone()));
     let err = Store::open_with_vfs(&root, config(), vfs.clone()).unwrap_err();
     let (path, kind) = io_error_path(err);
     assert_eq!(path, seg);
     assert_eq!(kind, std::io::ErrorKind::PermissionDenied);
     // The failed open wrote nothing that matters: the next open is a clean one.
-    *disk.deny.lock().unwrap() = None;
+    vfs.deny(None);
     let store = Store::open_with_vfs(&root, config(), vfs).unwrap();
     assert!(
         store.recovery_report().clean_shutdown,

@@ -30,7 +30,8 @@
 //! `arbitrary` and must not change meaning.
 //!
 //! Besides the fuzz entry points, the crate holds what several test files share: the fixture
-//! configuration and image, and scratch directories.
+//! configuration and image, scratch directories, and [`FaultVfs`], the one fault-injecting file
+//! system (failed or slow CommitLog syncs, a full disk, a denied path).
 //!
 //! Only the public API of `rocketstore` (mostly its `format` layer) and its `internals` feature
 //! are used: nothing here is compiled into the library. Not published.
@@ -39,6 +40,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod decode;
+mod fault_vfs;
 mod image;
 mod input;
 mod model;
@@ -47,6 +49,7 @@ mod recover;
 mod scratch;
 
 pub use decode::{cq_index_decode, record_decode};
+pub use fault_vfs::FaultVfs;
 pub use image::{base_image, cq_path, index_path, segment_path, BaseImage, BaseRecord, StoreImage};
 pub use model::{decode_model_ops, encode_model_ops, ops_model, ModelOp};
 pub use mutation::{
