@@ -30,7 +30,7 @@
 //! `arbitrary` and must not change meaning.
 //!
 //! Besides the fuzz entry points, the crate holds what several test files share: the fixture
-//! configuration and image, scratch directories, and [`FaultVfs`], the one fault-injecting file
+//! configuration and image, scratch directories, copying and reading whole trees, and [`FaultVfs`], the one fault-injecting file
 //! system (failed or slow CommitLog syncs, a full disk, a denied path).
 //!
 //! Only the public API of `rocketstore` (mostly its `format` layer) and its `internals` feature
@@ -41,6 +41,7 @@
 
 mod decode;
 mod fault_vfs;
+mod files;
 mod image;
 mod input;
 mod model;
@@ -50,6 +51,7 @@ mod scratch;
 
 pub use decode::{cq_index_decode, record_decode};
 pub use fault_vfs::FaultVfs;
+pub use files::{copy_tree, files_under};
 pub use image::{base_image, cq_path, index_path, segment_path, BaseImage, BaseRecord, StoreImage};
 pub use model::{decode_model_ops, encode_model_ops, ops_model, ModelOp};
 pub use mutation::{

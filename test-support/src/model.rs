@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 
 use rocketstore::{Error, GetStatus, Message, PutStatus, Store};
 
+use crate::files::copy_tree;
 use crate::image::body_of;
 use crate::input::ByteReader;
-use crate::scratch::{copy_tree, ScratchDir};
+use crate::scratch::ScratchDir;
 use crate::{fixture_config, LONG_TOPIC};
 
 /// Most operations decoded by [`ops_model`].

@@ -1,6 +1,5 @@
-//! Scratch directories for fuzz and fixture stores, and copying a running store's files.
+//! Scratch directories for fuzz and fixture stores.
 
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -46,26 +45,4 @@ impl Drop for ScratchDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
     }
-}
-
-/// Copies the tree `from` to `to`, skipping files that vanish while it copies (a crash at that
-/// moment would not have them either).
-pub(crate) fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for e in std::fs::read_dir(from)? {
-        let e = e?;
-        let dst = to.join(e.file_name());
-        if e.file_type()?.is_dir() {
-            copy_tree(&e.path(), &dst)?;
-        } else {
-            match std::fs::copy(e.path(), &dst) {
-                Ok(_) => {}
-                // A file renamed or removed while we copy (the checkpoint's temporary file):
-                // a crash at that moment would not have it either.
-                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-                Err(err) => return Err(err),
-            }
-        }
-    }
-    Ok(())
 }
