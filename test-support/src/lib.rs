@@ -30,8 +30,9 @@
 //! `arbitrary` and must not change meaning.
 //!
 //! Besides the fuzz entry points, the crate holds what several test files share: the fixture
-//! configuration and image, scratch directories, copying and reading whole trees, and [`FaultVfs`], the one fault-injecting file
-//! system (failed or slow CommitLog syncs, a full disk, a denied path).
+//! configuration and image, scratch directories, copying and reading whole trees
+//! ([`copy_tree`], [`files_under`]), and [`FaultVfs`], the one fault-injecting file system
+//! (failed or slow CommitLog syncs, a full disk, a denied path).
 //!
 //! Only the public API of `rocketstore` (mostly its `format` layer) and its `internals` feature
 //! are used: nothing here is compiled into the library. Not published.
