@@ -27,6 +27,7 @@ use common::{
 };
 use criterion::SamplingMode;
 use rocketstore::{Store, StoreConfig};
+use rocketstore_test_support::copy_tree;
 
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {
@@ -58,20 +59,6 @@ fn map_all(root: &Path) {
     std::hint::black_box(&maps);
 }
 
-/// Copies a store root (regular files and directories).
-fn copy_root(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_root(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), &dst).unwrap();
-        }
-    }
-}
-
 /// Makes a cleanly closed rocketstore root look as a RocketMQ broker leaves one: only
 /// RocketMQ's 24 bytes of checkpoint (our trailer zeroed) and no geometry record.
 fn as_rocketmq_root(root: &Path) {
@@ -97,7 +84,7 @@ fn main() {
     let large = dir.path().join("large");
     let (messages, end) = build_store(&large, scale((1u64 << 30) - (32 << 20), 128 << 20));
     let rocketmq = dir.path().join("rocketmq_large");
-    copy_root(&large, &rocketmq);
+    copy_tree(&large, &rocketmq).unwrap();
 
     const GROUP: &str = "open_close";
     let mut g = c.benchmark_group(GROUP);

@@ -50,12 +50,7 @@ pub mod consumer;
 mod dispatch;
 mod engine;
 mod error;
-#[cfg(test)]
-mod fault_tests;
 pub mod format;
-/// Fuzz entry points shared by the cargo-fuzz targets in `fuzz/` and the corpus replay tests.
-#[cfg(feature = "internals")]
-pub mod fuzz_targets;
 mod index;
 #[cfg(feature = "internals")]
 pub mod internals;

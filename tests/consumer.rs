@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use rocketstore::consumer::allocate::Strategy;
 use rocketstore::consumer::{ConsumerConfig, MessageModel, SeekTo, StartFrom};
 use rocketstore::{Error, FlushMode, Message, Store, StoreConfig, TagFilter};
+use rocketstore_test_support::copy_tree;
 
 const T: &str = "orders";
 
@@ -76,7 +77,7 @@ fn committed_offsets_survive_a_clean_close_and_a_crash() {
         store.commit_offsets_durable("g", T, &[(0, 9)]).unwrap();
         let crashed = dir.path().join("crashed");
         let _ = std::fs::remove_dir_all(&crashed);
-        crash::copy_dir(&root, &crashed);
+        copy_tree(&root, &crashed).unwrap();
         store.close().unwrap();
         std::fs::remove_file(crashed.join("lock")).unwrap();
         let store = Store::open(&crashed, config(mode)).unwrap();

@@ -1,21 +1,20 @@
 //! A full disk: puts fail with a typed error and write nothing, nothing acknowledged is lost,
 //! reads keep working, and the store becomes writable again by itself when space returns.
 //!
-//! The disk is the real one behind a thin `Vfs` wrapper that can report any fill ratio and fail
-//! file allocation with `ENOSPC`; a last test fills a real, small tmpfs where the machine lets
-//! the test mount one.
+//! The disk is the real one behind test-support's `FaultVfs`, a thin `Vfs` wrapper that can
+//! report any fill ratio and fail file allocation with `ENOSPC`; a last test fills a real,
+//! small tmpfs where the machine lets the test mount one.
 
 mod common;
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::tight::{TightDisk, TightVfs};
 use common::*;
 use rocketstore::internals::{SimVfs, Vfs};
 use rocketstore::{Error, GetStatus, Message, Store, StoreConfig};
+use rocketstore_test_support::FaultVfs;
 
 fn config() -> StoreConfig {
     StoreConfig {
@@ -31,8 +30,16 @@ fn config() -> StoreConfig {
     }
 }
 
-fn open(root: &Path, disk: &Arc<TightDisk>) -> Store {
-    Store::open_with_vfs(root, config(), Arc::new(TightVfs::new(disk.clone()))).unwrap()
+/// The real file system reporting a disk half full (whatever the host's disk is) until a test
+/// says otherwise.
+fn half_full_disk() -> Arc<FaultVfs> {
+    let disk = FaultVfs::new();
+    disk.set_used(0.5);
+    disk
+}
+
+fn open(root: &Path, disk: &Arc<FaultVfs>) -> Store {
+    Store::open_with_vfs(root, config(), disk.clone()).unwrap()
 }
 
 fn msg(i: u32) -> Vec<u8> {
@@ -63,7 +70,7 @@ fn assert_all_there(store: &Store, n: u32) {
 #[test]
 fn above_the_warning_ratio_puts_fail_and_write_nothing_until_space_returns() {
     let dir = tempfile::tempdir().unwrap();
-    let disk = TightDisk::new();
+    let disk = half_full_disk();
     let store = open(dir.path(), &disk);
     for i in 0..10 {
         store.put(&Message::new("t", 0, &msg(i))).unwrap();
@@ -111,7 +118,7 @@ fn above_the_warning_ratio_puts_fail_and_write_nothing_until_space_returns() {
 #[test]
 fn a_roll_into_a_nearly_full_disk_is_refused_before_the_cleaner_notices() {
     let dir = tempfile::tempdir().unwrap();
-    let disk = TightDisk::new();
+    let disk = half_full_disk();
     let store = open(dir.path(), &disk);
     let mut acked = 0;
     // Fill most of the first segment while the disk looks fine.
@@ -141,21 +148,21 @@ fn a_roll_into_a_nearly_full_disk_is_refused_before_the_cleaner_notices() {
 #[test]
 fn enospc_while_creating_files_fails_the_put_cleanly_and_recovers_by_itself() {
     let dir = tempfile::tempdir().unwrap();
-    let disk = TightDisk::new();
+    let disk = half_full_disk();
     let store = open(dir.path(), &disk);
     let mut acked = 0u32;
-    disk.enospc.store(true, Ordering::SeqCst);
+    disk.fail_allocations(true);
     // A new queue needs a ConsumeQueue file: refused before anything is appended.
     let end = store.commitlog_max_offset();
     assert_disk_full(store.put(&Message::new("t", 0, &msg(0))));
     assert_eq!(store.commitlog_max_offset(), end);
-    disk.enospc.store(false, Ordering::SeqCst);
+    disk.fail_allocations(false);
     // The disk stays full; each put that needs a new file (ConsumeQueue every 100 units,
     // IndexFile every 199 keys, CommitLog segment every ~330 messages) is refused first, then
     // goes through once space is back.
     let mut refusals = 0;
     while acked < 800 {
-        disk.enospc.store(true, Ordering::SeqCst);
+        disk.fail_allocations(true);
         let m = msg(acked);
         let key = format!("k{acked}");
         let put = || store.put(&Message::new("t", 0, &m).with_keys([key.as_str()]));
@@ -164,7 +171,7 @@ fn enospc_while_creating_files_fails_the_put_cleanly_and_recovers_by_itself() {
             Err(Error::DiskFull { .. }) => {
                 refusals += 1;
                 assert!(store.stats().read_only_reason.is_none());
-                disk.enospc.store(false, Ordering::SeqCst);
+                disk.fail_allocations(false);
                 put().unwrap()
             }
             Err(e) => panic!("put {acked}: {e}"),
@@ -310,14 +317,13 @@ fn a_real_small_file_system_fills_up_without_losing_acknowledged_messages() {
 fn a_full_disk_during_delivery_loses_nothing_and_delivery_resumes() {
     use rocketstore::clock::{Clock, ManualClock};
     let dir = tempfile::tempdir().unwrap();
-    let disk = TightDisk::new();
+    let disk = half_full_disk();
     let clock = ManualClock::new(1_700_000_000_000);
     let cfg = StoreConfig {
         clock: Clock::manual(clock.clone()),
         ..config()
     };
-    let store =
-        Store::open_with_vfs(dir.path(), cfg, Arc::new(TightVfs::new(disk.clone()))).unwrap();
+    let store = Store::open_with_vfs(dir.path(), cfg, disk.clone()).unwrap();
     for i in 0..5 {
         // Level 18 (2 h): its queue id 17 is past this config's 8 queues per topic, which
         // bind user topics only.

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crash::*;
 use rocketstore::{FlushMode, Message, PutStatus, RecoveryReport, Store};
+use rocketstore_test_support::copy_tree;
 
 /// Sync puts from `threads` threads, `per_thread` each: every put is Ok and durable when it
 /// returns; after close and reopen every acknowledged record is present, byte-identical.
@@ -319,7 +320,7 @@ fn recover_variant(
 ) -> RecoveryReport {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join(format!("{v:?}"));
-    copy_dir(base, &root);
+    copy_tree(base, &root).unwrap();
     damage(&root, v);
     let store = Store::open(&root, crash_config(FlushMode::Async))
         .unwrap_or_else(|e| panic!("{v:?}: open failed: {e}"));
@@ -402,7 +403,7 @@ fn recovery_is_idempotent_and_rebuilds_identical_consume_queues() {
     assert!(original_cq.len() > 12, "ConsumeQueue files should roll");
     for v in VARIANTS {
         let root = dir.path().join(format!("{v:?}"));
-        copy_dir(&base, &root);
+        copy_tree(&base, &root).unwrap();
         damage(&root, v);
         Store::open(&root, crash_config(FlushMode::Async))
             .unwrap()
@@ -464,7 +465,7 @@ fn derived_damage_is_repaired(cases: &[(&str, Surgery)]) {
     let (base, keys, want) = reference(dir.path());
     for (name, surgery) in cases {
         let root = dir.path().join(name.replace(' ', "_"));
-        copy_dir(&base, &root);
+        copy_tree(&base, &root).unwrap();
         surgery(&root);
         let store = Store::open(&root, crash_config(FlushMode::Async))
             .unwrap_or_else(|e| panic!("{name}: open failed: {e}"));
@@ -546,7 +547,7 @@ fn garbage_consume_queue_unit_seen_by_a_read_is_rebuilt_at_the_next_open() {
     let dir = tempfile::tempdir().unwrap();
     let (base, keys, want) = reference(dir.path());
     let root = dir.path().join("garbage");
-    copy_dir(&base, &root);
+    copy_tree(&base, &root).unwrap();
     write_at(&cq_file(&root, 0), 200, &[0x11; 20]);
     let store = Store::open(&root, crash_config(FlushMode::Async)).unwrap();
     match store.get("alpha", 0, 10, 1) {
@@ -584,7 +585,7 @@ fn consume_queue_unit_pointing_inside_a_record_is_rebuilt_at_the_next_open() {
     let dir = tempfile::tempdir().unwrap();
     let (base, keys, want) = reference(dir.path());
     let root = dir.path().join("inside");
-    copy_dir(&base, &root);
+    copy_tree(&base, &root).unwrap();
     let cq = cq_file(&root, 0);
     let unit = std::fs::read(&cq).unwrap()[200..220].to_vec();
     let offset = i64::from_be_bytes(unit[..8].try_into().unwrap());

@@ -1,5 +1,5 @@
 //! Replays every committed fuzz corpus file (`fuzz/corpus/<target>/*`) through the same
-//! functions the cargo-fuzz targets call (`rocketstore::fuzz_targets`), so CI covers the
+//! functions the cargo-fuzz targets call (`rocketstore_test_support`), so CI covers the
 //! corpora without the fuzzer (TESTING.md §5). Each target must have at least one file.
 //!
 //! The hand-written seeds are produced by `regenerate_seed_corpora` (deterministic; run with
@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use rocketstore::format::checkpoint_layout::Checkpoint;
 use rocketstore::format::cq_unit::CqUnit;
 use rocketstore::format::record::{self, EncodeOptions, RecordFields};
-use rocketstore::fuzz_targets::{
-    self, base_image, encode_model_ops, encode_mutations, CheckpointField, ModelOp, Mutation,
+use rocketstore_test_support::{
+    base_image, encode_model_ops, encode_mutations, CheckpointField, ModelOp, Mutation,
     RecordField, FIXTURE_INDEX_ENTRIES, FIXTURE_INDEX_SLOTS,
 };
 
@@ -48,25 +48,25 @@ fn replay(target: &str, f: fn(&[u8])) -> usize {
 
 #[test]
 fn record_decode_corpus_replays() {
-    let n = replay("record_decode", fuzz_targets::record_decode);
+    let n = replay("record_decode", rocketstore_test_support::record_decode);
     assert!(n > 0, "record_decode corpus is empty");
 }
 
 #[test]
 fn cq_index_decode_corpus_replays() {
-    let n = replay("cq_index_decode", fuzz_targets::cq_index_decode);
+    let n = replay("cq_index_decode", rocketstore_test_support::cq_index_decode);
     assert!(n > 0, "cq_index_decode corpus is empty");
 }
 
 #[test]
 fn recover_image_corpus_replays() {
-    let n = replay("recover_image", fuzz_targets::recover_image);
+    let n = replay("recover_image", rocketstore_test_support::recover_image);
     assert!(n > 0, "recover_image corpus is empty");
 }
 
 #[test]
 fn ops_model_corpus_replays() {
-    let n = replay("ops_model", fuzz_targets::ops_model);
+    let n = replay("ops_model", rocketstore_test_support::ops_model);
     assert!(n > 0, "ops_model corpus is empty");
 }
 
@@ -75,11 +75,11 @@ fn ops_model_corpus_replays() {
 /// rename found the temporary file gone and `flush` failed with ENOENT.
 #[test]
 fn flush_never_races_the_background_checkpoint() {
-    let scratch = fuzz_targets::ScratchDir::new("flush-race");
+    let scratch = rocketstore_test_support::ScratchDir::new("flush-race");
     let config = rocketstore::StoreConfig {
         consume_queue_flush_interval: std::time::Duration::from_millis(1),
         flush_interval: std::time::Duration::from_millis(1),
-        ..fuzz_targets::fixture_config()
+        ..rocketstore_test_support::fixture_config()
     };
     let store = rocketstore::Store::open(scratch.path().join("s"), config).unwrap();
     for i in 0..3000 {
@@ -107,7 +107,7 @@ fn hex(s: &str) -> Vec<u8> {
 fn recover_image_within(input: Vec<u8>, secs: u64) {
     let (tx, rx) = std::sync::mpsc::channel();
     let worker = std::thread::spawn(move || {
-        fuzz_targets::recover_image(&input);
+        rocketstore_test_support::recover_image(&input);
         let _ = tx.send(());
     });
     match rx.recv_timeout(std::time::Duration::from_secs(secs)) {
@@ -286,7 +286,7 @@ fn regenerate_seed_corpora() {
         (FIXTURE_INDEX_SLOTS - 1) as u8,
         (FIXTURE_INDEX_ENTRIES - 2) as u8,
     ];
-    index.extend_from_slice(&base.image.files[&rocketstore::fuzz_targets::index_path()]);
+    index.extend_from_slice(&base.image.files[&rocketstore_test_support::index_path()]);
     write_seed("cq_index_decode", "index-base", &index);
     // recover_image: the base image as is, after a crash, and a few structured mutations.
     write_seed("recover_image", "base", b"");

@@ -5,13 +5,13 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use rocketstore::format::root::GEOMETRY_FILE;
 use rocketstore::vfs::OsVfs;
 use rocketstore::{Error, Message, RootGeometry, Store, StoreConfig};
+use rocketstore_test_support::files_under;
 
 /// Not RocketMQ's default, not `StoreConfig::small`'s, and an index at a 1:6 ratio (no guess
 /// from a file length finds it).
@@ -85,23 +85,6 @@ fn small_root(n: usize) -> tempfile::TempDir {
     assert!(files_in(&dir.path().join("consumequeue/geo/0")) >= 2);
     assert!(files_in(&dir.path().join("index")) >= 2);
     dir
-}
-
-/// Every file under `root` and its bytes.
-fn image(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else {
-                out.insert(p.clone(), fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
 }
 
 #[test]
@@ -193,7 +176,7 @@ fn mismatch(root: &Path, config: StoreConfig) -> (&'static str, u64, u64, PathBu
 #[test]
 fn an_explicit_geometry_that_contradicts_the_root_is_a_typed_error_naming_both_values() {
     let dir = small_root(300);
-    let before = image(dir.path());
+    let before = files_under(dir.path());
     let record = dir.path().join(GEOMETRY_FILE);
     let (field, configured, found, path, text) = mismatch(
         dir.path(),
@@ -230,7 +213,11 @@ fn an_explicit_geometry_that_contradicts_the_root_is_a_typed_error_naming_both_v
         (field, configured, found),
         ("index_max_entries", 200, ENTRIES as u64)
     );
-    assert_eq!(image(dir.path()), before, "a refused open changes nothing");
+    assert_eq!(
+        files_under(dir.path()),
+        before,
+        "a refused open changes nothing"
+    );
 
     // Without the record, the conflict is with the files, and names one.
     fs::remove_file(&record).unwrap();

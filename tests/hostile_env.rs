@@ -11,33 +11,13 @@ use std::process::Command;
 
 use common::*;
 use rocketstore::{Error, Message, Store, StoreConfig};
+use rocketstore_test_support::files_under;
 
 fn config() -> StoreConfig {
     StoreConfig {
         cleaner_enabled: false,
         ..tiny()
     }
-}
-
-/// Every file under `root` (links not followed) and its bytes.
-fn files(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            let t = e.file_type().unwrap();
-            if t.is_dir() {
-                dirs.push(e.path());
-            } else if t.is_symlink() {
-                let target = std::fs::read_link(e.path()).unwrap();
-                out.insert(e.path(), target.into_os_string().into_encoded_bytes());
-            } else {
-                out.insert(e.path(), std::fs::read(e.path()).unwrap());
-            }
-        }
-    }
-    out
 }
 
 /// A closed store with a few messages; returns its files.
@@ -49,7 +29,7 @@ fn closed_store(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
             .unwrap();
     }
     store.close().unwrap();
-    files(root)
+    files_under(root)
 }
 
 fn io_error_path(e: Error) -> (PathBuf, std::io::ErrorKind) {
@@ -104,7 +84,7 @@ fn a_read_only_file_system_is_a_typed_error_naming_the_root_and_changes_nothing(
     assert!(path.starts_with(&root), "{}", path.display());
     assert_eq!(kind, std::io::ErrorKind::ReadOnlyFilesystem);
     mount.remount("rw");
-    assert_eq!(files(&root), before);
+    assert_eq!(files_under(&root), before);
     // And the store opens normally once the file system is writable again.
     let store = Store::open(&root, config()).unwrap();
     assert_eq!(store.max_offset("t", 0).unwrap(), 20);
@@ -120,14 +100,14 @@ fn a_symlinked_segment_is_a_layout_error_naming_it() {
     let elsewhere = dir.path().join("segment-copy");
     std::fs::rename(&seg, &elsewhere).unwrap();
     std::os::unix::fs::symlink(&elsewhere, &seg).unwrap();
-    let before = files(&root);
+    let before = files_under(&root);
     match Store::open(&root, config()) {
         Err(Error::Layout { path, reason }) => {
             assert_eq!(path, seg, "{reason}");
         }
         other => panic!("expected a layout error, got {other:?}"),
     }
-    assert_eq!(files(&root), before, "nothing changed");
+    assert_eq!(files_under(&root), before, "nothing changed");
 }
 
 #[test]
@@ -214,20 +194,21 @@ fn a_second_process_on_an_open_root_gets_locked_and_the_first_keeps_working() {
 #[test]
 fn permission_denied_on_a_segment_is_a_typed_error_naming_it_and_changes_nothing() {
     // Root ignores file modes, so the refusal comes from a wrapper over the real file system.
-    use common::tight::{TightDisk, TightVfs};
+    use rocketstore_test_support::FaultVfs;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("store");
     let before = closed_store(&root);
     let seg = root.join("commitlog").join("00000000000000000000");
-    let disk = TightDisk::new();
-    *disk.deny.lock().unwrap() = Some(seg.clone());
-    let vfs = std::sync::Arc::new(TightVfs::new(disk.clone()));
+    let vfs = FaultVfs::new();
+    // Half full whatever the host's disk is.
+    vfs.set_used(0.5);
+    vfs.deny(Some(seg.clone()));
     let err = Store::open_with_vfs(&root, config(), vfs.clone()).unwrap_err();
     let (path, kind) = io_error_path(err);
     assert_eq!(path, seg);
     assert_eq!(kind, std::io::ErrorKind::PermissionDenied);
     // The failed open wrote nothing that matters: the next open is a clean one.
-    *disk.deny.lock().unwrap() = None;
+    vfs.deny(None);
     let store = Store::open_with_vfs(&root, config(), vfs).unwrap();
     assert!(
         store.recovery_report().clean_shutdown,
@@ -236,7 +217,7 @@ fn permission_denied_on_a_segment_is_a_typed_error_naming_it_and_changes_nothing
     );
     assert_eq!(store.max_offset("t", 0).unwrap(), 20);
     store.close().unwrap();
-    let after = files(&root);
+    let after = files_under(&root);
     assert_eq!(
         after.keys().collect::<Vec<_>>(),
         before.keys().collect::<Vec<_>>()
@@ -264,7 +245,7 @@ fn unrelated_dir(dir: &Path) {
 fn a_directory_of_unrelated_files_is_refused_naming_them_and_nothing_is_created() {
     let dir = tempfile::tempdir().unwrap();
     unrelated_dir(dir.path());
-    let before = files(dir.path());
+    let before = files_under(dir.path());
     let names_before = names(dir.path());
     match Store::open(dir.path(), config()) {
         Err(e @ Error::NotAStoreRoot { .. }) => {
@@ -292,7 +273,7 @@ fn a_directory_of_unrelated_files_is_refused_naming_them_and_nothing_is_created(
         other => panic!("expected NotAStoreRoot, got {:?}", other.map(|_| ())),
     }
     assert_eq!(names(dir.path()), names_before, "nothing is created");
-    assert_eq!(files(dir.path()), before);
+    assert_eq!(files_under(dir.path()), before);
 }
 
 #[test]

@@ -12,7 +12,7 @@
 //! missing or short ConsumeQueue/IndexFile data; `tests/bad_input.rs` covers a foreign file in
 //! `commitlog/`, a segment of the wrong length, a changed segment size and the second opener.
 //!
-//! Every fixture is the base image of `rocketstore::fuzz_targets::base_image` (three 68 KiB
+//! Every fixture is the base image of `rocketstore_test_support::base_image` (three 68 KiB
 //! segments holding 13 records of four queues, including a V2 record and IPv6 hosts; 80-byte
 //! ConsumeQueue files; a 4-slot IndexFile with shared chains; a checkpoint of a clean shutdown)
 //! with a list of `Mutation`s applied. The same list, encoded, is the case's seed in
@@ -35,12 +35,12 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use rocketstore::fuzz_targets::{
+use rocketstore::{Error, RecoveryReport, Store};
+use rocketstore_test_support::{
     base_image, cq_path, encode_mutations, fixture_config, index_path, segment_path, BaseImage,
     BaseRecord, CheckpointField, Mutation, RecordField, ScratchDir, StoreImage,
     FIXTURE_SEGMENT_SIZE,
 };
-use rocketstore::{Error, RecoveryReport, Store};
 
 const SEG: u64 = FIXTURE_SEGMENT_SIZE as u64;
 

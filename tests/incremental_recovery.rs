@@ -16,9 +16,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crash::{assert_same_image, copy_dir, create_abort, store_image, StoreImage};
+use crash::{assert_same_image, create_abort, store_image, StoreImage};
 use rocketstore::internals::{CrashMode, SimVfs, Vfs};
 use rocketstore::{FlushMode, Message, RecoveryReport, Store, StoreConfig};
+use rocketstore_test_support::copy_tree;
 
 const TOPICS: [&str; 2] = ["orders", "audit"];
 const QUEUES: i32 = 3;
@@ -106,7 +107,7 @@ fn open_image(root: &Path, keys: &[(String, String)]) -> (RecoveryReport, StoreI
 fn rebuilt_reference(root: &Path, keys: &[(String, String)]) -> StoreImage {
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("ref");
-    copy_dir(root, &copy);
+    copy_tree(root, &copy).unwrap();
     fs::remove_dir_all(copy.join("consumequeue")).unwrap();
     fs::remove_dir_all(copy.join("index")).unwrap();
     let (report, image) = open_image(&copy, keys);
@@ -166,7 +167,7 @@ fn unclean_open_redispatches_only_what_follows_the_checkpoint() {
 
     // Byte for byte what a rebuild writes (index files compared by position).
     let reference = dir.path().join("reference");
-    copy_dir(&root, &reference);
+    copy_tree(&root, &reference).unwrap();
     fs::remove_dir_all(reference.join("consumequeue")).unwrap();
     fs::remove_dir_all(reference.join("index")).unwrap();
     open_image(&reference, &keys);
@@ -429,7 +430,7 @@ fn live_dispatch_writes_what_a_rebuild_writes_for_every_property_shape() {
     store.close().unwrap();
 
     let reference = dir.path().join("reference");
-    copy_dir(&root, &reference);
+    copy_tree(&root, &reference).unwrap();
     fs::remove_dir_all(reference.join("consumequeue")).unwrap();
     fs::remove_dir_all(reference.join("index")).unwrap();
     let rebuilt = Store::open(&reference, config(FlushMode::Async)).unwrap();

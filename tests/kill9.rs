@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use crash::*;
 use rocketstore::{FlushMode, GetOptions, GetStatus, Message, PutStatus, Store};
+use rocketstore_test_support::copy_tree;
 
 const ENV_ROOT: &str = "ROCKETSTORE_KILL9_ROOT";
 const ENV_SEQ_BASE: &str = "ROCKETSTORE_KILL9_SEQ_BASE";
@@ -265,7 +266,7 @@ fn kill9_rounds(mode: &str, rounds: usize, n: usize) {
         seq_base -= seq_base % THREADS;
         // Check a copy, so the original root stays crashed for the next child to recover.
         let copy = dir.path().join(format!("check-{round}"));
-        copy_dir(&root, &copy);
+        copy_tree(&root, &copy).unwrap();
         let store = Store::open(&copy, crash_config(FlushMode::Sync)).unwrap();
         let total = verify(&store, &all);
         eprintln!(

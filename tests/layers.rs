@@ -38,9 +38,7 @@ const LAYERS: &[(&str, u32)] = &[
     // the facade
     ("store", 9),
     ("lib", 10),
-    // test seams still inside the library (to move to the test-support crate)
-    ("fault_tests", 10),
-    ("fuzz_targets", 10),
+    // the test seams of feature `internals` (the test-support crate builds on them)
     ("internals", 10),
 ];
 

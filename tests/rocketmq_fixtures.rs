@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use common::list_dir;
 use rocketstore::format::cq_unit::CQ_UNIT_SIZE;
 use rocketstore::{GetOptions, GetStatus, Message, Store, StoreConfig};
+use rocketstore_test_support::copy_tree;
 
 const TOPIC: &str = "compat";
 const QUEUES: u32 = 4;
@@ -28,20 +29,8 @@ fn fixture(name: &str) -> PathBuf {
 
 /// A writable copy of fixture `name` (the committed files stay untouched).
 fn copy_fixture(name: &str) -> tempfile::TempDir {
-    fn copy(from: &Path, to: &Path) {
-        fs::create_dir_all(to).unwrap();
-        for e in fs::read_dir(from).unwrap() {
-            let e = e.unwrap();
-            let dst = to.join(e.file_name());
-            if e.file_type().unwrap().is_dir() {
-                copy(&e.path(), &dst);
-            } else {
-                fs::write(&dst, fs::read(e.path()).unwrap()).unwrap();
-            }
-        }
-    }
     let dir = tempfile::tempdir().unwrap();
-    copy(&fixture(name), dir.path());
+    copy_tree(&fixture(name), dir.path()).unwrap();
     dir
 }
 

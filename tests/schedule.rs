@@ -9,6 +9,7 @@ use std::time::Duration;
 use rocketstore::clock::{Clock, ManualClock};
 use rocketstore::format::schedule::SCHEDULE_TOPIC;
 use rocketstore::{Error, Message, Store, StoreConfig};
+use rocketstore_test_support::copy_tree;
 
 const T: &str = "orders";
 const START: i64 = 1_700_000_000_000;
@@ -206,7 +207,7 @@ fn progress_survives_a_crash_and_a_close_and_is_written_as_delay_offset_json() {
     store.flush().unwrap();
     // A crash: the root as the process leaves it, copied while open.
     let crashed = dir.path().join("crashed");
-    crash::copy_dir(&root, &crashed);
+    copy_tree(&root, &crashed).unwrap();
     store.close().unwrap();
     let text = std::fs::read_to_string(root.join("config/delayOffset.json")).unwrap();
     assert_eq!(text, "{\n\t\"offsetTable\":{2:1}\n}");

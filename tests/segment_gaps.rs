@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +15,7 @@ use std::sync::Arc;
 use common::{tiny, SEG};
 use rocketstore::internals::{CrashMode, OpenMode, SimVfs, Vfs};
 use rocketstore::{Error, GapPolicy, GetOptions, GetStatus, Message, Store, StoreConfig};
+use rocketstore_test_support::{copy_tree, files_under};
 
 const TOPIC: &str = "gaps";
 
@@ -55,23 +55,6 @@ fn write_store(root: &Path, config: &StoreConfig, segments: u64) -> Vec<(u64, Ve
 
 fn segment(root: &Path, n: u64) -> PathBuf {
     root.join("commitlog").join(format!("{:020}", n * SEG))
-}
-
-/// Every file under `dir` with its bytes.
-fn image(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(p.clone(), fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
 }
 
 #[test]
@@ -121,13 +104,17 @@ fn a_gap_after_a_full_segment_is_refused_with_a_typed_error_and_nothing_changes(
     let config = tiny();
     let written = write_store(&root, &config, 4);
     fs::remove_file(segment(&root, 1)).unwrap();
-    let before = image(&root);
+    let before = files_under(&root);
 
     for abort in [false, true] {
         if abort {
             fs::write(root.join("abort"), b"").unwrap();
         }
-        let before = if abort { image(&root) } else { before.clone() };
+        let before = if abort {
+            files_under(&root)
+        } else {
+            before.clone()
+        };
         match Store::open(&root, config.clone()) {
             Err(Error::SegmentGap {
                 missing_from,
@@ -143,7 +130,10 @@ fn a_gap_after_a_full_segment_is_refused_with_a_typed_error_and_nothing_changes(
             }
             other => panic!("expected SegmentGap, got {other:?}"),
         }
-        assert!(image(&root) == before, "a refused open changed the root");
+        assert!(
+            files_under(&root) == before,
+            "a refused open changed the root"
+        );
     }
     let msg = Store::open(&root, config.clone()).unwrap_err().to_string();
     assert!(msg.contains("GapPolicy::KeepAfter"), "{msg}");
@@ -154,7 +144,7 @@ fn a_gap_after_a_full_segment_is_refused_with_a_typed_error_and_nothing_changes(
         ..config.clone()
     };
     let copy = dir.path().join("copy");
-    copy_dir(&root, &copy);
+    copy_tree(&root, &copy).unwrap();
     let store = Store::open(&copy, keep_after).unwrap();
     let repair = store.recovery_report().gap_repaired.clone().unwrap();
     assert_eq!(repair.removed, vec![segment(&copy, 0)]);
@@ -203,7 +193,7 @@ fn damage_before_a_gap_with_valid_records_after_it_is_refused_before_anything_is
     fs::remove_file(segment(&root, 1)).unwrap();
     fs::remove_file(root.join("checkpoint")).unwrap();
     fs::write(root.join("abort"), b"").unwrap();
-    let before = image(&root);
+    let before = files_under(&root);
 
     match Store::open(&root, config.clone()) {
         Err(Error::SegmentGap {
@@ -218,7 +208,10 @@ fn damage_before_a_gap_with_valid_records_after_it_is_refused_before_anything_is
         }
         other => panic!("expected SegmentGap, got {other:?}"),
     }
-    assert!(image(&root) == before, "a refused open changed the root");
+    assert!(
+        files_under(&root) == before,
+        "a refused open changed the root"
+    );
 }
 
 #[test]
@@ -235,22 +228,17 @@ fn a_gap_the_checkpoint_says_holds_acknowledged_data_is_refused() {
     std::os::unix::fs::FileExt::write_all_at(&seg1, &vec![0u8; (SEG / 2) as usize], SEG / 2)
         .unwrap();
     fs::remove_file(segment(&root, 2)).unwrap();
-    let before = image(&root);
+    let before = files_under(&root);
     match Store::open(&root, config) {
         Err(Error::SegmentGap { reason, .. }) => {
             assert!(reason.contains("checkpoint"), "{reason}")
         }
         other => panic!("expected SegmentGap, got {other:?}"),
     }
-    assert!(image(&root) == before, "a refused open changed the root");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for (p, bytes) in image(from) {
-        let dest = to.join(p.strip_prefix(from).unwrap());
-        fs::create_dir_all(dest.parent().unwrap()).unwrap();
-        fs::write(dest, bytes).unwrap();
-    }
+    assert!(
+        files_under(&root) == before,
+        "a refused open changed the root"
+    );
 }
 
 const SIM_ROOT: &str = "/store";

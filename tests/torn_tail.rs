@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use crash::*;
 use rocketstore::{Error, FlushMode, GetOptions, GetStatus, Message, Store, StoreConfig};
+use rocketstore_test_support::copy_tree;
 
 const TOPIC: &str = "torn";
 const QUEUES: u64 = 4;
@@ -81,7 +82,7 @@ impl Fixture {
     /// A fresh copy of the closed store to damage.
     fn copy(&self, name: &str) -> PathBuf {
         let root = self._dir.path().join(name);
-        copy_dir(&self.base, &root);
+        copy_tree(&self.base, &root).unwrap();
         root
     }
 

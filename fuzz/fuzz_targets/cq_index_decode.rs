@@ -1,3 +1,3 @@
-//! cargo-fuzz target: [`rocketstore::fuzz_targets::cq_index_decode`].
+//! cargo-fuzz target: [`rocketstore_test_support::cq_index_decode`].
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| rocketstore::fuzz_targets::cq_index_decode(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| rocketstore_test_support::cq_index_decode(data));

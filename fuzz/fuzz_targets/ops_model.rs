@@ -1,3 +1,3 @@
-//! cargo-fuzz target: [`rocketstore::fuzz_targets::ops_model`].
+//! cargo-fuzz target: [`rocketstore_test_support::ops_model`].
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| rocketstore::fuzz_targets::ops_model(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| rocketstore_test_support::ops_model(data));

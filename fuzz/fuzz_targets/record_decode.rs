@@ -1,3 +1,3 @@
-//! cargo-fuzz target: [`rocketstore::fuzz_targets::record_decode`].
+//! cargo-fuzz target: [`rocketstore_test_support::record_decode`].
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| rocketstore::fuzz_targets::record_decode(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| rocketstore_test_support::record_decode(data));

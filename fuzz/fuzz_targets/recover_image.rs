@@ -1,3 +1,3 @@
-//! cargo-fuzz target: [`rocketstore::fuzz_targets::recover_image`].
+//! cargo-fuzz target: [`rocketstore_test_support::recover_image`].
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| rocketstore::fuzz_targets::recover_image(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| rocketstore_test_support::recover_image(data));

@@ -2,8 +2,6 @@
 //! RocketMQ record layout (spec §1), CRC32, Java hashes, and snapshots of a whole store.
 #![allow(dead_code)]
 
-pub mod tight;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;

@@ -198,19 +198,6 @@ pub fn create_abort(root: &Path) {
     fs::write(root.join("abort"), b"12345").unwrap();
 }
 
-pub fn copy_dir(src: &Path, dst: &Path) {
-    fs::create_dir_all(dst).unwrap();
-    for e in fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let to = dst.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to);
-        } else {
-            fs::copy(e.path(), &to).unwrap();
-        }
-    }
-}
-
 /// Every file under `root/<sub>` for each `sub`, by path relative to `root`, with its bytes.
 pub fn snapshot_files(root: &Path, subs: &[&str]) -> BTreeMap<PathBuf, Vec<u8>> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
