@@ -8,6 +8,9 @@
 //!   segments the store prepared in the background (the steady state).
 //! * `append_async/1KiB/1p_first_segment`: the same into the first segment of a new store, which
 //!   is created on the put path without prefault.
+//! * `append_async/batch_32x128B/1p`: `Store::put_batch` of 32 × 128 B messages into one queue
+//!   (queues round-robin per batch), steady state as above; one iteration = one message. Its
+//!   ceiling is `ceiling_mmap_copy_crc/128B` per record (the same bytes); target ≥ 0.8×.
 //! * `ceiling_mmap_copy/<size>`: copying the same record bytes (the length a put reports) into a
 //!   preallocated, prefaulted 256 MiB shared file mapping, cyclically — one stream, because the
 //!   CommitLog is one stream whatever the number of producers.
@@ -197,6 +200,30 @@ fn bench_async(c: &mut Criterion, timing: &Timing) {
         produce(&store, 1, 1000, &body, false);
         bench_custom(&mut g, GROUP, "1KiB/1p_first_segment", |iters| {
             produce(&store, 1, iters, &body, false)
+        });
+        store.close().unwrap();
+    }
+    if common::selected("append_async/batch_32x128B/1p") {
+        const BATCH: u64 = 32;
+        let body = vec![0x5Au8; 128];
+        let dir = tempdir();
+        let store = Store::open(dir.path(), store_config()).unwrap();
+        warm_past_first_segment(&store, 1, &body);
+        let mut q = 0usize;
+        bench_custom(&mut g, GROUP, "batch_32x128B/1p", |iters| {
+            let batches = iters.div_ceil(BATCH);
+            let t0 = Instant::now();
+            for _ in 0..batches {
+                let msgs: [Message<'_>; BATCH as usize] =
+                    std::array::from_fn(|_| message(q, &body));
+                std::hint::black_box(store.put_batch(&msgs).unwrap());
+                q += 1;
+            }
+            // Whole batches were timed: scaled to `iters` messages.
+            let t = t0
+                .elapsed()
+                .mul_f64(iters as f64 / (batches * BATCH) as f64);
+            (t, Vec::new())
         });
         store.close().unwrap();
     }
@@ -689,6 +716,22 @@ fn summary(n_async: usize, n_sync: usize, mem: Option<MemoryProbe>) {
             .store(fmt_rate(s.per_s()))
             .ceiling(format!("{} copy + 2 CRC32 passes", fmt_rate(c.per_s())))
             .ratio(Some(s.per_s() / c.per_s())),
+        );
+    }
+    if let (Some(s), Some(c)) = (
+        stats("append_async/batch_32x128B/1p", n),
+        stats("ceiling_mmap_copy_crc/128B", n),
+    ) {
+        let ratio = s.per_s() / c.per_s();
+        rows.push(
+            Row::new("async put_batch 32 × 128 B, 1 producer (per message)")
+                .store(fmt_rate(s.per_s()))
+                .ceiling(format!(
+                    "{} copy + 2 CRC32 passes, same records",
+                    fmt_rate(c.per_s())
+                ))
+                .ratio(Some(ratio))
+                .target("≥ 0.8x", Some(ratio >= 0.8)),
         );
     }
     if let Some(s) = stats("append_async/1KiB/1p_first_segment", n) {

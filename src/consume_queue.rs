@@ -355,6 +355,9 @@ impl ConsumeQueue {
             let _ = vfs.remove_file(&path);
             return Err(e);
         }
+        // Without read-around, a fault (and the prefault) brings in the pages asked for, not
+        // the whole 5.7 MiB file zero-filled on the put path; best effort.
+        let _ = file.advise_random();
         // The first two chunks; each unit that enters a chunk prefaults the one after it.
         let _ = file.prefault_range(0, 2 * PREFAULT_CHUNK);
         let w = file.writer().expect("fresh file has no writer");

@@ -323,6 +323,13 @@ impl MappedFile {
         self.file.sync_data()
     }
 
+    /// Asks that page faults on this mapping bring in only the page touched, without the
+    /// read-around of up to `read_ahead_kb` that would otherwise zero-fill megabytes of a fresh
+    /// file at its first write (best effort).
+    pub fn advise_random(&self) -> io::Result<()> {
+        self.map.advise_random()
+    }
+
     /// Pre-faults `[pos, pos + len)` of the mapping for writing (clamped to the file). A no-op
     /// for a read-only mapping.
     pub fn prefault_range(&self, pos: usize, len: usize) -> io::Result<()> {

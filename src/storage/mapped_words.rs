@@ -100,6 +100,9 @@ impl MappedWords {
                 map.len()
             )));
         }
+        // Hash slots are touched at random: without read-around a fault brings in its page,
+        // not megabytes of a fresh file zero-filled under the append lock (best effort).
+        let _ = map.advise_random();
         // The `MapRegion` contract promises at least 8-byte alignment (a real mapping is
         // page-aligned); `words` relies on it, so check rather than trust.
         assert_eq!(

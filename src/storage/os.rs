@@ -303,6 +303,10 @@ unsafe impl MapRegion for OsMapRegion {
     fn advise_sequential(&self) -> io::Result<()> {
         self.raw.advise(Advice::Sequential)
     }
+
+    fn advise_random(&self) -> io::Result<()> {
+        self.raw.advise(Advice::Random)
+    }
 }
 
 impl LockGuard for OsLockGuard {}

@@ -169,7 +169,7 @@ pub trait VfsFile: Send + Sync + Debug {
 ///   for writes of `len` bytes; for a read-only region it returns null;
 /// * the memory is not freed, moved or remapped before the region drops, and no method of the
 ///   region writes to it except as the file's own data changes (`flush_range`, `prefault_write*`
-///   and `advise_sequential` leave every byte's value unchanged);
+///   and the `advise_*` hints leave every byte's value unchanged);
 /// * the region is safe to use from several threads at once (`Send + Sync`).
 ///
 /// The implementation cannot stop the *file* from being shortened by someone else (which turns
@@ -211,4 +211,10 @@ pub unsafe trait MapRegion: Send + Sync + Debug {
     /// Hints sequential read access (`MADV_SEQUENTIAL`); best effort, callers may ignore the
     /// result.
     fn advise_sequential(&self) -> io::Result<()>;
+
+    /// Hints that a fault should bring in only the page it touches (`MADV_RANDOM`: no
+    /// read-around); best effort. The default does nothing.
+    fn advise_random(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
