@@ -68,8 +68,6 @@ mod load;
 mod plan;
 mod salvage;
 mod scan;
-#[cfg(test)]
-mod tests;
 mod trust;
 pub use gaps::GapRepair;
 
@@ -115,7 +113,7 @@ pub struct RecoveryReport {
     /// CommitLog offset from which records were (re-)dispatched to ConsumeQueue and IndexFile:
     /// the log's start after a rebuild, the checkpoint's derived-durable offset otherwise
     /// (after an unclean shutdown, derived data describing records from here on was cut away
-    /// first, see `src/recovery.rs`).
+    /// first, see `src/recovery/plan.rs`).
     pub dispatched_from: u64,
     /// After an unclean shutdown with an intact checkpoint: why the derived data could not be
     /// kept up to the checkpoint (a check failed, or a re-dispatched record did not continue
@@ -253,3 +251,6 @@ fn recover_writing_back(
     cut.apply(&mut files, &scanned, &mut report)?;
     finish::finish(vfs, cp, files, first_start, scanned, report)
 }
+
+#[cfg(test)]
+mod tests;

@@ -29,9 +29,9 @@ pub(super) enum Verdict {
 ///   offset only): the end of the log, those records were never durable;
 /// - valid records follow otherwise: [`Error::Corruption`] naming how much.
 ///
-/// With [`StoreConfig::salvage_corrupt_log`] the errors become salvage instead, recorded in
-/// `report`: the damaged span is skipped when valid records follow it (and `can_skip`), else
-/// the log is cut there.
+/// With [`StoreConfig::salvage_corrupt_log`](crate::StoreConfig::salvage_corrupt_log) the
+/// errors become salvage instead, recorded in `report`: the damaged span is skipped when valid
+/// records follow it (and `can_skip`), else the log is cut there.
 pub(super) fn invalid_at(
     ctx: &WalkCtx<'_>,
     report: &mut RecoveryReport,

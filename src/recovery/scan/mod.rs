@@ -5,7 +5,7 @@
 //! * this file: the walk's retries (an incremental walk that meets a record the kept data
 //!   disagrees with starts over as a rebuild), and the threads of a long walk (background
 //!   write-back, dispatch on a thread of its own);
-//! * [`walk`]: the record-by-record walk itself;
+//! * [`walk`](mod@walk): the record-by-record walk itself;
 //! * [`sink`] and [`dispatcher`]: where validated records go, inline or through a pipe;
 //! * [`damage`]: what an invalid record means (the end, a corruption error, or salvage);
 //! * [`kept_units`]: checking records below `Dd` against the kept ConsumeQueue.
@@ -268,7 +268,7 @@ where
         Some((_, Dispatched::Abandoned(reason))) => Ok(Walked::Abandoned(reason)),
         Some((offset, Dispatched::Invalid(reason))) => {
             // The log ends at the refused record: whatever the walk found after it does not
-            // count (the ConsumeQueue units dispatched after it are cut by `recover`).
+            // count (the ConsumeQueue units dispatched after it are cut in `finish.rs`).
             report.salvaged.retain(|s| s.offset < offset);
             report.cut_after_lost_write = None;
             invalid_at(ctx, report, offset, reason, false)?;
