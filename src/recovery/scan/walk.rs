@@ -20,35 +20,39 @@ use crate::error::Result;
 use crate::recovery::plan::Plan;
 use crate::recovery::RecoveryReport;
 
-/// What the walk does after a record.
-enum Flow {
+/// What the walk found at its offset (one flat enum: the walk matches it once a record).
+enum Step {
     /// Goes on at the walker's offset.
     Next,
     /// The log ends at the walker's offset.
     End,
     /// An incremental walk met a record its kept data disagrees with: rebuild everything.
     Abandoned(String),
+    /// The record at the walker's offset is not accepted, and whether salvage may skip it (a
+    /// record whose bytes are valid but that dispatch refuses is never skipped: the
+    /// dispatching thread of a long rebuild could not skip it either).
+    Invalid { reason: String, can_skip: bool },
 }
 
-/// A record the walk does not accept, and whether salvage may skip it (a record whose bytes
-/// are valid but that dispatch refuses is never skipped: the dispatching thread of a long
-/// rebuild could not skip it either).
-struct Invalid {
-    reason: String,
-    can_skip: bool,
-}
-
-impl Invalid {
+impl Step {
+    /// An invalid record salvage may skip.
     fn skippable(reason: String) -> Self {
-        Invalid {
+        Step::Invalid {
             reason,
             can_skip: true,
         }
     }
 }
 
-/// What the walk found at its offset: what to do next, or an invalid record.
-type Checked = std::result::Result<Flow, Invalid>;
+/// What the walk does after an invalid record.
+enum Flow {
+    /// Goes on at the walker's offset (past a skipped span).
+    Next,
+    /// The log ends at the walker's offset.
+    End,
+    /// An incremental walk's filler was refused by the kept data: rebuild everything.
+    Abandoned(String),
+}
 
 /// The segment the last record was in and its bytes (nothing writes the CommitLog during the
 /// walk), looked up again only when the walk leaves it.
@@ -84,14 +88,17 @@ pub(super) fn walk_dispatching<'a>(
         let Some(seg) = walker.segment() else {
             break;
         };
-        let flow = match walker.check(seg, sink, report)? {
-            Ok(flow) => flow,
-            Err(invalid) => walker.invalid(invalid, sink, report)?,
-        };
-        match flow {
-            Flow::Next => {}
-            Flow::End => break,
-            Flow::Abandoned(reason) => return Ok(Walked::Abandoned(reason)),
+        match walker.check(seg, sink, report)? {
+            Step::Next => {}
+            Step::End => break,
+            Step::Abandoned(reason) => return Ok(Walked::Abandoned(reason)),
+            Step::Invalid { reason, can_skip } => {
+                match walker.invalid(reason, can_skip, sink, report)? {
+                    Flow::Next => {}
+                    Flow::End => break,
+                    Flow::Abandoned(reason) => return Ok(Walked::Abandoned(reason)),
+                }
+            }
         }
     }
     Ok(walker.end())
@@ -144,14 +151,14 @@ impl<'a, 'c> Walker<'a, 'c> {
         seg: Seg<'a>,
         sink: &mut Sink<'a, '_, '_>,
         report: &mut RecoveryReport,
-    ) -> Result<Checked> {
+    ) -> Result<Step> {
         let data = &seg.bytes[(self.offset - seg.start) as usize..];
         match record::decode(data, &self.opts) {
             Ok(Decoded::Blank { total_size }) => {
                 Ok(self.blank(seg, data.len(), total_size, report))
             }
             Ok(Decoded::Record(rec)) => self.record(rec, data.len(), sink, report),
-            Err(e) => Ok(Err(Invalid::skippable(e.to_string()))),
+            Err(e) => Ok(Step::skippable(e.to_string())),
         }
     }
 
@@ -163,18 +170,18 @@ impl<'a, 'c> Walker<'a, 'c> {
         left: usize,
         total_size: u32,
         report: &mut RecoveryReport,
-    ) -> Checked {
+    ) -> Step {
         if total_size as usize != left {
-            return Err(Invalid::skippable(format!(
+            return Step::skippable(format!(
                 "BLANK record of {total_size} bytes but {left} bytes left in the segment"
-            )));
+            ));
         }
         report.scanned_bytes += left as u64;
         self.offset = seg.start + self.ctx.size as u64;
         if seg.idx + 1 == self.ctx.files.len() {
-            Ok(Flow::End)
+            Step::End
         } else {
-            Ok(Flow::Next)
+            Step::Next
         }
     }
 
@@ -187,25 +194,26 @@ impl<'a, 'c> Walker<'a, 'c> {
         left: usize,
         sink: &mut Sink<'a, '_, '_>,
         report: &mut RecoveryReport,
-    ) -> Result<Checked> {
+    ) -> Result<Step> {
         let offset = self.offset;
         if rec.physical_offset() as u64 != offset {
-            return Ok(Err(Invalid::skippable(format!(
+            return Ok(Step::skippable(format!(
                 "record claims physical offset {}",
                 rec.physical_offset()
-            ))));
-        }
-        if left - rec.total_size() < record::END_FILE_MIN_BLANK_LENGTH {
-            return Ok(Err(Invalid::skippable(
-                "record ends closer than 8 bytes to the segment end".into(),
             )));
         }
+        if left - rec.total_size() < record::END_FILE_MIN_BLANK_LENGTH {
+            return Ok(Step::skippable(
+                "record ends closer than 8 bytes to the segment end".into(),
+            ));
+        }
         if offset >= self.plan.cq_from {
-            if let Some(stopped) = self.dispatch(&rec, sink, report)? {
-                return Ok(stopped);
+            match self.dispatch(&rec, sink, report)? {
+                Step::Next => {}
+                stopped => return Ok(stopped),
             }
         } else if let Some(reason) = self.disagrees_with_kept(&rec, sink) {
-            return Ok(Ok(Flow::Abandoned(reason)));
+            return Ok(Step::Abandoned(reason));
         }
         self.last_store_timestamp = self.last_store_timestamp.max(rec.store_timestamp());
         if rec.record_crc().is_none() {
@@ -213,38 +221,38 @@ impl<'a, 'c> Walker<'a, 'c> {
         }
         report.scanned_bytes += rec.total_size() as u64;
         self.offset += rec.total_size() as u64;
-        Ok(Ok(Flow::Next))
+        Ok(Step::Next)
     }
 
-    /// Sends a record from the dispatch start on to `sink`; `Some` when the walk does not go
-    /// on past it.
+    /// Sends a record from the dispatch start on to `sink`; anything but [`Step::Next`] when
+    /// the walk does not go on past it.
     fn dispatch(
         &mut self,
         rec: &RecordView<'a>,
         sink: &mut Sink<'a, '_, '_>,
         report: &mut RecoveryReport,
-    ) -> Result<Option<Checked>> {
+    ) -> Result<Step> {
         let config = self.ctx.config;
         if rec.queue_id() < 0
             || rec.queue_id() as u32 >= config.max_queues_per_topic
             || check_topic(rec.topic()).is_err()
         {
-            return Ok(Some(Err(Invalid::skippable(format!(
+            return Ok(Step::skippable(format!(
                 "record names an unusable queue {}:{}",
                 rec.topic(),
                 rec.queue_id()
-            )))));
+            )));
         }
         Ok(match sink.send(DispatchEntry::of_record(rec), report)? {
-            None => None,
+            None => Step::Next,
             // A record whose bytes are valid but that dispatch refuses is never skipped
             // (the dispatching thread of a long rebuild could not skip it either).
-            Some(Stop::Refused(reason)) => Some(Err(Invalid {
+            Some(Stop::Refused(reason)) => Step::Invalid {
                 reason,
                 can_skip: false,
-            })),
-            Some(Stop::Abandoned(reason)) => Some(Ok(Flow::Abandoned(reason))),
-            Some(Stop::PipeClosed) => Some(Ok(Flow::End)),
+            },
+            Some(Stop::Abandoned(reason)) => Step::Abandoned(reason),
+            Some(Stop::PipeClosed) => Step::End,
         })
     }
 
@@ -283,12 +291,13 @@ impl<'a, 'c> Walker<'a, 'c> {
     /// or (salvage) a span the walk skips, dispatching a filler in its place.
     fn invalid(
         &mut self,
-        invalid: Invalid,
+        reason: String,
+        can_skip: bool,
         sink: &mut Sink<'a, '_, '_>,
         report: &mut RecoveryReport,
     ) -> Result<Flow> {
         let offset = self.offset;
-        let verdict = invalid_at(self.ctx, report, offset, invalid.reason, invalid.can_skip)?;
+        let verdict = invalid_at(self.ctx, report, offset, reason, can_skip)?;
         let Verdict::Skip { to } = verdict else {
             return Ok(Flow::End);
         };
