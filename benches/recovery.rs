@@ -5,7 +5,7 @@
 //! key each, 8 queues, default config: one 1 GiB segment), closed cleanly. Then, per iteration:
 //!
 //! * `recovery/abnormal`: an `abort` file is left in the root (what a crashed run leaves; its
-//!   presence at open is how an unclean shutdown is detected, see `src/recovery.rs`), and
+//!   presence at open is how an unclean shutdown is detected, see `src/recovery/`), and
 //!   `Store::open` is timed: it validates every record from the start of the segment holding the
 //!   checkpoint's durable offset (here the whole log: magic, lengths, body CRC and whole-record
 //!   CRC) and, since the checkpoint vouches for all derived data, keeps ConsumeQueue and IndexFile

@@ -1,6 +1,6 @@
 //! Recovery's rule for the first invalid record, applied to segments read from disk.
 //!
-//! Recovery (`src/recovery/mod.rs`, `valid_after`) calls an invalid record a torn tail only
+//! Recovery (`src/recovery/scan/damage.rs`, `valid_after`) calls an invalid record a torn tail only
 //! when nothing valid follows it: no valid record chain later in its segment and none in a
 //! later segment (at its start, or found by a resync past its damaged first record). The pure tests are the library's
 //! [`rocketstore::format::evidence`]; this module feeds them segment bytes without reading a

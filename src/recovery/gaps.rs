@@ -47,6 +47,24 @@ pub struct GapRepair {
 
 type Files = Vec<(u64, MappedFile)>;
 
+/// The offsets no segment holds: `missing_from..missing_to`.
+#[derive(Clone, Copy)]
+struct Gap {
+    missing_from: u64,
+    missing_to: u64,
+}
+
+impl Gap {
+    fn repair(self, removed: Vec<PathBuf>, reason: String) -> GapRepair {
+        GapRepair {
+            missing_from: self.missing_from,
+            missing_to: self.missing_to,
+            removed,
+            reason,
+        }
+    }
+}
+
 /// Makes the runs of contiguous segments [`segments::load_runs`] found into one contiguous log,
 /// deleting what a gap rule above gives up (each removal synced before the next), or fails with
 /// [`Error::SegmentGap`] and deletes nothing.
@@ -62,77 +80,43 @@ pub(super) fn join(
     }
     let size = config.commitlog_segment_size as u64;
     let first = &runs[0];
+    let before = first.len();
     let (last_start, last) = first.last().expect("runs are never empty");
-    let missing_from = last_start + size;
-    let missing_to = runs[1][0].0;
+    let last_start = *last_start;
+    let gap = Gap {
+        missing_from: last_start + size,
+        missing_to: runs[1][0].0,
+    };
     let vouched = trailer.map_or(0, |t| t.durable_commitlog_offset);
-    let chain_end = chain_end(*last_start, last.readable(), config);
+    let chain_end = chain_end(last_start, last.readable(), config);
     // Valid records after the stop: corruption, not the end of the log.
     let corrupt = chain_end.and_then(|end| {
         let seg = last.readable();
         let pos = (end - last_start) as usize;
         let opts = super::point_check_options(config);
-        evidence::chain_after(seg, *last_start, pos, &opts).filter(|c| {
+        evidence::chain_after(seg, last_start, pos, &opts).filter(|c| {
             let span_end = (c.start - last_start) as usize;
             !evidence::lost_writes_explain(seg, pos, span_end, trailer.is_none())
         })
     });
     let after: usize = runs[1..].iter().map(Vec::len).sum();
 
-    let keep_before = |reason: String, runs: &mut Vec<Files>| -> Result<(Files, GapRepair)> {
-        let mut removed = Vec::new();
-        while runs.len() > 1 {
-            let mut run = runs.pop().expect("len > 1");
-            removed.extend(run.iter().rev().map(|(_, f)| f.path().to_path_buf()));
-            segments::remove_tail(vfs, dir, &mut run, 0)?;
-        }
-        let kept = runs.pop().expect("one run left");
-        Ok((
-            kept,
-            GapRepair {
-                missing_from,
-                missing_to,
-                removed,
-                reason,
-            },
-        ))
-    };
-
     let (files, repair) = match (chain_end, config.segment_gap) {
         (Some(end), _) if vouched <= end && corrupt.is_none() => {
             let reason = format!(
                 "the log ends at {end}, inside segment {last_start}, before the gap: the {after} segment(s) after it are the rest of an interrupted cut"
             );
-            keep_before(reason, &mut runs)?
+            keep_before(vfs, dir, &mut runs, gap, reason)?
         }
         (_, GapPolicy::KeepBefore) => keep_before(
-            format!("StoreConfig::segment_gap = KeepBefore: gave up the {after} segment(s) after the gap"),
+            vfs,
+            dir,
             &mut runs,
+            gap,
+            format!("StoreConfig::segment_gap = KeepBefore: gave up the {after} segment(s) after the gap"),
         )?,
-        (_, GapPolicy::KeepAfter) => {
-            let kept = runs.pop().expect("two runs or more");
-            let mut removed = Vec::new();
-            for run in runs.drain(..) {
-                for (_, f) in run {
-                    removed.push(f.path().to_path_buf());
-                    // Oldest first, each removal synced: a crash leaves a suffix.
-                    f.delete(vfs).map_err(|e| Error::io(f.path(), e))?;
-                    vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
-                }
-            }
-            let reason = format!(
-                "StoreConfig::segment_gap = KeepAfter: gave up the {} segment(s) before the last gap",
-                removed.len()
-            );
-            (kept, GapRepair {
-                missing_from,
-                missing_to,
-                removed,
-                reason,
-            })
-        }
+        (_, GapPolicy::KeepAfter) => keep_after(vfs, dir, &mut runs, gap)?,
         (end, GapPolicy::Refuse) => {
-            let before = first.len();
             let reason = match (end, corrupt) {
                 (Some(end), Some(c)) => format!(
                     "the log's record chain breaks at {end}, inside segment {last_start} before the gap, but {} valid record(s) follow at {}: corruption, not the end of an interrupted cut",
@@ -147,8 +131,8 @@ pub(super) fn join(
             };
             return Err(Error::SegmentGap {
                 dir: dir.to_path_buf(),
-                missing_from,
-                missing_to,
+                missing_from: gap.missing_from,
+                missing_to: gap.missing_to,
                 segments_before: before,
                 segments_after: after,
                 reason,
@@ -156,11 +140,55 @@ pub(super) fn join(
         }
     };
     log::warn!(
-        "recovery: CommitLog gap {missing_from}..{missing_to}: {}; deleted {} segment(s)",
+        "recovery: CommitLog gap {}..{}: {}; deleted {} segment(s)",
+        gap.missing_from,
+        gap.missing_to,
         repair.reason,
         repair.removed.len()
     );
     Ok((files, Some(repair)))
+}
+
+/// Keeps the first run, deleting the later ones newest first (each removal synced).
+fn keep_before(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    runs: &mut Vec<Files>,
+    gap: Gap,
+    reason: String,
+) -> Result<(Files, GapRepair)> {
+    let mut removed = Vec::new();
+    while runs.len() > 1 {
+        let mut run = runs.pop().expect("len > 1");
+        removed.extend(run.iter().rev().map(|(_, f)| f.path().to_path_buf()));
+        segments::remove_tail(vfs, dir, &mut run, 0)?;
+    }
+    let kept = runs.pop().expect("one run left");
+    Ok((kept, gap.repair(removed, reason)))
+}
+
+/// Keeps the last run, deleting the earlier ones oldest first (each removal synced).
+fn keep_after(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    runs: &mut Vec<Files>,
+    gap: Gap,
+) -> Result<(Files, GapRepair)> {
+    let kept = runs.pop().expect("two runs or more");
+    let mut removed = Vec::new();
+    for run in runs.drain(..) {
+        for (_, f) in run {
+            removed.push(f.path().to_path_buf());
+            // Oldest first, each removal synced: a crash leaves a suffix.
+            f.delete(vfs).map_err(|e| Error::io(f.path(), e))?;
+            vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+        }
+    }
+    let reason = format!(
+        "StoreConfig::segment_gap = KeepAfter: gave up the {} segment(s) before the last gap",
+        removed.len()
+    );
+    Ok((kept, gap.repair(removed, reason)))
 }
 
 /// Where the record chain of the segment starting at `start` ends, or `None` when it runs to
