@@ -64,7 +64,9 @@ mod storage;
 mod store;
 
 pub use config::{FlushMode, GapPolicy, StoreConfig, WriteMode};
-pub use engine::{DeliveryPass, DlqStats, LevelStats, MAX_PASS, MAX_QUERY_RESULTS, PROGRESS_GROUP};
+pub use engine::{
+    AckResult, DeliveryPass, DlqStats, LevelStats, MAX_PASS, MAX_QUERY_RESULTS, PROGRESS_GROUP,
+};
 pub use error::{Error, Result};
 pub use format::geometry::RootGeometry;
 pub use format::topic::MAX_TOPIC_LEN;

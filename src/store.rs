@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::StoreConfig;
-use crate::engine::{DeliveryPass, DlqStats, Engine, LevelStats, Trigger};
+use crate::engine::{AckResult, DeliveryPass, DlqStats, Engine, LevelStats, Trigger};
 use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::recovery::RecoveryReport;
@@ -80,6 +80,68 @@ impl Store {
     /// offsets (all or nothing).
     pub fn put_batch(&self, msgs: &[Message<'_>]) -> Result<PutResult> {
         self.engine.put_batch(msgs)
+    }
+
+    /// Appends like [`Store::put_batch`] (one message: pass a one-element slice) but returns
+    /// as soon as the records are written, without waiting for them to be durable even in
+    /// [`FlushMode::Sync`](crate::FlushMode::Sync), and has `callback` run once they are: with
+    /// `Ok(())` once the CommitLog is durable past them, or with the error if a sync failed
+    /// first. The records are readable (and dispatched) when this returns; `status` is
+    /// [`PutStatus::Ok`](crate::PutStatus::Ok) and says nothing about durability.
+    ///
+    /// One producer thread can so keep many puts in flight and still learn when each is
+    /// durable, instead of one blocked thread per put. Sync mode syncs as soon as the group
+    /// commit thread can; Async mode at the flusher's next tick (`flush_interval`), without
+    /// waiting for `flush_least_pages`. The callback runs exactly once, on the thread that made
+    /// the records durable (or on this one if they already are), and must not wait on the
+    /// store (see [`Store::when_durable`]).
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use rocketstore::{FlushMode, Message, Store, StoreConfig};
+    /// # fn main() -> rocketstore::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = Store::open(dir.path(), StoreConfig { flush_mode: FlushMode::Sync, ..StoreConfig::small() })?;
+    /// let (tx, rx) = mpsc::channel();
+    /// for i in 0..100u32 {
+    ///     let tx = tx.clone();
+    ///     let body = i.to_be_bytes();
+    ///     store.put_with_ack(&[Message::new("orders", 0, &body)], move |r| {
+    ///         let _ = tx.send((i, r.is_ok()));
+    ///     })?;
+    /// }
+    /// let acked: Vec<_> = rx.iter().take(100).collect();
+    /// assert!(acked.iter().all(|&(_, ok)| ok));
+    /// store.close()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn put_with_ack(
+        &self,
+        msgs: &[Message<'_>],
+        callback: impl FnOnce(AckResult) + Send + 'static,
+    ) -> Result<PutResult> {
+        self.engine.put_with_ack(msgs, Box::new(callback))
+    }
+
+    /// Has `callback` run once every CommitLog byte below `offset` is durable (at most
+    /// [`Store::commitlog_max_offset`]; past it is an error, since nothing would make it so):
+    /// with `Ok(())`, or with the error of the sync that failed first (a failed sync is final:
+    /// nothing after it is acknowledged), or [`Error::Closed`](crate::Error::Closed) if the
+    /// store closes first (it flushes before, so only what was never written can get that).
+    /// If the log is durable past `offset` already, the callback runs here, before this
+    /// returns.
+    ///
+    /// Callbacks run in offset order, on the thread whose sync made their bytes durable (the
+    /// group-commit thread, the flusher, [`Store::flush`], [`Store::close`]). They must not
+    /// wait on the store — a Sync put, `flush` or `close` from a callback would wait for the
+    /// thread running it — and should be short (a channel send): the group commit waits for
+    /// them before its next sync.
+    pub fn when_durable(
+        &self,
+        offset: u64,
+        callback: impl FnOnce(AckResult) + Send + 'static,
+    ) -> Result<()> {
+        self.engine.when_durable(offset, Box::new(callback))
     }
 
     /// Reads up to `max` messages of `(topic, queue_id)` starting at queue offset `offset`

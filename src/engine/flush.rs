@@ -91,13 +91,14 @@ impl Engine {
             // A failed sync poisons the CommitLog: every later flush fails too, so nothing
             // waiting is ever acknowledged by a retry.
             match self.commitlog.flush() {
-                Ok(_) => {
+                Ok(durable) => {
                     // The target announced in `begin`, even if the flush reached further: a put
                     // that registered during this sync, past its target, sleeps on the next
                     // generation, and only `requested > served` makes that one run.
                     served = served.max(target);
                     gc.finish();
                     self.arrivals.synced();
+                    self.acks.durable(durable);
                 }
                 Err(e) => {
                     let reason = format!("CommitLog sync failed: {}", chain(&e));
@@ -111,6 +112,10 @@ impl Engine {
                             chain(&other).to_string(),
                         ),
                     };
+                    self.acks.sync_failed(
+                        &failure.0,
+                        &std::io::Error::new(failure.1, failure.2.clone()),
+                    );
                     // The store turns read-only only once the failure is recorded: a waiter
                     // that wakes in between must see `FlushFailed` (its sync failed), not
                     // `ReadOnly`. Everyone waiting fails now, not at their timeout.
@@ -120,6 +125,19 @@ impl Engine {
             }
         }
         gc.wake_everyone();
+    }
+
+    /// A CommitLog sync outside the sync thread failed: the store turns read-only and every
+    /// acknowledgement still waiting fails (a failed sync is final).
+    pub(super) fn commitlog_sync_failed(&self, e: &Error) {
+        self.set_read_only(format!("CommitLog sync failed: {}", chain(e)));
+        match e {
+            Error::FlushFailed { path, source } => self.acks.sync_failed(path, source),
+            other => self.acks.sync_failed(
+                self.root.path(),
+                &std::io::Error::other(chain(other).to_string()),
+            ),
+        }
     }
 
     /// Stops the sync thread (after `close` flushed): waiters still asleep are woken and see
@@ -160,8 +178,9 @@ impl Engine {
         let durable = self
             .commitlog
             .flush()
-            .inspect_err(|e| self.set_read_only(format!("CommitLog sync failed: {}", chain(e))))?;
+            .inspect_err(|e| self.commitlog_sync_failed(e))?;
         self.arrivals.synced();
+        self.acks.durable(durable);
         for q in &all_queues() {
             q.flush()?;
         }
@@ -206,16 +225,19 @@ impl Engine {
                 let dirty = self.commitlog.max_offset() - self.commitlog.flushed_offset();
                 let thorough =
                     now.duration_since(last_thorough) >= self.config.flush_thorough_interval;
-                if dirty > 0 && (thorough || dirty >= (self.config.flush_least_pages as u64) * 4096)
-                {
+                // A put waiting for its acknowledgement does not wait for `flush_least_pages`.
+                let enough = dirty >= (self.config.flush_least_pages as u64) * 4096
+                    || self.acks.any_pending();
+                if dirty > 0 && (thorough || enough) {
                     if thorough {
                         last_thorough = now;
                     }
                     match self.commitlog.flush() {
-                        Ok(_) => self.arrivals.synced(),
-                        Err(e) => {
-                            self.set_read_only(format!("CommitLog sync failed: {}", chain(&e)))
+                        Ok(durable) => {
+                            self.arrivals.synced();
+                            self.acks.durable(durable);
                         }
+                        Err(e) => self.commitlog_sync_failed(&e),
                     }
                 }
             }

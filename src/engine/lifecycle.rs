@@ -121,6 +121,7 @@ impl Engine {
             derived_damaged: AtomicBool::new(false),
             appending: AtomicUsize::new(0),
             group_commit: GroupCommit::default(),
+            acks: Default::default(),
             arrivals: Default::default(),
             offsets,
             groups: Default::default(),
@@ -162,6 +163,8 @@ impl Engine {
         } else {
             self.flush_for_close()
         };
+        // The last flush acknowledged everything it made durable; what is left never will be.
+        self.acks.closed();
         self.stop_sync();
         self.lock.lock().take();
         result

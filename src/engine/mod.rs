@@ -5,7 +5,7 @@
 //! [`put`] is the append path, [`read`] the read path, [`flush`] the durability threads and the
 //! checkpoint, [`cleanup`] retention, [`health`] whether writes are taken, [`workers`] the
 //! threads, [`queues`] the queue table, [`arrivals`] the readers waiting for messages, [`offsets`]
-//! the consumer groups' committed offsets.
+//! the consumer groups' committed offsets, [`acks`] the callbacks waiting for durability.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -23,6 +23,7 @@ use crate::recovery::RecoveryReport;
 use crate::stats::{GroupStats, QueueStats, StoreStats};
 use crate::storage::{LockGuard, Vfs};
 
+mod acks;
 mod arrivals;
 mod cleanup;
 mod flush;
@@ -37,6 +38,8 @@ mod read;
 mod schedule;
 mod workers;
 
+pub use acks::AckResult;
+use acks::Acks;
 use arrivals::Arrivals;
 pub(crate) use arrivals::WaitOn;
 pub(crate) use cleanup::Trigger;
@@ -78,6 +81,8 @@ pub(crate) struct Engine {
     /// Whether puts are refused, and why.
     health: Health,
     group_commit: GroupCommit,
+    /// Callbacks waiting for the CommitLog to be durable past an offset.
+    acks: Acks,
     /// Readers waiting for messages (long polling), woken by puts, syncs and `close`.
     arrivals: Arrivals,
     /// Consumer groups' committed offsets.

@@ -85,6 +85,12 @@ impl Engine {
     /// offsets (all or nothing). A message with a delay level or a delivery time goes to the
     /// schedule topic instead (alone: a batch cannot hold one).
     pub(crate) fn put_batch(&self, msgs: &[Message<'_>]) -> Result<PutResult> {
+        self.put_batch_with(msgs, true)
+    }
+
+    /// [`Engine::put_batch`]; `wait`: in a Sync store, return once the records are durable
+    /// (without: once written, for [`Engine::put_with_ack`]).
+    fn put_batch_with(&self, msgs: &[Message<'_>], wait: bool) -> Result<PutResult> {
         if let Some(m) = msgs.first() {
             let reserved = match m.topic() {
                 offset_commit::TOPIC => {
@@ -110,14 +116,49 @@ impl Engine {
             }
             return match self.scheduled(m)? {
                 Some(s) => {
-                    let r = self.put_any(&[s], true);
+                    let r = self.put_any(&[s], wait);
                     self.schedule_wake.notify();
                     r
                 }
-                None => self.put_any(&[unscheduled(m)], true),
+                None => self.put_any(&[unscheduled(m)], wait),
             };
         }
-        self.put_any(msgs, true)
+        self.put_any(msgs, wait)
+    }
+
+    /// Appends like [`Engine::put_batch`] without waiting for durability, and has `callback`
+    /// run once the records are durable (see [`acks`](super::acks)).
+    pub(crate) fn put_with_ack(
+        &self,
+        msgs: &[Message<'_>],
+        callback: Box<dyn FnOnce(super::AckResult) + Send>,
+    ) -> Result<PutResult> {
+        let r = self.put_batch_with(msgs, false)?;
+        self.when_durable(r.commitlog_offset + r.wrote_bytes as u64, callback)?;
+        Ok(r)
+    }
+
+    /// Has `callback` run once every CommitLog byte below `offset` is durable: at once (on
+    /// this thread) if it is already, else on the thread whose sync gets there.
+    pub(crate) fn when_durable(
+        &self,
+        offset: u64,
+        callback: Box<dyn FnOnce(super::AckResult) + Send>,
+    ) -> Result<()> {
+        self.check_open()?;
+        let max = self.commitlog.max_offset();
+        if offset > max {
+            return Err(Error::InvalidArgument(format!(
+                "offset {offset} is past the end of the CommitLog ({max}): nothing will make it durable"
+            )));
+        }
+        self.acks
+            .register(offset, || self.commitlog.flushed_offset(), callback);
+        if self.config.flush_mode == FlushMode::Sync {
+            // Wakes the sync thread if it sleeps; the ticket is not needed.
+            let _ = self.group_commit.register(offset);
+        }
+        Ok(())
     }
 
     /// The schedule-topic message that delivers `m` later, or `None` if its delivery time has
@@ -219,10 +260,12 @@ impl Engine {
             true,
         )?;
         if durable && self.config.flush_mode == FlushMode::Async && r.status == PutStatus::Ok {
-            self.commitlog.flush().inspect_err(|e| {
-                self.set_read_only(format!("CommitLog sync failed: {}", chain(e)))
-            })?;
+            let durable = self
+                .commitlog
+                .flush()
+                .inspect_err(|e| self.commitlog_sync_failed(e))?;
             self.arrivals.synced();
+            self.acks.durable(durable);
         }
         Ok(r)
     }
