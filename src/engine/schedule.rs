@@ -485,9 +485,54 @@ fn classify(
     valid_topic: &mut String,
     topic_out: &mut String,
 ) -> Target {
-    // One pass over the properties for the three a delivery needs (last occurrence wins),
-    // names compared as bytes, only those values decoded; and the record's [`Shape`].
-    let text = v.raw_properties();
+    let Scan {
+        topic,
+        qid,
+        exact,
+        shape,
+    } = scan(v.raw_properties());
+    let Some(topic) = topic else {
+        return Target::Skip("no REAL_TOPIC property".into());
+    };
+    let Some(queue_id) = qid.and_then(|q| q.parse::<i32>().ok()) else {
+        return Target::Skip("no valid REAL_QID property".into());
+    };
+    let checked = if topic == valid_topic.as_str() {
+        engine.check_queue_id(topic, queue_id)
+    } else {
+        engine.validate_queue(topic, queue_id).inspect(|()| {
+            valid_topic.clear();
+            valid_topic.push_str(topic);
+        })
+    };
+    if let Err(e) = checked {
+        return Target::Skip(e.to_string());
+    }
+    match exact.and_then(|t| t.parse::<i64>().ok()) {
+        Some(t) if t > now => {
+            let level = engine.delays.level_for(t - now);
+            Target::Hop(m, level)
+        }
+        _ => {
+            topic_out.clear();
+            topic_out.push_str(topic);
+            Target::Deliver(m, queue_id, shape)
+        }
+    }
+}
+
+/// What one pass over a scheduled record's property text finds.
+struct Scan<'a> {
+    /// REAL_TOPIC, REAL_QID and TIMER_DELIVER_MS (the last of each, if UTF-8).
+    topic: Option<&'a str>,
+    qid: Option<&'a str>,
+    exact: Option<&'a str>,
+    shape: Shape,
+}
+
+/// The properties a delivery needs (last occurrence wins), names compared as bytes and only
+/// those values decoded, and the text's [`Shape`]: one pass.
+fn scan(text: &[u8]) -> Scan<'_> {
     let base = text.as_ptr() as usize;
     let (mut topic, mut qid, mut exact) = (None, None, None);
     let mut shape = Shape {
@@ -548,33 +593,11 @@ fn classify(
     // Every byte in a pair with its separator (nothing `iter` skips), and UTF-8 as a whole:
     // then so is every name and value (split at ASCII separators), as copy_without needs.
     shape.raw &= covered == text.len() && std::str::from_utf8(text).is_ok();
-    let Some(topic) = topic else {
-        return Target::Skip("no REAL_TOPIC property".into());
-    };
-    let Some(queue_id) = qid.and_then(|q| q.parse::<i32>().ok()) else {
-        return Target::Skip("no valid REAL_QID property".into());
-    };
-    let checked = if topic == valid_topic.as_str() {
-        engine.check_queue_id(topic, queue_id)
-    } else {
-        engine.validate_queue(topic, queue_id).inspect(|()| {
-            valid_topic.clear();
-            valid_topic.push_str(topic);
-        })
-    };
-    if let Err(e) = checked {
-        return Target::Skip(e.to_string());
-    }
-    match exact.and_then(|t| t.parse::<i64>().ok()) {
-        Some(t) if t > now => {
-            let level = engine.delays.level_for(t - now);
-            Target::Hop(m, level)
-        }
-        _ => {
-            topic_out.clear();
-            topic_out.push_str(topic);
-            Target::Deliver(m, queue_id, shape)
-        }
+    Scan {
+        topic,
+        qid,
+        exact,
+        shape,
     }
 }
 
@@ -709,4 +732,121 @@ pub(super) fn write_delay_offsets(
     let levels: DelayOffsets = progress.iter().map(|(&q, &o)| (q + 1, o)).collect();
     let text = schedule::encode_delay_offsets(&levels);
     write_config(vfs, root, |s| root.delay_offsets(s), &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::record::{self, DecodeOptions, Decoded, EncodeOptions, RecordFields};
+    use proptest::prelude::*;
+
+    /// A record of topic `T` with exactly `props` as its property text.
+    fn record(props: &[u8]) -> Vec<u8> {
+        let host = "127.0.0.1:10911".parse().unwrap();
+        let fields = RecordFields {
+            topic: "SCHEDULE_TOPIC_XXXX",
+            queue_id: 0,
+            flag: 3,
+            sys_flag: 0,
+            born_timestamp: 7,
+            born_host: host,
+            store_host: host,
+            reconsume_times: 2,
+            prepared_transaction_offset: 0,
+            body: b"body",
+            properties: props,
+        };
+        let opts = EncodeOptions {
+            append_crc_property: false,
+            max_body_size: 1 << 20,
+        };
+        let mut buf = Vec::new();
+        record::encode(&mut buf, &fields, &opts).unwrap();
+        buf
+    }
+
+    /// Pairs and junk a property text can be made of: this store's names, a broker's order,
+    /// empty keys, separators inside values, bytes that are not UTF-8.
+    fn piece() -> impl Strategy<Value = Vec<u8>> {
+        let names = prop::sample::select(vec![
+            "TAGS",
+            "KEYS",
+            "UNIQ_KEY",
+            "DELAY",
+            "TIMER_DELIVER_MS",
+            "__CRC32#",
+            "REAL_TOPIC",
+            "REAL_QID",
+            "a",
+            "b",
+        ]);
+        let values = prop::sample::select(vec![
+            &b"x"[..],
+            b"k1 k2",
+            b" k",
+            b"k  j",
+            b"k ",
+            b"v\x01w",
+            b"\xff\xfe",
+            b"1",
+        ]);
+        prop_oneof![
+            8 => (names, values).prop_map(|(n, v)| {
+                let mut p = n.as_bytes().to_vec();
+                p.push(1);
+                p.extend_from_slice(v);
+                p.push(2);
+                p
+            }),
+            1 => Just(b"junk\x02".to_vec()),
+            1 => Just(b"\x01x\x02".to_vec()),
+        ]
+    }
+
+    proptest! {
+        /// Wherever the raw path is taken, it encodes exactly what copy_without's message
+        /// encodes, with the same KEYS position and dispatch properties, and that message is
+        /// one a put accepts.
+        #[test]
+        fn the_raw_re_put_encodes_what_copy_without_does(
+            pieces in prop::collection::vec(piece(), 0..8),
+            strip_last in any::<bool>(),
+        ) {
+            let mut text: Vec<u8> = pieces.concat();
+            if strip_last && text.last() == Some(&2) {
+                text.pop();
+            }
+            let rec = record(&text);
+            let Ok(Decoded::Record(r)) = record::decode(&rec, &DecodeOptions::structure_only(usize::MAX)) else {
+                panic!("does not decode");
+            };
+            let view = MessageView::new(r);
+            let shape = scan(view.raw_properties()).shape;
+            let Some(raw) = Redelivery::new(view, shape, "T", 1) else {
+                return Ok(());
+            };
+            let msg = view.copy_without("T", 1, &[schedule::DELAY, schedule::TIMER_DELIVER_MS]);
+            prop_assert!(Outgoing::validate(&msg).is_ok());
+            let (mut a, mut b) = (vec![9u8], vec![9u8]);
+            let ka = raw.encode_properties(&mut a);
+            let kb = Outgoing::encode_properties(&msg, &mut b);
+            prop_assert_eq!(&a, &b);
+            prop_assert_eq!(ka, kb);
+            prop_assert_eq!(raw.header(), Outgoing::header(&msg));
+            prop_assert_eq!(raw.body(), Outgoing::body(&msg));
+            let (da, db) = (raw.dispatch_properties(), msg.dispatch_properties());
+            prop_assert_eq!((da.tags, da.uniq_key, da.delay, da.timer_deliver_ms),
+                (db.tags, db.uniq_key, db.delay, db.timer_deliver_ms));
+        }
+    }
+
+    #[test]
+    fn this_stores_scheduled_text_takes_the_raw_path_and_a_brokers_order_does_not() {
+        let ours = b"TAGS\x01A\x02KEYS\x01k1 k2\x02UNIQ_KEY\x01U\x02REAL_TOPIC\x01T\x02REAL_QID\x011\x02DELAY\x011\x02__CRC32#\x010123456789\x02";
+        let s = scan(ours);
+        assert!(s.shape.raw);
+        assert_eq!((s.topic, s.qid, s.shape.n_drops), (Some("T"), Some("1"), 2));
+        let broker = b"REAL_TOPIC\x01T\x02TAGS\x01A\x02REAL_QID\x011\x02DELAY\x011";
+        assert!(!scan(broker).shape.raw);
+    }
 }
