@@ -290,6 +290,11 @@ impl<'a> MessageView<'a> {
         m
     }
 
+    /// The stored property text as it is (the record CRC property included).
+    pub(crate) fn raw_properties(&self) -> &'a [u8] {
+        self.record.properties()
+    }
+
     /// All properties as (name, value), including TAGS, KEYS and the record CRC property;
     /// pairs that are not UTF-8 are skipped.
     pub fn properties(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {

@@ -470,6 +470,38 @@ impl Store {
         self.engine.schedule_stats()
     }
 
+    /// The settings of consumer group `group` from `config/subscriptionGroup.json` (RocketMQ's
+    /// `SubscriptionGroupConfig`), if the file has an entry for it. Its `retryMaxTimes` is the
+    /// group's retry limit: it takes precedence over
+    /// [`ConsumerConfig::max_reconsume_times`](crate::consumer::ConsumerConfig), which applies
+    /// to groups without an entry.
+    pub fn subscription_group(
+        &self,
+        group: &str,
+    ) -> Option<crate::format::subscription_group::SubscriptionGroupConfig> {
+        self.engine.subscription_group(group)
+    }
+
+    /// Every group entry of `config/subscriptionGroup.json`, by name.
+    pub fn subscription_groups(
+        &self,
+    ) -> Vec<crate::format::subscription_group::SubscriptionGroupConfig> {
+        self.engine.subscription_groups()
+    }
+
+    /// Adds or replaces the settings of `config.group_name` and rewrites
+    /// `config/subscriptionGroup.json` as RocketMQ persists a config file: the new version
+    /// synced to `.tmp`, the old one kept as `.bak`, `.tmp` renamed into place, the directory
+    /// synced. Takes effect for the group's next [`send_back`](crate::consumer::Consumer::send_back)
+    /// (and `fail`); survives reopen. [`Error::InvalidGroup`] for a bad name; I/O errors leave
+    /// the previous settings in force.
+    pub fn set_subscription_group(
+        &self,
+        config: crate::format::subscription_group::SubscriptionGroupConfig,
+    ) -> Result<()> {
+        self.engine.set_subscription_group(config)
+    }
+
     /// The dead-letter topic `%DLQ%group`: how many messages it holds past what was purged or
     /// re-driven, and its offsets.
     pub fn dlq(&self, group: &str) -> Result<DlqStats> {

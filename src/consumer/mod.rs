@@ -99,7 +99,10 @@ pub struct ConsumerConfig {
     pub verify_crc: bool,
     /// Clustering, not ordered: how many times a [failed](Consumer::fail) message is retried
     /// through the group's retry topic before it goes to its dead-letter topic (RocketMQ's
-    /// `maxReconsumeTimes`, 16 by default: about 4 h 46 min of retries).
+    /// `maxReconsumeTimes`, 16 by default: about 4 h 46 min of retries). The default for a
+    /// group without an entry in `config/subscriptionGroup.json`: a group's `retryMaxTimes`
+    /// there ([`Store::set_subscription_group`](crate::Store::set_subscription_group)) takes
+    /// precedence.
     pub max_reconsume_times: i32,
 }
 
@@ -524,9 +527,12 @@ impl Consumer {
     /// group's retry topic `%RETRY%group` through the schedule, at `delay_level` (0: level 3 +
     /// the message's reconsume count; clamped to the table), with its reconsume count one
     /// higher, `RETRY_TOPIC` and `ORIGIN_MESSAGE_ID` saying where it came from and its
-    /// `UNIQ_KEY` and other properties unchanged. A message that was retried
-    /// [`ConsumerConfig::max_reconsume_times`] times already, or a negative `delay_level`,
-    /// goes to the dead-letter topic `%DLQ%group` instead. Returns where it went. Durable on
+    /// `UNIQ_KEY` and other properties unchanged. A message that was retried as many times as
+    /// the group's limit already, or a negative `delay_level`, goes to the dead-letter topic
+    /// `%DLQ%group` instead. The limit is the group's `retryMaxTimes` in
+    /// `config/subscriptionGroup.json` if it has an entry there, else
+    /// [`ConsumerConfig::max_reconsume_times`]. (A RocketMQ broker lets a client's own
+    /// `maxReconsumeTimes` override the group's; here the store's file decides.) Returns where it went. Durable on
     /// return in a Sync store; commit the consumer's position after it (auto-commit does).
     pub fn send_back(&mut self, msg: &MessageView<'_>, delay_level: i32) -> Result<SentBack> {
         self.engine.check_open()?;
@@ -538,7 +544,11 @@ impl Consumer {
         let origin_id = msg
             .property(schedule::ORIGIN_MESSAGE_ID)
             .map_or_else(|| msg.msg_id(), str::to_owned);
-        let to_dlq = delay_level < 0 || times >= self.config.max_reconsume_times;
+        let max_times = self
+            .engine
+            .retry_max_times(&self.group)
+            .unwrap_or(self.config.max_reconsume_times);
+        let to_dlq = delay_level < 0 || times >= max_times;
         let (topic, level) = if to_dlq {
             (schedule::dlq_topic(&self.group), None)
         } else {
@@ -570,10 +580,7 @@ impl Consumer {
             .with_property(schedule::RETRY_TOPIC, origin_topic)
             .with_property(schedule::ORIGIN_MESSAGE_ID, origin_id)
             .with_property(schedule::RECONSUME_TIME, (times + 1).to_string())
-            .with_property(
-                schedule::MAX_RECONSUME_TIMES,
-                self.config.max_reconsume_times.to_string(),
-            );
+            .with_property(schedule::MAX_RECONSUME_TIMES, max_times.to_string());
         if let Some(level) = level {
             m = m.with_delay_level(level);
         }

@@ -94,6 +94,7 @@ impl Engine {
             .collect();
         let (offsets, offsets_from) = super::offsets::load_snapshot(&*vfs, &root, rec.end)?;
         let delay_file = super::schedule::load_delay_offsets(&*vfs, &root)?;
+        let subscriptions = super::subscriptions::load(&*vfs, &root)?;
         write_abort_marker(&*vfs, &root)?;
         let engine = Arc::new(Engine {
             root,
@@ -125,6 +126,7 @@ impl Engine {
             arrivals: Default::default(),
             offsets,
             groups: Default::default(),
+            subscriptions: Mutex::new(subscriptions),
             workers: Default::default(),
             cleanup_lock: Mutex::new(()),
             checkpoint_lock: Mutex::new(()),

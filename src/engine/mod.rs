@@ -36,6 +36,7 @@ mod put;
 mod queues;
 mod read;
 mod schedule;
+mod subscriptions;
 mod workers;
 
 pub use acks::AckResult;
@@ -89,6 +90,9 @@ pub(crate) struct Engine {
     offsets: Offsets,
     /// The consumers of this process (group members, ordered-consumption locks).
     groups: Groups,
+    /// `config/subscriptionGroup.json` as loaded and set since (see
+    /// [`subscriptions`](self::subscriptions)).
+    subscriptions: Mutex<crate::format::subscription_group::SubscriptionGroups>,
     /// The background threads and their stop signal.
     workers: Workers,
     /// Serialises cleanup passes (background cleaner and the manual calls).

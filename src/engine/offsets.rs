@@ -71,10 +71,7 @@ impl Offsets {
 
     fn apply_commit(&self, c: &OffsetCommit<'_>, end: u64) {
         let mut inner = self.inner.lock();
-        let queues = inner
-            .table
-            .entry((c.topic.to_owned(), c.group.to_owned()))
-            .or_default();
+        let queues = queues_mut(&mut inner.table, c.topic, c.group);
         for &(queue_id, offset) in &c.entries {
             queues.insert(queue_id, offset);
         }
@@ -85,11 +82,7 @@ impl Offsets {
     /// file stays the source until a commit record supersedes it).
     pub(crate) fn seed(&self, group: &str, topic: &str, queue_id: i32, offset: i64) {
         let mut inner = self.inner.lock();
-        inner
-            .table
-            .entry((topic.to_owned(), group.to_owned()))
-            .or_default()
-            .insert(queue_id, offset);
+        queues_mut(&mut inner.table, topic, group).insert(queue_id, offset);
     }
 
     /// The offset `group` committed for `topic:queue_id`, if any.
@@ -97,7 +90,7 @@ impl Offsets {
         let inner = self.inner.lock();
         inner
             .table
-            .get(&(topic.to_owned(), group.to_owned()))?
+            .get(&(topic, group) as &dyn TopicGroup)?
             .get(&queue_id)
             .copied()
     }
@@ -124,6 +117,67 @@ impl Offsets {
         inner.persisted_end = inner.persisted_end.max(end);
         inner.persisted_at = Some(std::time::Instant::now());
     }
+}
+
+/// A `(topic, group)` key of [`Table`] as borrowed strings, so a lookup builds no owned
+/// pair (two allocations per call before). `(String, String)` borrows as it, and both order
+/// as the tuple does (topic, then group), so the table's order is unchanged.
+pub(crate) trait TopicGroup {
+    /// The topic and the group.
+    fn pair(&self) -> (&str, &str);
+}
+
+impl TopicGroup for (String, String) {
+    fn pair(&self) -> (&str, &str) {
+        (&self.0, &self.1)
+    }
+}
+
+impl TopicGroup for (&str, &str) {
+    fn pair(&self) -> (&str, &str) {
+        (self.0, self.1)
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn TopicGroup + 'a> for (String, String) {
+    fn borrow(&self) -> &(dyn TopicGroup + 'a) {
+        self
+    }
+}
+
+impl PartialEq for dyn TopicGroup + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.pair() == other.pair()
+    }
+}
+
+impl Eq for dyn TopicGroup + '_ {}
+
+impl PartialOrd for dyn TopicGroup + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for dyn TopicGroup + '_ {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.pair().cmp(&other.pair())
+    }
+}
+
+/// The queues of `(topic, group)` in `table`, created empty if missing (owned names built
+/// only then).
+fn queues_mut<'t>(
+    table: &'t mut Table,
+    topic: &str,
+    group: &str,
+) -> &'t mut std::collections::BTreeMap<i32, i64> {
+    if !table.contains_key(&(topic, group) as &dyn TopicGroup) {
+        table.insert((topic.to_owned(), group.to_owned()), Default::default());
+    }
+    table
+        .get_mut(&(topic, group) as &dyn TopicGroup)
+        .expect("inserted above")
 }
 
 impl super::Engine {

@@ -47,12 +47,68 @@ struct EncodeBuffers {
     keys: Vec<Option<Range<usize>>>,
 }
 
+/// What a put appends, one record each: a [`Message`], or a stored record that scheduled
+/// delivery re-puts as it is ([`Redelivery`](super::schedule::Redelivery)). Generic, so the
+/// put path of a [`Message`] stays what it was.
+pub(super) trait Outgoing {
+    /// The topic.
+    fn topic(&self) -> &str;
+    /// The queue id.
+    fn queue_id(&self) -> i32;
+    /// The body.
+    fn body(&self) -> &[u8];
+    /// Why it cannot be stored (keys, tags and properties), checked before encoding.
+    fn validate(&self) -> Result<()>;
+    /// Appends the property text to `buf`; returns where the KEYS value went, if any.
+    fn encode_properties(&self, buf: &mut Vec<u8>) -> Option<Range<usize>>;
+    /// FLAG, BORNTIMESTAMP (`None`: the store time), BORNHOST (`None`: the store host) and
+    /// RECONSUMETIMES.
+    fn header(&self) -> (i32, Option<i64>, Option<std::net::SocketAddr>, i32);
+    /// What dispatch needs from the stored properties (its KEYS come from the encoded text).
+    fn dispatch_properties(&self) -> DispatchProperties<'_>;
+}
+
+impl Outgoing for Message<'_> {
+    fn topic(&self) -> &str {
+        Message::topic(self)
+    }
+    fn queue_id(&self) -> i32 {
+        Message::queue_id(self)
+    }
+    fn body(&self) -> &[u8] {
+        Message::body(self)
+    }
+    fn validate(&self) -> Result<()> {
+        validate_message(self)
+    }
+    fn encode_properties(&self, buf: &mut Vec<u8>) -> Option<Range<usize>> {
+        Message::encode_properties(self, buf)
+    }
+    fn header(&self) -> (i32, Option<i64>, Option<std::net::SocketAddr>, i32) {
+        (
+            self.flag,
+            self.born_timestamp,
+            self.born_host,
+            self.reconsume_times,
+        )
+    }
+    fn dispatch_properties(&self) -> DispatchProperties<'_> {
+        DispatchProperties {
+            tags: self.stored_tags(),
+            keys: None,
+            uniq_key: self.stored_uniq_key(),
+            delay: self.stored_property(schedule::DELAY),
+            timer_deliver_ms: self.stored_property(schedule::TIMER_DELIVER_MS),
+        }
+    }
+}
+
 /// One put's encoded run of records: its (topic, queue), the messages, and per record its
 /// layout and KEYS position (see [`EncodeBuffers`]).
-pub(super) struct Run<'r, 'm> {
+pub(super) struct Run<'r, M> {
     topic: &'r str,
     queue_id: i32,
-    msgs: &'r [Message<'m>],
+    msgs: &'r [M],
     layouts: &'r [EncodedLayout],
     keys: &'r [Option<Range<usize>>],
 }
@@ -273,7 +329,7 @@ impl Engine {
     /// [`Engine::put_batch`] without the reserved-topic and schedule checks. `wait`: in a
     /// Sync store, return once the records are durable (without: once written, for the
     /// store's own re-puts, whose progress record is what waits).
-    pub(super) fn put_any(&self, msgs: &[Message<'_>], wait: bool) -> Result<PutResult> {
+    pub(super) fn put_any<M: Outgoing>(&self, msgs: &[M], wait: bool) -> Result<PutResult> {
         let inner = self;
         inner.check_writable()?;
         let appending = (inner.config.flush_mode == FlushMode::Sync && wait)
@@ -290,7 +346,7 @@ impl Engine {
                     "a batch must target a single (topic, queue)".into(),
                 ));
             }
-            validate_message(m)?;
+            m.validate()?;
             body_total += m.body().len();
         }
         if body_total > inner.config.max_message_size {
@@ -318,15 +374,16 @@ impl Engine {
             for m in msgs {
                 props.clear();
                 keys.push(m.encode_properties(props));
+                let (flag, born_timestamp, born_host, reconsume_times) = m.header();
                 let fields = RecordFields {
                     topic,
                     queue_id,
-                    flag: m.flag,
+                    flag,
                     sys_flag: 0,
-                    born_timestamp: m.born_timestamp.unwrap_or(now),
-                    born_host: m.born_host.unwrap_or(inner.config.store_host),
+                    born_timestamp: born_timestamp.unwrap_or(now),
+                    born_host: born_host.unwrap_or(inner.config.store_host),
                     store_host: inner.config.store_host,
-                    reconsume_times: m.reconsume_times,
+                    reconsume_times,
                     prepared_transaction_offset: 0,
                     body: m.body(),
                     properties: props,
@@ -339,7 +396,7 @@ impl Engine {
                     record::encode(scratch, &fields, &opts)
                         .inspect(|_| buf.extend_from_slice(scratch))
                 };
-                layouts.push(layout.map_err(|e| encode_error(e, m))?);
+                layouts.push(layout.map_err(|e| encode_error(e, topic))?);
             }
             let run = Run {
                 topic,
@@ -365,6 +422,11 @@ impl Engine {
                 topic: topic.into(),
                 reason,
             })?;
+        self.check_queue_id(topic, queue_id)
+    }
+
+    /// The queue-id half of [`Engine::validate_queue`], for a topic whose name is known valid.
+    pub(super) fn check_queue_id(&self, topic: &str, queue_id: i32) -> Result<()> {
         // The schedule topic has one queue per delay level, whatever the limit for user topics.
         let limit = if topic == schedule::SCHEDULE_TOPIC {
             self.delays.len() as u32
@@ -378,9 +440,9 @@ impl Engine {
     }
 
     /// The append critical section, then the durability wait.
-    pub(super) fn append(
+    pub(super) fn append<M: Outgoing>(
         &self,
-        run: &Run<'_, '_>,
+        run: &Run<'_, M>,
         buf: &mut [u8],
         now_ms: i64,
         appending: Option<Appending<'_>>,
@@ -473,10 +535,10 @@ impl Engine {
     /// Dispatches the records of `run` just written at `first` (their bytes are `buf`), from
     /// the fields the put encoded rather than by decoding them again. Debug builds decode each
     /// record from the mapping (recovery's path) and check that it describes the same entry.
-    pub(super) fn dispatch_run(
+    pub(super) fn dispatch_run<M: Outgoing>(
         &self,
         queue: &ConsumeQueue,
-        run: &Run<'_, '_>,
+        run: &Run<'_, M>,
         buf: &[u8],
         first: u64,
         first_queue_offset: u64,
@@ -498,11 +560,8 @@ impl Engine {
                 store_timestamp,
                 transaction_type: record::TRANSACTION_NOT_TYPE,
                 props: DispatchProperties {
-                    tags: m.stored_tags(),
                     keys,
-                    uniq_key: m.stored_uniq_key(),
-                    delay: m.stored_property(schedule::DELAY),
-                    timer_deliver_ms: m.stored_property(schedule::TIMER_DELIVER_MS),
+                    ..m.dispatch_properties()
                 },
             };
             #[cfg(debug_assertions)]
@@ -581,14 +640,14 @@ fn validate_message(m: &Message<'_>) -> Result<()> {
     Ok(())
 }
 
-fn encode_error(e: EncodeError, m: &Message<'_>) -> Error {
+fn encode_error(e: EncodeError, topic: &str) -> Error {
     match e {
         EncodeError::EmptyTopic => Error::InvalidTopic {
             topic: String::new(),
             reason: "empty",
         },
         EncodeError::TopicTooLong { .. } => Error::InvalidTopic {
-            topic: m.topic().into(),
+            topic: topic.into(),
             reason: "too long",
         },
         EncodeError::BodyTooLarge { len, max } => Error::MessageTooLarge { len, limit: max },

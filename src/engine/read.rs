@@ -316,6 +316,17 @@ impl Engine {
     }
 
     pub(crate) fn read_at(&self, offset: u64, verify: bool) -> Result<StoredMessage> {
+        self.read_at_with(offset, verify, |m, _| m)
+    }
+
+    /// [`Engine::read_at`] handing `f` the message and the view decoded to find it (so a
+    /// caller that looks at the record does not decode it again).
+    pub(crate) fn read_at_with<T>(
+        &self,
+        offset: u64,
+        verify: bool,
+        f: impl FnOnce(StoredMessage, crate::message::MessageView<'_>) -> T,
+    ) -> Result<T> {
         let no_record = || Error::NoRecordAt {
             offset,
             min: self.commitlog.min_offset(),
@@ -333,11 +344,14 @@ impl Engine {
             max_record_size: self.config.max_record_size(),
         };
         match record::decode(bytes, &opts) {
-            Ok(Decoded::Record(r)) if r.physical_offset() as u64 == offset => Ok(StoredMessage {
-                file: file.clone(),
-                pos,
-                size: r.total_size(),
-            }),
+            Ok(Decoded::Record(r)) if r.physical_offset() as u64 == offset => {
+                let m = StoredMessage {
+                    file: file.clone(),
+                    pos,
+                    size: r.total_size(),
+                };
+                Ok(f(m, crate::message::MessageView::new(r)))
+            }
             Ok(_) => Err(no_record()),
             // A checksum failure at a record boundary is corruption; anything structural means
             // no record starts at this offset.

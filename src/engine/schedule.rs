@@ -17,16 +17,20 @@
 //! The progress is also written as RocketMQ's `config/delayOffset.json` (level → offset) with
 //! the consumer offset snapshot, and read from it when the log has none (a root a broker wrote).
 
+use std::ops::Range;
 use std::time::Duration;
 
 use super::offsets::{load_config, write_config};
-use super::put::to_schedule;
+use super::put::{to_schedule, Outgoing};
 use super::Engine;
 use crate::clock::TimeSource;
 use crate::consume_queue::ConsumeQueue;
 use crate::error::{Error, Result};
+use crate::format::properties;
+use crate::format::record::DispatchProperties;
 use crate::format::root::StoreRoot;
 use crate::format::schedule::{self, DelayLevels, DelayOffsets, SCHEDULE_TOPIC};
+use crate::message::MessageView;
 use crate::results::StoredMessage;
 use crate::storage::Vfs;
 
@@ -159,8 +163,12 @@ impl Engine {
         // The run being gathered: records due for `dest`, and the size of their records so
         // far (the batch's bodies must stay within `max_message_size`, and the batch well
         // within a segment).
-        let mut run: Vec<StoredMessage> = Vec::new();
-        let mut dest: Option<(String, i32)> = None;
+        let mut run: Vec<(StoredMessage, Shape)> = Vec::new();
+        // The run's destination (meaningful while `run` is not empty), and the next record's
+        // real topic: two buffers swapped, so a level's runs allocate no topic names.
+        let (mut dest, mut dest_qid, mut next_topic) = (String::new(), 0, String::new());
+        // The last real topic whose name was found valid.
+        let mut valid_topic = String::new();
         let mut run_bytes = 0usize;
         let limit = self
             .config
@@ -184,39 +192,43 @@ impl Engine {
             let unit = match due {
                 Some(u) if !full => u,
                 _ => {
-                    if let Err(e) = self.put_run(&mut run, &dest, pass) {
+                    if let Err(e) = self.put_run(&mut run, (&dest, dest_qid), pass) {
                         return (done, Err(e));
                     }
                     return (at, Ok(()));
                 }
             };
-            let target = match self.read_at(unit.commitlog_offset as u64, false) {
-                Ok(m) => classify(self, m, now),
+            let read = self.read_at_with(unit.commitlog_offset as u64, false, |m, v| {
+                classify(self, m, v, now, &mut valid_topic, &mut next_topic)
+            });
+            let target = match read {
+                Ok(t) => t,
                 Err(e @ (Error::NoRecordAt { .. } | Error::CorruptRecord { .. })) => {
                     Target::Skip(e.to_string())
                 }
                 Err(e) => Target::Fail(e),
             };
             match target {
-                Target::Deliver(m, t, qid) => {
+                Target::Deliver(m, qid, shape) => {
                     // Its record's size, with room for a longer topic name and a new CRC.
-                    let len = m.view().stored_size() + t.len() + 64;
-                    let same = dest.as_ref().is_some_and(|(dt, dq)| *dt == t && *dq == qid);
+                    let len = m.size + next_topic.len() + 64;
+                    let same = dest == next_topic && dest_qid == qid;
                     if !run.is_empty() && (!same || run_bytes + len > limit) {
-                        if let Err(e) = self.put_run(&mut run, &dest, pass) {
+                        if let Err(e) = self.put_run(&mut run, (&dest, dest_qid), pass) {
                             return (done, Err(e));
                         }
                         done = at;
                         run_bytes = 0;
                     }
                     if run.is_empty() {
-                        dest = Some((t, qid));
+                        std::mem::swap(&mut dest, &mut next_topic);
+                        dest_qid = qid;
                     }
                     run_bytes += len;
-                    run.push(m);
+                    run.push((m, shape));
                 }
                 Target::Hop(m, level) => {
-                    if let Err(e) = self.put_run(&mut run, &dest, pass) {
+                    if let Err(e) = self.put_run(&mut run, (&dest, dest_qid), pass) {
                         return (done, Err(e));
                     }
                     done = at;
@@ -243,7 +255,7 @@ impl Engine {
                     pass.skipped += 1;
                 }
                 Target::Fail(e) => {
-                    if let Err(e2) = self.put_run(&mut run, &dest, pass) {
+                    if let Err(e2) = self.put_run(&mut run, (&dest, dest_qid), pass) {
                         return (done, Err(e2));
                     }
                     return (at, Err(e));
@@ -257,24 +269,46 @@ impl Engine {
     }
 
     /// Re-puts the gathered run into `dest` as one batch (RocketMQ's `messageTimeup`: the
-    /// level and an exact time go, REAL_TOPIC / REAL_QID stay) and empties it.
+    /// level and an exact time go, REAL_TOPIC / REAL_QID stay) and empties it. Records whose
+    /// properties are in the order this store writes them go as [`Redelivery`]s (their stored
+    /// property text and body reused as they are); a run holding any other record (a broker's
+    /// map order, say) goes through [`MessageView::copy_without`](crate::MessageView), which
+    /// writes the same bytes for the first kind.
     fn put_run(
         &self,
-        run: &mut Vec<StoredMessage>,
-        dest: &Option<(String, i32)>,
+        run: &mut Vec<(StoredMessage, Shape)>,
+        (topic, queue_id): (&str, i32),
         pass: &mut DeliveryPass,
     ) -> Result<()> {
-        let (Some((topic, queue_id)), false) = (dest, run.is_empty()) else {
+        if run.is_empty() {
             return Ok(());
-        };
+        }
         let gone = [schedule::DELAY, schedule::TIMER_DELIVER_MS];
-        let msgs: Vec<_> = run
-            .iter()
-            .map(|m| m.view().copy_without(topic.as_str(), *queue_id, &gone))
-            .collect();
-        self.put_any(&msgs, false)?;
-        pass.delivered += msgs.len();
-        drop(msgs);
+        if let [(one, shape)] = run.as_slice() {
+            // The common case when consecutive due messages go to different queues: no vectors.
+            let v = one.view();
+            match Redelivery::new(v, *shape, topic, queue_id) {
+                Some(r) => self.put_any(&[r], false)?,
+                None => self.put_any(&[v.copy_without(topic, queue_id, &gone)], false)?,
+            };
+        } else {
+            let views: Vec<_> = run.iter().map(|(m, s)| (m.view(), *s)).collect();
+            let raw: Option<Vec<_>> = views
+                .iter()
+                .map(|&(v, s)| Redelivery::new(v, s, topic, queue_id))
+                .collect();
+            match raw {
+                Some(raw) => self.put_any(&raw, false)?,
+                None => {
+                    let msgs: Vec<_> = views
+                        .iter()
+                        .map(|(v, _)| v.copy_without(topic, queue_id, &gone))
+                        .collect();
+                    self.put_any(&msgs, false)?
+                }
+            };
+        }
+        pass.delivered += run.len();
         run.clear();
         Ok(())
     }
@@ -429,8 +463,9 @@ impl Engine {
 
 /// What a due scheduled record becomes.
 enum Target {
-    /// Put into its real topic and queue.
-    Deliver(StoredMessage, String, i32),
+    /// Put into its real topic (left in `classify`'s `topic_out`) and this queue; the shape
+    /// of its properties.
+    Deliver(StoredMessage, i32, Shape),
     /// An exact time still ahead: put into this level again.
     Hop(StoredMessage, i32),
     /// Not deliverable (why).
@@ -439,26 +474,38 @@ enum Target {
     Fail(Error),
 }
 
-/// Where the scheduled record `m` goes at `now`.
-fn classify(engine: &Engine, m: StoredMessage, now: i64) -> Target {
-    let v = m.view();
-    // One pass over the properties for the three a delivery needs (last occurrence wins).
-    let (mut topic, mut qid, mut exact) = (None, None, None);
-    for (n, val) in v.properties() {
-        match n {
-            schedule::REAL_TOPIC => topic = Some(val),
-            schedule::REAL_QID => qid = Some(val),
-            schedule::TIMER_DELIVER_MS => exact = Some(val),
-            _ => {}
-        }
-    }
+/// Where the scheduled record `m` (`v` its view) goes at `now`; for [`Target::Deliver`], its
+/// real topic is left in `topic_out`. `valid_topic`: a topic name already found valid (only
+/// the queue id is checked for it), updated to this record's when that is checked.
+fn classify(
+    engine: &Engine,
+    m: StoredMessage,
+    v: MessageView<'_>,
+    now: i64,
+    valid_topic: &mut String,
+    topic_out: &mut String,
+) -> Target {
+    let Scan {
+        topic,
+        qid,
+        exact,
+        shape,
+    } = scan(v.raw_properties());
     let Some(topic) = topic else {
         return Target::Skip("no REAL_TOPIC property".into());
     };
     let Some(queue_id) = qid.and_then(|q| q.parse::<i32>().ok()) else {
         return Target::Skip("no valid REAL_QID property".into());
     };
-    if let Err(e) = engine.validate_queue(topic, queue_id) {
+    let checked = if topic == valid_topic.as_str() {
+        engine.check_queue_id(topic, queue_id)
+    } else {
+        engine.validate_queue(topic, queue_id).inspect(|()| {
+            valid_topic.clear();
+            valid_topic.push_str(topic);
+        })
+    };
+    if let Err(e) = checked {
         return Target::Skip(e.to_string());
     }
     match exact.and_then(|t| t.parse::<i64>().ok()) {
@@ -467,8 +514,197 @@ fn classify(engine: &Engine, m: StoredMessage, now: i64) -> Target {
             Target::Hop(m, level)
         }
         _ => {
-            let topic = topic.to_owned();
-            Target::Deliver(m, topic, queue_id)
+            topic_out.clear();
+            topic_out.push_str(topic);
+            Target::Deliver(m, queue_id, shape)
+        }
+    }
+}
+
+/// What one pass over a scheduled record's property text finds.
+struct Scan<'a> {
+    /// REAL_TOPIC, REAL_QID and TIMER_DELIVER_MS (the last of each, if UTF-8).
+    topic: Option<&'a str>,
+    qid: Option<&'a str>,
+    exact: Option<&'a str>,
+    shape: Shape,
+}
+
+/// The properties a delivery needs (last occurrence wins), names compared as bytes and only
+/// those values decoded, and the text's [`Shape`]: one pass.
+fn scan(text: &[u8]) -> Scan<'_> {
+    let base = text.as_ptr() as usize;
+    let (mut topic, mut qid, mut exact) = (None, None, None);
+    let mut shape = Shape {
+        raw: true,
+        ..Shape::default()
+    };
+    let (mut keys_seen, mut user, mut covered) = (false, false, 0usize);
+    for (n, val) in properties::iter(text) {
+        let start = n.as_ptr() as usize - base;
+        let value_at = start + n.len() + 1;
+        covered += n.len() + val.len() + 2;
+        // `iter` gives non-empty names without separators and non-empty values without 0x02:
+        // check_property refuses only a value holding a 0x01.
+        if val.contains(&properties::NAME_VALUE_SEPARATOR) {
+            shape.raw = false;
+        }
+        let mut drop = false;
+        match n {
+            n if n == properties::TAGS.as_bytes() => {
+                shape.raw &= shape.tags.is_none() && !keys_seen && !user;
+                shape.tags = Some((value_at, val.len()));
+            }
+            n if n == properties::KEYS.as_bytes() => {
+                // copy_without drops empty keys: only text without them is kept as is.
+                shape.raw &=
+                    !keys_seen && !user && !val.split(|&b| b == b' ').any(<[u8]>::is_empty);
+                keys_seen = true;
+                shape.keys = Some((value_at, val.len()));
+            }
+            n if n == properties::CRC32.as_bytes() || n == schedule::DELAY.as_bytes() => {
+                drop = true
+            }
+            n if n == schedule::TIMER_DELIVER_MS.as_bytes() => {
+                exact = std::str::from_utf8(val).ok();
+                drop = true;
+            }
+            n => {
+                user = true;
+                if n == schedule::REAL_TOPIC.as_bytes() {
+                    topic = std::str::from_utf8(val).ok();
+                } else if n == schedule::REAL_QID.as_bytes() {
+                    qid = std::str::from_utf8(val).ok();
+                } else if n == properties::UNIQ_KEY.as_bytes() {
+                    shape.uniq_key = Some((value_at, val.len()));
+                }
+            }
+        }
+        if drop {
+            match shape.drops.get_mut(shape.n_drops) {
+                Some(d) => {
+                    *d = (start, value_at + val.len() + 1);
+                    shape.n_drops += 1;
+                }
+                None => shape.raw = false,
+            }
+        }
+    }
+    // Every byte in a pair with its separator (nothing `iter` skips), and UTF-8 as a whole:
+    // then so is every name and value (split at ASCII separators), as copy_without needs.
+    shape.raw &= covered == text.len() && std::str::from_utf8(text).is_ok();
+    Scan {
+        topic,
+        qid,
+        exact,
+        shape,
+    }
+}
+
+/// Where a scheduled record's property text holds what a re-put needs, found by [`classify`]
+/// (positions relative to the text), and whether it can be re-put as it is: `raw` when the
+/// text is in the order [`Message::encode_properties`](crate::Message) writes (TAGS first,
+/// then KEYS, then the rest), every pair ends in its separator, and a put would refuse none of
+/// it; then leaving out the `drops` spans gives exactly what the
+/// [`MessageView::copy_without`](crate::MessageView) message would encode.
+#[derive(Clone, Copy, Debug, Default)]
+struct Shape {
+    raw: bool,
+    /// (start, len) of the TAGS, KEYS and UNIQ_KEY values (the last of each).
+    tags: Option<(usize, usize)>,
+    keys: Option<(usize, usize)>,
+    uniq_key: Option<(usize, usize)>,
+    /// The pairs left out (`__CRC32#`, `DELAY`, `TIMER_DELIVER_MS`), in order, as ranges.
+    drops: [(usize, usize); 4],
+    n_drops: usize,
+}
+
+/// A due scheduled record re-put into its real topic as it is stored: its body and property
+/// text reused (without `DELAY`, `TIMER_DELIVER_MS` and the old `__CRC32#`), its flag, born
+/// time and host and reconsume count kept. Only for a [`Shape`] that is `raw`, so it encodes
+/// exactly what the [`MessageView::copy_without`](crate::MessageView) message would.
+pub(super) struct Redelivery<'a> {
+    view: MessageView<'a>,
+    shape: Shape,
+    topic: &'a str,
+    queue_id: i32,
+    tags: Option<&'a str>,
+    uniq_key: Option<&'a str>,
+}
+
+impl<'a> Redelivery<'a> {
+    /// `None` if `shape` (of `view`) is not `raw` (the caller then goes through
+    /// [`MessageView::copy_without`]).
+    fn new(
+        view: MessageView<'a>,
+        shape: Shape,
+        topic: &'a str,
+        queue_id: i32,
+    ) -> Option<Redelivery<'a>> {
+        if !shape.raw {
+            return None;
+        }
+        let text = view.raw_properties();
+        let value = |at: Option<(usize, usize)>| {
+            at.and_then(|(s, l)| std::str::from_utf8(text.get(s..s + l)?).ok())
+        };
+        Some(Redelivery {
+            view,
+            shape,
+            topic,
+            queue_id,
+            tags: value(shape.tags),
+            uniq_key: value(shape.uniq_key),
+        })
+    }
+}
+
+impl Outgoing for Redelivery<'_> {
+    fn topic(&self) -> &str {
+        self.topic
+    }
+    fn queue_id(&self) -> i32 {
+        self.queue_id
+    }
+    fn body(&self) -> &[u8] {
+        self.view.body()
+    }
+    fn validate(&self) -> Result<()> {
+        // Checked in `Redelivery::new`.
+        Ok(())
+    }
+    fn encode_properties(&self, buf: &mut Vec<u8>) -> Option<Range<usize>> {
+        let text = self.view.raw_properties();
+        let start = buf.len();
+        let (mut at, mut dropped_before_keys) = (0, 0);
+        let keys_at = self.shape.keys.map(|(s, _)| s);
+        for &(from, to) in &self.shape.drops[..self.shape.n_drops] {
+            buf.extend_from_slice(&text[at..from]);
+            if keys_at.is_some_and(|k| k > from) {
+                dropped_before_keys += to - from;
+            }
+            at = to;
+        }
+        buf.extend_from_slice(&text[at..]);
+        self.shape.keys.map(|(s, l)| {
+            let s = start + s - dropped_before_keys;
+            s..s + l
+        })
+    }
+    fn header(&self) -> (i32, Option<i64>, Option<std::net::SocketAddr>, i32) {
+        let v = &self.view;
+        (
+            v.flag(),
+            Some(v.born_timestamp()),
+            Some(v.born_host()),
+            v.reconsume_times(),
+        )
+    }
+    fn dispatch_properties(&self) -> DispatchProperties<'_> {
+        DispatchProperties {
+            tags: self.tags,
+            uniq_key: self.uniq_key,
+            ..DispatchProperties::default()
         }
     }
 }
@@ -489,10 +725,128 @@ pub(super) fn write_delay_offsets(
     root: &StoreRoot,
     table: &super::offsets::Table,
 ) -> Result<()> {
-    let Some(progress) = table.get(&(SCHEDULE_TOPIC.to_owned(), PROGRESS_GROUP.to_owned())) else {
+    let key: &dyn super::offsets::TopicGroup = &(SCHEDULE_TOPIC, PROGRESS_GROUP);
+    let Some(progress) = table.get(key) else {
         return Ok(());
     };
     let levels: DelayOffsets = progress.iter().map(|(&q, &o)| (q + 1, o)).collect();
     let text = schedule::encode_delay_offsets(&levels);
     write_config(vfs, root, |s| root.delay_offsets(s), &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::record::{self, DecodeOptions, Decoded, EncodeOptions, RecordFields};
+    use proptest::prelude::*;
+
+    /// A record of topic `T` with exactly `props` as its property text.
+    fn record(props: &[u8]) -> Vec<u8> {
+        let host = "127.0.0.1:10911".parse().unwrap();
+        let fields = RecordFields {
+            topic: "SCHEDULE_TOPIC_XXXX",
+            queue_id: 0,
+            flag: 3,
+            sys_flag: 0,
+            born_timestamp: 7,
+            born_host: host,
+            store_host: host,
+            reconsume_times: 2,
+            prepared_transaction_offset: 0,
+            body: b"body",
+            properties: props,
+        };
+        let opts = EncodeOptions {
+            append_crc_property: false,
+            max_body_size: 1 << 20,
+        };
+        let mut buf = Vec::new();
+        record::encode(&mut buf, &fields, &opts).unwrap();
+        buf
+    }
+
+    /// Pairs and junk a property text can be made of: this store's names, a broker's order,
+    /// empty keys, separators inside values, bytes that are not UTF-8.
+    fn piece() -> impl Strategy<Value = Vec<u8>> {
+        let names = prop::sample::select(vec![
+            "TAGS",
+            "KEYS",
+            "UNIQ_KEY",
+            "DELAY",
+            "TIMER_DELIVER_MS",
+            "__CRC32#",
+            "REAL_TOPIC",
+            "REAL_QID",
+            "a",
+            "b",
+        ]);
+        let values = prop::sample::select(vec![
+            &b"x"[..],
+            b"k1 k2",
+            b" k",
+            b"k  j",
+            b"k ",
+            b"v\x01w",
+            b"\xff\xfe",
+            b"1",
+        ]);
+        prop_oneof![
+            8 => (names, values).prop_map(|(n, v)| {
+                let mut p = n.as_bytes().to_vec();
+                p.push(1);
+                p.extend_from_slice(v);
+                p.push(2);
+                p
+            }),
+            1 => Just(b"junk\x02".to_vec()),
+            1 => Just(b"\x01x\x02".to_vec()),
+        ]
+    }
+
+    proptest! {
+        /// Wherever the raw path is taken, it encodes exactly what copy_without's message
+        /// encodes, with the same KEYS position and dispatch properties, and that message is
+        /// one a put accepts.
+        #[test]
+        fn the_raw_re_put_encodes_what_copy_without_does(
+            pieces in prop::collection::vec(piece(), 0..8),
+            strip_last in any::<bool>(),
+        ) {
+            let mut text: Vec<u8> = pieces.concat();
+            if strip_last && text.last() == Some(&2) {
+                text.pop();
+            }
+            let rec = record(&text);
+            let Ok(Decoded::Record(r)) = record::decode(&rec, &DecodeOptions::structure_only(usize::MAX)) else {
+                panic!("does not decode");
+            };
+            let view = MessageView::new(r);
+            let shape = scan(view.raw_properties()).shape;
+            let Some(raw) = Redelivery::new(view, shape, "T", 1) else {
+                return Ok(());
+            };
+            let msg = view.copy_without("T", 1, &[schedule::DELAY, schedule::TIMER_DELIVER_MS]);
+            prop_assert!(Outgoing::validate(&msg).is_ok());
+            let (mut a, mut b) = (vec![9u8], vec![9u8]);
+            let ka = raw.encode_properties(&mut a);
+            let kb = Outgoing::encode_properties(&msg, &mut b);
+            prop_assert_eq!(&a, &b);
+            prop_assert_eq!(ka, kb);
+            prop_assert_eq!(raw.header(), Outgoing::header(&msg));
+            prop_assert_eq!(raw.body(), Outgoing::body(&msg));
+            let (da, db) = (raw.dispatch_properties(), msg.dispatch_properties());
+            prop_assert_eq!((da.tags, da.uniq_key, da.delay, da.timer_deliver_ms),
+                (db.tags, db.uniq_key, db.delay, db.timer_deliver_ms));
+        }
+    }
+
+    #[test]
+    fn this_stores_scheduled_text_takes_the_raw_path_and_a_brokers_order_does_not() {
+        let ours = b"TAGS\x01A\x02KEYS\x01k1 k2\x02UNIQ_KEY\x01U\x02REAL_TOPIC\x01T\x02REAL_QID\x011\x02DELAY\x011\x02__CRC32#\x010123456789\x02";
+        let s = scan(ours);
+        assert!(s.shape.raw);
+        assert_eq!((s.topic, s.qid, s.shape.n_drops), (Some("T"), Some("1"), 2));
+        let broker = b"REAL_TOPIC\x01T\x02TAGS\x01A\x02REAL_QID\x011\x02DELAY\x011";
+        assert!(!scan(broker).shape.raw);
+    }
 }

@@ -16,6 +16,7 @@ pub mod properties;
 pub mod record;
 pub mod root;
 pub mod schedule;
+pub mod subscription_group;
 pub mod topic;
 
 // FormatError is defined in record.rs by the format work and re-exported here.

@@ -38,6 +38,9 @@ pub const CONSUMER_OFFSET_FILE: &str = "consumerOffset.json";
 /// Name of RocketMQ's delivery progress file of scheduled messages (`ScheduleMessageService`),
 /// in [`CONFIG_DIR`].
 pub const DELAY_OFFSET_FILE: &str = "delayOffset.json";
+/// Name of RocketMQ's per consumer group settings file (`SubscriptionGroupManager`), in
+/// [`CONFIG_DIR`].
+pub const SUBSCRIPTION_GROUP_FILE: &str = "subscriptionGroup.json";
 /// Name of rocketstore's record of the root's file geometry (`format::geometry`); RocketMQ
 /// ignores it.
 pub const GEOMETRY_FILE: &str = "rocketstore-geometry";
@@ -127,6 +130,12 @@ impl StoreRoot {
     pub fn delay_offsets(&self, suffix: &str) -> PathBuf {
         self.config_dir()
             .join(format!("{DELAY_OFFSET_FILE}{suffix}"))
+    }
+
+    /// `config/subscriptionGroup.json`, or with `suffix` its `.bak` / `.tmp`.
+    pub fn subscription_groups(&self, suffix: &str) -> PathBuf {
+        self.config_dir()
+            .join(format!("{SUBSCRIPTION_GROUP_FILE}{suffix}"))
     }
 
     /// `rocketstore-geometry`.
