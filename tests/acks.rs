@@ -35,7 +35,12 @@ fn put_n(store: &Arc<Store>, n: u32) -> Vec<(u32, u64, u64, bool)> {
         let got = store.read_at(r.commitlog_offset).unwrap();
         assert_eq!(got.view().body(), body);
     }
-    let acked: Vec<(u32, u64, bool)> = rx.iter().take(n as usize).collect();
+    let acked: Vec<(u32, u64, bool)> = (0..n)
+        .map(|_| {
+            rx.recv_timeout(Duration::from_secs(30))
+                .expect("every put is acknowledged")
+        })
+        .collect();
     let order: Vec<u32> = acked.iter().map(|a| a.0).collect();
     assert_eq!(
         order,
