@@ -64,7 +64,7 @@ fn sync_puts_from_one_thread_are_each_acknowledged_once_durable() {
             "put {i} acknowledged at durable {durable} < its end {end}"
         );
     }
-    Arc::try_unwrap(store).ok().unwrap().close().unwrap();
+    store.close().unwrap();
 }
 
 #[test]
@@ -85,7 +85,7 @@ fn async_puts_are_acknowledged_by_the_flusher_without_waiting_for_least_pages() 
     for (i, end, durable, ok) in put_n(&store, 50) {
         assert!(ok && durable >= end, "put {i}: {durable} < {end}");
     }
-    Arc::try_unwrap(store).ok().unwrap().close().unwrap();
+    store.close().unwrap();
 }
 
 #[test]
@@ -123,8 +123,38 @@ fn a_callback_may_register_another_from_inside_the_sync_thread() {
         })
         .unwrap();
     assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(true));
-    drop(rx);
-    Arc::try_unwrap(store).ok().unwrap().close().unwrap();
+    store.close().unwrap();
+}
+
+#[test]
+fn the_last_handle_to_the_store_may_drop_inside_a_callback() {
+    let dir = tempfile::tempdir().unwrap();
+    for mode in [FlushMode::Sync, FlushMode::Async] {
+        let store = Arc::new(Store::open(dir.path(), config(mode)).unwrap());
+        let (tx, rx) = mpsc::channel();
+        let s = store.clone();
+        store
+            .put_with_ack(&[Message::new("acks", 0, b"x")], move |r| {
+                // Wait until the test dropped its handle: this one is the last, and dropping
+                // it closes the store on the thread running the callback.
+                while Arc::strong_count(&s) > 1 {
+                    std::thread::yield_now();
+                }
+                drop(s);
+                tx.send(r.is_ok()).unwrap();
+            })
+            .unwrap();
+        drop(store);
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)),
+            Ok(true),
+            "{mode:?}"
+        );
+        // Closed cleanly: the root opens again (the lock is free) without recovery.
+        let again = Store::open(dir.path(), config(mode)).unwrap();
+        assert!(again.recovery_report().clean_shutdown, "{mode:?}");
+        again.close().unwrap();
+    }
 }
 
 #[test]

@@ -348,6 +348,9 @@ struct Driver<'a> {
     /// Record overhead (record size minus body) per message shape.
     overhead: HashMap<(usize, usize, bool), usize>,
     violations: Vec<String>,
+    /// Puts made so far: every fourth one in a Sync store goes through `put_with_ack` and
+    /// counts as durable only once its callback said so.
+    puts: u64,
 }
 
 fn open(sim: &SimVfs, mode: FlushMode, clock: &ManualClock) -> rocketstore::Result<Store> {
@@ -386,6 +389,7 @@ impl<'a> Driver<'a> {
             model: Model::default(),
             overhead: HashMap::new(),
             violations: Vec::new(),
+            puts: 0,
         };
         d.go();
         d.sim.crash_now();
@@ -585,15 +589,34 @@ impl<'a> Driver<'a> {
                 |(t, q)| (t.to_owned(), q),
             )
         };
-        let r = if msgs.len() == 1 {
+        self.puts += 1;
+        let with_ack = mode == FlushMode::Sync && self.puts % 4 == 1;
+        let mut acked = None;
+        let r = if with_ack {
+            let (tx, rx) = std::sync::mpsc::channel();
+            store
+                .put_with_ack(msgs, move |a| {
+                    let _ = tx.send(a.is_ok());
+                })
+                .inspect(|_| {
+                    // The callback runs exactly once: with Ok once durable, or with the error of
+                    // the sync the crash failed.
+                    acked = Some(rx.recv_timeout(Duration::from_secs(600)).unwrap_or(false));
+                })
+        } else if msgs.len() == 1 {
             store.put(&msgs[0])
         } else {
             store.put_batch(msgs)
         };
         let crashed = self.sim.is_crashed();
+        if acked == Some(false) && !crashed {
+            self.violations
+                .push("put_with_ack not acknowledged on a good disk".into());
+        }
         match r {
             Ok(res) => {
-                let durable = mode == FlushMode::Sync && res.status == PutStatus::Ok;
+                let durable =
+                    mode == FlushMode::Sync && res.status == PutStatus::Ok && acked.unwrap_or(true);
                 let first = res.commitlog_offset;
                 let mut offset = res.commitlog_offset;
                 for (j, m) in msgs.iter().enumerate() {

@@ -56,15 +56,24 @@ impl Workers {
         .into_iter()
         .flatten()
         {
-            let _ = h.join();
+            join_unless_current(h);
         }
     }
 
     /// Joins the sync thread (after `GroupCommit::stop`).
     pub(super) fn join_syncer(&self) {
         if let Some(h) = self.syncer.lock().take() {
-            let _ = h.join();
+            join_unless_current(h);
         }
+    }
+}
+
+/// Joins `h`, unless it is the calling thread: `close` (or the drop of the last handle to the
+/// store) can run on a worker, from an acknowledgement callback holding the store. That thread
+/// sees the stop signal and exits once the callback returns.
+fn join_unless_current(h: JoinHandle<()>) {
+    if h.thread().id() != std::thread::current().id() {
+        let _ = h.join();
     }
 }
 
