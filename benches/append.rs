@@ -19,6 +19,9 @@
 //!   (`append_crc_property`, the default) costs.
 //! * `append_sync/1KiB/<n>p`: Sync flush (group commit), `n` producers; every put's latency is
 //!   recorded for p50/p99.
+//! * `append_sync/1KiB/1p_pipelined_w<W>`: one producer thread, Sync flush, `W` puts in flight
+//!   through `Store::put_with_ack` (each acknowledged by a callback once durable, instead of a
+//!   blocked thread per put); the ratio is to the ideal group commit of 64 records.
 //! * `ceiling_group_commit/1KiB/<n>p`: the ideal group commit — one `pwrite` of `n` records plus
 //!   one `fdatasync` per iteration, into a pre-written (not growing) file on the same disk. Store
 //!   and ceiling cases alternate per producer count, so each ratio compares neighbours in time.
@@ -416,7 +419,72 @@ fn bench_sync(c: &mut Criterion, timing: &Timing) {
             g.finish();
         }
     }
+
+    // One producer thread with `window` puts in flight through `put_with_ack`: durability
+    // without a blocked thread per put (compared with the 64-producer rows).
+    for window in PIPELINE_WINDOWS {
+        let name = format!("1KiB/1p_pipelined_w{window}");
+        if !common::selected(&format!("{GROUP}/{name}")) {
+            continue;
+        }
+        let mut g = c.benchmark_group(GROUP);
+        timing.apply(&mut g);
+        g.throughput(Throughput::Elements(1));
+        bench_custom(&mut g, GROUP, &name, |iters| {
+            pipelined(&store, iters, window, &body)
+        });
+        g.finish();
+    }
     store.close().unwrap();
+}
+
+/// Puts in flight at once in the pipelined Sync cases.
+const PIPELINE_WINDOWS: [u64; 2] = [64, 1024];
+
+/// `iters` Sync puts from this thread through `put_with_ack`, at most `window` unacknowledged;
+/// returns the time until the last acknowledgement and each put's latency (put to callback).
+fn pipelined(store: &Store, iters: u64, window: u64, body: &[u8]) -> (Duration, Vec<u64>) {
+    use std::sync::{Arc, Condvar, Mutex};
+    struct Flight {
+        inflight: u64,
+        latencies: Vec<u64>,
+    }
+    let flight = Arc::new((
+        Mutex::new(Flight {
+            inflight: 0,
+            latencies: Vec::with_capacity(iters as usize),
+        }),
+        Condvar::new(),
+    ));
+    let t0 = Instant::now();
+    for i in 0..iters {
+        {
+            let (lock, cv) = &*flight;
+            let mut f = lock.lock().unwrap();
+            while f.inflight >= window {
+                f = cv.wait(f).unwrap();
+            }
+            f.inflight += 1;
+        }
+        let f = flight.clone();
+        let start = Instant::now();
+        store
+            .put_with_ack(&[message(i as usize, body)], move |r| {
+                r.expect("acknowledged");
+                let (lock, cv) = &*f;
+                let mut f = lock.lock().unwrap();
+                f.latencies.push(start.elapsed().as_nanos() as u64);
+                f.inflight -= 1;
+                cv.notify_one();
+            })
+            .unwrap();
+    }
+    let (lock, cv) = &*flight;
+    let mut f = lock.lock().unwrap();
+    while f.inflight > 0 {
+        f = cv.wait(f).unwrap();
+    }
+    (t0.elapsed(), std::mem::take(&mut f.latencies))
 }
 
 /// The bound of thread-per-put group commit on this machine: a minimal one, none of the
@@ -823,6 +891,32 @@ fn summary(n_async: usize, n_sync: usize, mem: Option<MemoryProbe>) {
             .ratio(lat_ratio)
             .target(target, met),
         );
+    }
+    let ideal64 = stats("ceiling_group_commit/1KiB/64p", n_sync).map(|c| c.per_s() * 64.0);
+    for window in PIPELINE_WINDOWS {
+        let Some(s) = stats(&format!("append_sync/1KiB/1p_pipelined_w{window}"), n_sync) else {
+            continue;
+        };
+        let ratio = ideal64.map(|c| s.per_s() / c);
+        rows.push(
+            Row::new(format!(
+                "sync put 1KiB, 1 producer, {window} in flight (put_with_ack): throughput"
+            ))
+            .store(fmt_rate(s.per_s()))
+            .ceiling(ideal64.map_or("-".into(), |r| {
+                format!("{} (64 rec/pwrite+fdatasync)", fmt_rate(r))
+            }))
+            .ratio(ratio)
+            .target("≥ 0.8x ideal group commit", ratio.map(|x| x >= 0.8)),
+        );
+        if let (Some(p50), Some(p99)) = (s.pct_ns(50.0), s.pct_ns(99.0)) {
+            rows.push(
+                Row::new(format!(
+                    "… {window} in flight: latency from put to acknowledgement, p50 / p99"
+                ))
+                .store(format!("{} / {}", fmt_ns(p50), fmt_ns(p99))),
+            );
+        }
     }
     notes.push(format!(
         "sync latency percentiles over the {n_sync} measurement samples; FlushDiskTimeout puts: {}",
