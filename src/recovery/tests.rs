@@ -31,11 +31,11 @@ fn files_under(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
 }
 
 /// Puts 8,000 keyed messages over 3 queues into a fresh store at `root` with `config`,
-/// closes it, copies it to `copy`, and returns the CommitLog offset of message 5,000.
-fn build_pair(root: &Path, copy: &Path, config: &StoreConfig) -> u64 {
+/// closes it, copies it to `copy`, and returns the CommitLog offsets of the messages.
+fn build_pair(root: &Path, copy: &Path, config: &StoreConfig) -> Vec<u64> {
     let store = Store::open(root, config.clone()).unwrap();
     let body = vec![7u8; 300];
-    let mut middle = 0;
+    let mut offsets = Vec::with_capacity(8_000);
     for n in 0..8_000 {
         let key = format!("K{n}");
         let put = store
@@ -45,9 +45,7 @@ fn build_pair(root: &Path, copy: &Path, config: &StoreConfig) -> u64 {
                     .with_keys([key.as_str()]),
             )
             .unwrap();
-        if n == 5_000 {
-            middle = put.commitlog_offset;
-        }
+        offsets.push(put.commitlog_offset);
     }
     store.close().unwrap();
     std::fs::create_dir(copy).unwrap();
@@ -55,7 +53,7 @@ fn build_pair(root: &Path, copy: &Path, config: &StoreConfig) -> u64 {
         std::fs::create_dir_all(copy.join(&rel).parent().unwrap()).unwrap();
         std::fs::write(copy.join(&rel), bytes).unwrap();
     }
-    middle
+    offsets
 }
 
 /// Deletes `consumequeue/` under `root` and recovers it, writing back (and dispatching on
@@ -111,20 +109,20 @@ fn rebuild_writing_back_during_the_walk_builds_the_same_derived_data() {
     assert!(index_a == index_b, "IndexFile differs");
 }
 
-/// When dispatch refuses a record (its queue offset leaves a gap), the log ends there
-/// whether dispatch runs on the walk's thread or on its own (which the walk has run ahead
-/// of): same end, report and derived data.
-#[test]
-fn a_record_dispatch_refuses_ends_the_log_there_when_dispatch_runs_on_its_own_thread() {
+/// Rebuilds two copies of a log of 8,000 records (written with `config`) whose record 5,000
+/// dispatch refuses (its queue offset leaves a gap), one dispatching on a thread of its own
+/// (which the walk runs ahead of), one inline; checks both end the log there and leave the
+/// same report and derived data. Returns the report.
+fn rebuild_past_a_refused_record(config: &StoreConfig) -> RecoveryReport {
     let config = StoreConfig {
         // The queue offset is changed in place below, without fixing the record's CRC.
         check_crc_on_recover: false,
         salvage_corrupt_log: true,
-        ..StoreConfig::small()
+        ..config.clone()
     };
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-    let bad = build_pair(&a, &b, &config);
+    let bad = build_pair(&a, &b, &config)[5_000];
     for root in [&a, &b] {
         let seg_size = config.commitlog_segment_size as u64;
         let seg = root
@@ -147,11 +145,34 @@ fn a_record_dispatch_refuses_ends_the_log_there_when_dispatch_runs_on_its_own_th
         salvage.path = salvage.path.strip_prefix(root).unwrap().to_path_buf();
     }
     assert_eq!(report_a.end_offset, bad);
+    assert_eq!(report_a.scanned_bytes, bad);
     assert_eq!(report_a.records_dispatched, 5_000);
     assert_eq!(report_a.salvaged[0].offset, bad);
     assert_eq!(report_a, report_b);
     assert!(cq_a == cq_b, "ConsumeQueue differs");
     assert!(index_a == index_b, "IndexFile differs");
+    report_a
+}
+
+/// When dispatch refuses a record (its queue offset leaves a gap), the log ends there
+/// whether dispatch runs on the walk's thread or on its own (which the walk has run ahead
+/// of): same end, report and derived data.
+#[test]
+fn a_record_dispatch_refuses_ends_the_log_there_when_dispatch_runs_on_its_own_thread() {
+    let report = rebuild_past_a_refused_record(&StoreConfig::small());
+    assert_eq!(report.records_without_crc, 0);
+}
+
+/// Records without a `__CRC32#` property (RocketMQ 4.x's) are counted only up to the record
+/// dispatch refuses, also when dispatch runs on a thread of its own and the walk has
+/// validated (and counted) records past it.
+#[test]
+fn records_without_crc_are_counted_up_to_a_record_dispatch_refuses() {
+    let report = rebuild_past_a_refused_record(&StoreConfig {
+        append_crc_property: false,
+        ..StoreConfig::small()
+    });
+    assert_eq!(report.records_without_crc, 5_000);
 }
 
 /// Copies every file under `from` to `to` (a fresh directory).
@@ -169,17 +190,23 @@ proptest::proptest! {
     })]
 
     /// Whatever damage the log has (flipped bytes, a zeroed run: a torn or rotten record
-    /// anywhere, below the durable offset), a rebuild that dispatches on a thread of its own
+    /// anywhere, below the durable offset; a record's queue offset changed in place), a rebuild that dispatches on a thread of its own
     /// and writes back during the walk ends the log at the same record, salvages the same
-    /// way and leaves the same derived bytes as one that does neither. The crash harness
-    /// (small logs) never takes the threaded path, so this is where its equivalence is
-    /// checked against damage.
+    /// way and leaves the same derived bytes and the same whole report as one that does
+    /// neither; also for records without a `__CRC32#` property (RocketMQ 4.x's, counted in
+    /// the report) and without CRC checks (damage then often gets past the decode and is a
+    /// record dispatch refuses). The crash harness (small logs) never takes the threaded
+    /// path, so this is where its equivalence is checked against damage.
     #[test]
     fn a_threaded_rebuild_of_a_damaged_log_matches_the_inline_one(
-        damage in proptest::collection::vec((0.0f64..1.0, 0usize..3, 1usize..600), 1..4),
+        damage in proptest::collection::vec((0.0f64..1.0, 0usize..4, 1usize..600), 1..4),
+        crc_property in proptest::bool::ANY,
+        check_crc in proptest::bool::ANY,
     ) {
         let config = StoreConfig {
             salvage_corrupt_log: true,
+            append_crc_property: crc_property,
+            check_crc_on_recover: check_crc,
             ..StoreConfig::small()
         };
         let pristine = pristine_root(&config);
@@ -189,7 +216,16 @@ proptest::proptest! {
         for root in [&a, &b] {
             copy_root(pristine.0.path(), root);
             for &(at, kind, len) in &damage {
-                let off = (at * pristine.1 as f64) as u64;
+                let off = match kind {
+                    // The least significant byte of a record's QUEUEOFFSET.
+                    3 => {
+                        let records = &pristine.2;
+                        records[(at * records.len() as f64) as usize]
+                            + crate::format::record::POS_QUEUE_OFFSET as u64
+                            + 7
+                    }
+                    _ => (at * pristine.1 as f64) as u64,
+                };
                 let seg = root
                     .join("commitlog")
                     .join(crate::segments::file_name(off - off % seg_size));
@@ -199,6 +235,7 @@ proptest::proptest! {
                 match kind {
                     0 => bytes[pos] ^= 0x5A,
                     1 => bytes[pos..end].fill(0),
+                    3 => bytes[pos] ^= (len % 255) as u8 + 1,
                     _ => bytes[pos..end].iter_mut().for_each(|b| *b = b.wrapping_add(1)),
                 }
                 std::fs::write(&seg, bytes).unwrap();
@@ -218,20 +255,22 @@ proptest::proptest! {
     }
 }
 
-/// One cleanly closed root of 8,000 keyed messages, built once per test process, and its
-/// CommitLog end.
-fn pristine_root(config: &StoreConfig) -> &'static (tempfile::TempDir, u64) {
-    static ROOT: std::sync::OnceLock<(tempfile::TempDir, u64)> = std::sync::OnceLock::new();
-    ROOT.get_or_init(|| {
+/// One cleanly closed root of 8,000 keyed messages, built once per test process for each
+/// [`append_crc_property`](StoreConfig::append_crc_property), its CommitLog end and the
+/// offsets of its records.
+fn pristine_root(config: &StoreConfig) -> &'static (tempfile::TempDir, u64, Vec<u64>) {
+    static ROOTS: [std::sync::OnceLock<(tempfile::TempDir, u64, Vec<u64>)>; 2] =
+        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+    ROOTS[usize::from(config.append_crc_property)].get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let (root, copy) = (dir.path().join("r"), dir.path().join("copy"));
-        build_pair(&root, &copy, config);
+        let records = build_pair(&root, &copy, config);
         let store = Store::open(&root, config.clone()).unwrap();
         let end = store.commitlog_max_offset();
         store.close().unwrap();
         std::fs::remove_dir_all(&copy).unwrap();
         let keep = tempfile::tempdir().unwrap();
         copy_root(&root, keep.path());
-        (keep, end)
+        (keep, end, records)
     })
 }

@@ -17,8 +17,10 @@ use crate::recovery::RecoveryReport;
 pub(super) const PIPE_BATCH: usize = 256;
 
 /// A batch of validated records, described for dispatch by the walk (which has their bytes in
-/// its cache; the dispatching thread then reads little of them).
-pub(super) type RecordBatch<'a> = Vec<DispatchEntry<'a>>;
+/// its cache; the dispatching thread then reads little of them), each with whether it lacks a
+/// `__CRC32#` property (the dispatching thread counts those it dispatches, see
+/// [`RecoveryReport::records_without_crc`]).
+pub(super) type RecordBatch<'a> = Vec<(DispatchEntry<'a>, bool)>;
 
 /// Where the walk sends the records it validated (from the dispatch start on).
 pub(super) enum Sink<'a, 'q, 'w> {
@@ -51,10 +53,14 @@ impl<'a> Sink<'a, '_, '_> {
     }
 
     /// Dispatches one entry (an inline sink) or queues it for the dispatching thread (a pipe);
-    /// `Some` says why dispatch stopped.
+    /// `Some` says why dispatch stopped. A record `without_crc` (no `__CRC32#` property) is
+    /// counted in [`RecoveryReport::records_without_crc`] once it is dispatched: right away
+    /// inline, by the dispatching thread for a pipe (so that a record the walk validated past
+    /// one dispatch refuses is not counted).
     pub(super) fn send(
         &mut self,
         entry: DispatchEntry<'a>,
+        without_crc: bool,
         report: &mut RecoveryReport,
     ) -> Result<Option<Stop>> {
         match self {
@@ -65,10 +71,11 @@ impl<'a> Sink<'a, '_, '_> {
                     Dispatched::Abandoned(reason) => return Ok(Some(Stop::Abandoned(reason))),
                 }
                 report.records_dispatched = dispatcher.records;
+                report.records_without_crc += u64::from(without_crc);
                 Ok(None)
             }
             Sink::Pipe(batch, tx, _) => {
-                batch.push(entry);
+                batch.push((entry, without_crc));
                 if batch.len() >= PIPE_BATCH && tx.send(std::mem::take(batch)).is_err() {
                     // The dispatcher refused a record: the log ends there (see
                     // `walk_pipelined`).

@@ -208,17 +208,17 @@ impl<'a, 'c> Walker<'a, 'c> {
             ));
         }
         if offset >= self.plan.cq_from {
+            // The sink counts it in `records_without_crc` once it is dispatched.
             match self.dispatch(&rec, sink, report)? {
                 Step::Next => {}
                 stopped => return Ok(stopped),
             }
         } else if let Some(reason) = self.disagrees_with_kept(&rec, sink) {
             return Ok(Step::Abandoned(reason));
-        }
-        self.last_store_timestamp = self.last_store_timestamp.max(rec.store_timestamp());
-        if rec.record_crc().is_none() {
+        } else if rec.record_crc().is_none() {
             report.records_without_crc += 1;
         }
+        self.last_store_timestamp = self.last_store_timestamp.max(rec.store_timestamp());
         report.scanned_bytes += rec.total_size() as u64;
         self.offset += rec.total_size() as u64;
         Ok(Step::Next)
@@ -243,7 +243,8 @@ impl<'a, 'c> Walker<'a, 'c> {
                 rec.queue_id()
             )));
         }
-        Ok(match sink.send(DispatchEntry::of_record(rec), report)? {
+        let (entry, without_crc) = (DispatchEntry::of_record(rec), rec.record_crc().is_none());
+        Ok(match sink.send(entry, without_crc, report)? {
             None => Step::Next,
             // A record whose bytes are valid but that dispatch refuses is never skipped
             // (the dispatching thread of a long rebuild could not skip it either).
@@ -307,7 +308,7 @@ impl<'a, 'c> Walker<'a, 'c> {
             let filled = filler::filled_len(offset, to, self.ctx.size);
             let first = filler::pieces(filled, self.ctx.config.max_record_size());
             let filler = DispatchEntry::filler(offset, first[0]);
-            match sink.send(filler, report)? {
+            match sink.send(filler, false, report)? {
                 None => {}
                 Some(Stop::Abandoned(reason)) => return Ok(Flow::Abandoned(reason)),
                 Some(Stop::Refused(_) | Stop::PipeClosed) => return Ok(Flow::End),
