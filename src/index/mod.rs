@@ -7,8 +7,6 @@
 
 mod file;
 mod service;
-#[cfg(test)]
-mod tests;
 
 pub(crate) use file::{EntryRecord, IndexFile};
 pub(crate) use service::IndexService;
@@ -19,3 +17,6 @@ use crate::format::java_hash;
 pub(crate) fn key_hash(topic: &str, key: &str) -> i32 {
     java_hash::index_topic_key_hash(topic, key)
 }
+
+#[cfg(test)]
+mod tests;

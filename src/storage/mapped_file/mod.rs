@@ -22,8 +22,6 @@
 //! The code is split by concern: this module has the file itself, its readers and the operations
 //! before it is shared; `writer` the single writer.
 
-#[cfg(test)]
-mod tests;
 mod writer;
 
 use std::io;
@@ -365,3 +363,6 @@ fn check_region(map: &dyn MapRegion, size: usize, writable: bool) -> io::Result<
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

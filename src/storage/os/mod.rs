@@ -10,8 +10,6 @@
 
 mod file;
 mod map;
-#[cfg(test)]
-mod tests;
 mod time;
 
 use std::ffi::CString;
@@ -310,3 +308,6 @@ fn seek_hole_or_data(_file: &File, pos: u64, target: SeekTarget) -> io::Result<O
         SeekTarget::Data => Some(pos),
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -32,8 +32,6 @@ mod buffer;
 mod disk;
 mod file;
 mod namespace;
-#[cfg(test)]
-mod tests;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
@@ -345,3 +343,6 @@ fn not_found(path: &Path) -> io::Error {
 fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg)
 }
+
+#[cfg(test)]
+mod tests;
