@@ -19,5 +19,5 @@ pub mod schedule;
 pub mod subscription_group;
 pub mod topic;
 
-// FormatError is defined in record.rs by the format work and re-exported here.
+// FormatError is defined in record/decoder.rs by the format work and re-exported here.
 pub use record::FormatError;
