@@ -31,7 +31,7 @@ pub(crate) fn dispatch(
     // Prepared and rolled-back transactional records are not consumable (spec §1.10).
     if tx == TRANSACTION_NOT_TYPE || tx == TRANSACTION_COMMIT {
         let unit = CqUnit {
-            commitlog_offset: entry.physical_offset as i64,
+            commitlog_offset: entry.commitlog_offset as i64,
             size: entry.size,
             tags_code: unit_tags_code(entry, delays),
         };

@@ -555,7 +555,7 @@ impl Engine {
                 topic: run.topic,
                 queue_id: run.queue_id,
                 queue_offset: first_queue_offset + i as u64,
-                physical_offset: first + pos as u64,
+                commitlog_offset: first + pos as u64,
                 size: layout.total_size as i32,
                 store_timestamp,
                 transaction_type: record::TRANSACTION_NOT_TYPE,
@@ -579,13 +579,13 @@ impl Engine {
         Ok(())
     }
 
-    /// Debug builds: the record at `entry.physical_offset`, decoded from the mapping the way
+    /// Debug builds: the record at `entry.commitlog_offset`, decoded from the mapping the way
     /// recovery reads it, describes exactly `entry`.
     #[cfg(debug_assertions)]
     pub(super) fn check_dispatch_entry(&self, entry: &DispatchEntry<'_>) {
         let (file, pos) = self
             .commitlog
-            .locate(entry.physical_offset, entry.size as usize)
+            .locate(entry.commitlog_offset, entry.size as usize)
             .expect("just-appended record is readable");
         let bytes = file.read(pos, entry.size as usize).expect("located above");
         use crate::format::record::{DecodeOptions, Decoded};
@@ -593,7 +593,7 @@ impl Engine {
         let Ok(Decoded::Record(rec)) = record::decode(bytes, &opts) else {
             panic!(
                 "just-appended record at {} does not decode",
-                entry.physical_offset
+                entry.commitlog_offset
             );
         };
         assert_eq!(DispatchEntry::of_record(&rec), *entry);

@@ -14,8 +14,8 @@ pub struct DispatchEntry<'a> {
     pub queue_id: i32,
     /// QUEUEOFFSET.
     pub queue_offset: u64,
-    /// PHYSICALOFFSET.
-    pub physical_offset: u64,
+    /// PHYSICALOFFSET: where the record starts in the CommitLog.
+    pub commitlog_offset: u64,
     /// TOTALSIZE.
     pub size: i32,
     /// STORETIMESTAMP.
@@ -33,7 +33,7 @@ impl<'a> DispatchEntry<'a> {
             topic: rec.topic(),
             queue_id: rec.queue_id(),
             queue_offset: rec.queue_offset() as u64,
-            physical_offset: rec.physical_offset() as u64,
+            commitlog_offset: rec.physical_offset() as u64,
             size: rec.total_size() as i32,
             store_timestamp: rec.store_timestamp(),
             transaction_type: rec.transaction_type(),
@@ -41,15 +41,15 @@ impl<'a> DispatchEntry<'a> {
         }
     }
 
-    /// The entry of the first salvage filler record (`size` bytes at `physical_offset`, see
+    /// The entry of the first salvage filler record (`size` bytes at `commitlog_offset`, see
     /// [`super::filler`]): dispatch gives it no unit and lets the queues of the messages the
     /// damaged span held skip their offsets.
-    pub fn filler(physical_offset: u64, size: usize) -> DispatchEntry<'static> {
+    pub fn filler(commitlog_offset: u64, size: usize) -> DispatchEntry<'static> {
         DispatchEntry {
             topic: super::filler::SALVAGE_TOPIC,
             queue_id: 0,
             queue_offset: 0,
-            physical_offset,
+            commitlog_offset,
             size: i32::try_from(size).unwrap_or(i32::MAX),
             store_timestamp: 0,
             transaction_type: super::record::TRANSACTION_ROLLBACK,

@@ -1,6 +1,12 @@
 //! The on-disk byte layouts, as pure functions over `&[u8]`: no I/O, no panics on any input.
 //!
 //! All integers are big-endian, as RocketMQ writes them (Java `ByteBuffer` order).
+//!
+//! Names: a field of a file layout keeps the name the spec gives it (`physical_offset()` for a
+//! record's PHYSICALOFFSET, `begin_phy_offset` in the IndexFile header, `physic_msg_timestamp`
+//! in the checkpoint), so the code reads against `shared/spec/rocketmq-store.md`. Everywhere
+//! else, from [`dispatch_entry`] up, a byte position in the CommitLog is a `commitlog_offset`
+//! (RocketMQ's own API name, `commitLogOffset`).
 
 pub mod checkpoint_layout;
 pub mod cq_unit;

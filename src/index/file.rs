@@ -38,7 +38,7 @@ impl IndexFile {
         slots: u32,
         max_entries: u32,
         seed_ts: i64,
-        seed_phy: u64,
+        seed_offset: u64,
     ) -> Result<Self> {
         let size = layout::file_size(slots, max_entries) as usize;
         let words = MappedWords::create(vfs, path, size).map_err(|e| Error::io(path, e))?;
@@ -46,8 +46,8 @@ impl IndexFile {
         // A new file starts where the previous one ended (RocketMQ seeds the header so).
         f.begin_timestamp.store(seed_ts, Ordering::Relaxed);
         f.end_timestamp.store(seed_ts, Ordering::Relaxed);
-        f.begin_phy_offset.store(seed_phy, Ordering::Relaxed);
-        f.end_phy_offset.store(seed_phy, Ordering::Relaxed);
+        f.begin_phy_offset.store(seed_offset, Ordering::Relaxed);
+        f.end_phy_offset.store(seed_offset, Ordering::Relaxed);
         f.index_count.store(1, Ordering::Relaxed);
         f.write_header();
         Ok(f)
@@ -55,12 +55,12 @@ impl IndexFile {
 
     /// Sets the header of a file that has no entries yet to start where `prev` ended (a standby
     /// file becoming the active one).
-    pub(super) fn reseed(&self, seed_ts: i64, seed_phy: u64) {
+    pub(super) fn reseed(&self, seed_ts: i64, seed_offset: u64) {
         debug_assert_eq!(self.index_count.load(Ordering::Relaxed), 1);
         self.begin_timestamp.store(seed_ts, Ordering::Relaxed);
         self.end_timestamp.store(seed_ts, Ordering::Relaxed);
-        self.begin_phy_offset.store(seed_phy, Ordering::Relaxed);
-        self.end_phy_offset.store(seed_phy, Ordering::Release);
+        self.begin_phy_offset.store(seed_offset, Ordering::Relaxed);
+        self.end_phy_offset.store(seed_offset, Ordering::Release);
         self.write_header();
     }
 
@@ -175,7 +175,13 @@ impl IndexFile {
     /// RocketMQ `putKey` (spec §4.3). Single writer only. False when the file is full.
     /// Without `header`, the header's bytes are left to a later
     /// [`write_header`](Self::write_header) (its values are kept in memory all the same).
-    pub(super) fn put(&self, hash: i32, phy_offset: u64, store_ts: i64, header: bool) -> bool {
+    pub(super) fn put(
+        &self,
+        hash: i32,
+        commitlog_offset: u64,
+        store_ts: i64,
+        header: bool,
+    ) -> bool {
         let count = self.index_count.load(Ordering::Relaxed);
         if count >= self.max_entries {
             return false;
@@ -186,7 +192,8 @@ impl IndexFile {
             prev = 0;
         }
         if count <= 1 {
-            self.begin_phy_offset.store(phy_offset, Ordering::Relaxed);
+            self.begin_phy_offset
+                .store(commitlog_offset, Ordering::Relaxed);
             self.begin_timestamp.store(store_ts, Ordering::Relaxed);
         }
         let diff = time_diff_secs(self.begin_timestamp.load(Ordering::Relaxed), store_ts);
@@ -194,7 +201,7 @@ impl IndexFile {
         self.words
             .store_be(e + layout::ENTRY_KEY_HASH, hash as u32, Ordering::Relaxed);
         self.words
-            .store_be_u64(e + layout::ENTRY_COMMITLOG_OFFSET, phy_offset);
+            .store_be_u64(e + layout::ENTRY_COMMITLOG_OFFSET, commitlog_offset);
         self.words
             .store_be(e + layout::ENTRY_TIME_DIFF, diff as u32, Ordering::Relaxed);
         self.words
@@ -204,7 +211,8 @@ impl IndexFile {
         if prev == 0 {
             self.hash_slot_count.fetch_add(1, Ordering::Relaxed);
         }
-        self.end_phy_offset.store(phy_offset, Ordering::Release);
+        self.end_phy_offset
+            .store(commitlog_offset, Ordering::Release);
         self.end_timestamp.store(store_ts, Ordering::Release);
         self.index_count.store(count + 1, Ordering::Release);
         if header {
@@ -264,7 +272,7 @@ impl IndexFile {
     }
 
     /// CommitLog offsets of the first and last record this file indexes.
-    pub fn phy_range(&self) -> (u64, u64) {
+    pub fn commitlog_range(&self) -> (u64, u64) {
         (
             self.begin_phy_offset.load(Ordering::Acquire),
             self.end_phy_offset(),
@@ -382,7 +390,7 @@ impl IndexFile {
         record: &dyn Fn(u64) -> EntryRecord,
     ) -> std::result::Result<(), String> {
         let count = self.index_count.load(Ordering::Relaxed);
-        let (begin, end) = self.phy_range();
+        let (begin, end) = self.commitlog_range();
         if count < self.max_entries {
             return Err(format!("not full ({} entries)", count - 1));
         }

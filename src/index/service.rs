@@ -107,7 +107,7 @@ impl IndexService {
             // Nothing to index (a record without keys, the common case, stops here).
             return Ok(());
         }
-        let offset = entry.physical_offset;
+        let offset = entry.commitlog_offset;
         let ts = entry.store_timestamp;
         let header = !self.headers_deferred.load(Ordering::Relaxed);
         let mut hashes = Self::hashes_of(entry);
@@ -190,7 +190,7 @@ impl IndexService {
 
     /// Creates a new, empty file named by the current time (the next free millisecond if two
     /// are created in one) and makes its directory entry durable.
-    fn create_next(&self, vfs: &dyn Vfs, seed_ts: i64, seed_phy: u64) -> Result<IndexFile> {
+    fn create_next(&self, vfs: &dyn Vfs, seed_ts: i64, seed_offset: u64) -> Result<IndexFile> {
         vfs.create_dir_all(&self.dir)
             .map_err(|e| Error::io(&self.dir, e))?;
         let mut ms = storage::now_ms();
@@ -212,7 +212,14 @@ impl IndexService {
             }
             ms += 1;
         };
-        let f = IndexFile::create(vfs, &path, self.slots, self.max_entries, seed_ts, seed_phy)?;
+        let f = IndexFile::create(
+            vfs,
+            &path,
+            self.slots,
+            self.max_entries,
+            seed_ts,
+            seed_offset,
+        )?;
         if let Err(e) = vfs.sync_dir(&self.dir) {
             // Not durable, not in use: remove it so the next attempt starts clean.
             drop(f);
@@ -251,14 +258,15 @@ impl IndexService {
             p.flush()?;
         }
         // A new file starts where the previous one ended (RocketMQ seeds the header so).
-        let (seed_ts, seed_phy) = prev.map_or((ts, 0), |p| (p.end_timestamp(), p.end_phy_offset()));
+        let (seed_ts, seed_offset) =
+            prev.map_or((ts, 0), |p| (p.end_timestamp(), p.end_phy_offset()));
         let standby = self.standby.lock().take();
         let f = match standby {
             Some(f) => {
-                f.reseed(seed_ts, seed_phy);
+                f.reseed(seed_ts, seed_offset);
                 f
             }
-            None => self.create_next(vfs, seed_ts, seed_phy)?,
+            None => self.create_next(vfs, seed_ts, seed_offset)?,
         };
         let f = Arc::new(f);
         self.files.write().push(f.clone());
@@ -321,7 +329,7 @@ impl IndexService {
             if n > 0 {
                 let (first, last) = (f.entry(1), f.entry(n));
                 let first_rec = record(first.offset);
-                let begins_right = first.offset == f.phy_range().0
+                let begins_right = first.offset == f.commitlog_range().0
                     && match &first_rec {
                         EntryRecord::Found {
                             store_timestamp, ..
@@ -449,7 +457,7 @@ impl IndexService {
                             "IndexFile {} is damaged (impossible chain pointer); scanning the CommitLog it covers instead, rebuilding the index at the next open",
                             f.path().display()
                         );
-                        damaged.push(f.phy_range());
+                        damaged.push(f.commitlog_range());
                     }
                 }
             }

@@ -83,7 +83,7 @@ fn deferred_headers_leave_the_same_bytes() {
                 topic: "t",
                 queue_id: 0,
                 queue_offset: n as u64,
-                physical_offset: n as u64 * 100,
+                commitlog_offset: n as u64 * 100,
                 size: 100,
                 store_timestamp: 1_000 + n as i64 * 700,
                 transaction_type: TRANSACTION_NOT_TYPE,

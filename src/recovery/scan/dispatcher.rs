@@ -106,7 +106,7 @@ impl<'a, 'q> Dispatcher<'a, 'q> {
         entry: &DispatchEntry<'a>,
         write_back: &mut dyn FnMut(Vec<Arc<MappedFile>>),
     ) -> Result<Dispatched> {
-        let offset = entry.physical_offset;
+        let offset = entry.commitlog_offset;
         if filler::is_filler(entry.topic, entry.transaction_type) {
             self.filler = Some(CqUnit {
                 commitlog_offset: offset as i64,

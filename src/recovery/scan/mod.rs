@@ -248,7 +248,7 @@ where
                     match dispatcher.dispatch(&entry, &mut write_back) {
                         Ok(Dispatched::Done) => without_crc += u64::from(no_crc),
                         Ok(stop) => {
-                            let stopped = Ok(Some((entry.physical_offset, stop)));
+                            let stopped = Ok(Some((entry.commitlog_offset, stop)));
                             return (dispatcher.done(), without_crc, stopped);
                         }
                         Err(e) => return (dispatcher.done(), without_crc, Err(e)),
