@@ -45,6 +45,9 @@ pub(crate) const WARM_AHEAD: usize = 32 << 20;
 /// The step in which the appender asks for the window to move.
 const WARM_CHUNK: usize = 8 << 20;
 
+/// The allocator prefaults at most this much per `madvise` call.
+const WARM_STEP: usize = 1 << 20;
+
 /// The CommitLog.
 #[derive(Debug)]
 pub(crate) struct CommitLog {
@@ -609,7 +612,12 @@ impl AllocShared {
                 drop(st);
                 // Best effort: only speed depends on it. Concurrent with the writer, which
                 // the advice cannot disturb (it faults pages in, never changes a byte).
-                let _ = file.prefault_range(range.start, range.len());
+                let mut at = range.start;
+                while at < range.end {
+                    let n = (range.end - at).min(WARM_STEP);
+                    let _ = file.prefault_range(at, n);
+                    at += n;
+                }
                 drop(file);
                 st = self.state.lock();
                 continue;
