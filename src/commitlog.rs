@@ -48,6 +48,13 @@ const WARM_CHUNK: usize = 8 << 20;
 /// The allocator prefaults at most this much per `madvise` call.
 const WARM_STEP: usize = 1 << 20;
 
+/// The allocator prefaults nothing closer than this to the writer: a fault there would wait
+/// for the folios a prefault holds locked, read-around (`read_ahead_kb`, 8 MiB here) included.
+/// Measured with 3 GiB of 1 KiB async puts, where the writer runs about as fast as the
+/// prefault: without the lead they kept colliding (0.6 M puts/s against 1.9 M with no
+/// prefault at all).
+const WARM_MIN_LEAD: usize = 12 << 20;
+
 /// The CommitLog.
 #[derive(Debug)]
 pub(crate) struct CommitLog {
@@ -614,6 +621,13 @@ impl AllocShared {
                 // the advice cannot disturb (it faults pages in, never changes a byte).
                 let mut at = range.start;
                 while at < range.end {
+                    // Never next to the writer: a fault waits for the folios a prefault (and
+                    // its read-around) holds locked, so where the writer is close, skip ahead.
+                    let lead = file.write_position() + WARM_MIN_LEAD;
+                    if at < lead {
+                        at = lead.next_multiple_of(WARM_STEP);
+                        continue;
+                    }
                     let n = (range.end - at).min(WARM_STEP);
                     let _ = file.prefault_range(at, n);
                     at += n;
