@@ -184,10 +184,13 @@ fn bench_async(c: &mut Criterion, timing: &Timing) {
             if !common::selected(&format!("{GROUP}/{name}")) {
                 continue;
             }
-            // A fresh store per case, so every case starts at an empty log.
+            // A fresh store per case, so every case starts at an empty log, after the previous
+            // cases' dirty pages are written back (else the writeback throttles this one).
+            common::wait_for_writeback();
             let dir = tempdir();
             let store = Store::open(dir.path(), store_config()).unwrap();
             warm_past_first_segment(&store, threads, &body);
+            common::wait_for_writeback();
             bench_custom(&mut g, GROUP, &name, |iters| {
                 produce(&store, threads, iters, &body, false)
             });
@@ -198,6 +201,7 @@ fn bench_async(c: &mut Criterion, timing: &Timing) {
     // segments after it are prepared in the background): measured separately, 1 KiB, 1 producer.
     if common::selected("append_async/1KiB/1p_first_segment") {
         let body = vec![0x5Au8; 1024];
+        common::wait_for_writeback();
         let dir = tempdir();
         let store = Store::open(dir.path(), store_config()).unwrap();
         produce(&store, 1, 1000, &body, false);
@@ -209,9 +213,11 @@ fn bench_async(c: &mut Criterion, timing: &Timing) {
     if common::selected("append_async/batch_32x128B/1p") {
         const BATCH: u64 = 32;
         let body = vec![0x5Au8; 128];
+        common::wait_for_writeback();
         let dir = tempdir();
         let store = Store::open(dir.path(), store_config()).unwrap();
         warm_past_first_segment(&store, 1, &body);
+        common::wait_for_writeback();
         let mut q = 0usize;
         bench_custom(&mut g, GROUP, "batch_32x128B/1p", |iters| {
             let batches = iters.div_ceil(BATCH);

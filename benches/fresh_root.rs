@@ -94,6 +94,7 @@ fn fresh_root(size: usize, messages: u64) -> Fresh {
     let mut rates = Vec::new();
     let mut latencies_ns = Vec::new();
     for _ in 0..RUNS {
+        common::wait_for_writeback();
         let dir = tempdir();
         let root = dir.path().join("store");
         let t0 = Instant::now();
@@ -143,6 +144,7 @@ fn main() {
             put_run(&store, &body, next, 20_000, false);
             next += 20_000;
         }
+        common::wait_for_writeback();
         bench_custom(&mut g, GROUP, &name, |iters| {
             let r = put_run(&store, &body, next, iters, false);
             next += iters;

@@ -420,6 +420,27 @@ pub fn proc_status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Waits (at most 60 s) until the machine's dirty and under-writeback page cache is below
+/// 256 MiB, after asking the kernel to write everything back (`sync`): each async case then
+/// starts from the same state instead of being throttled (balance_dirty_pages) for the
+/// gigabytes the previous cases left dirty. Returns how long it waited.
+pub fn wait_for_writeback() -> Duration {
+    let t0 = std::time::Instant::now();
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+    let dirty_kib = || {
+        let s = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        s.lines()
+            .filter(|l| l.starts_with("Dirty:") || l.starts_with("Writeback:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    while dirty_kib() > 256 << 10 && t0.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    t0.elapsed()
+}
+
 /// A fast deterministic PRNG (xorshift64*), for picking keys and offsets.
 pub struct Rng(u64);
 
