@@ -26,6 +26,7 @@ use crate::storage::{LockGuard, Vfs};
 mod acks;
 mod arrivals;
 mod cleanup;
+mod dlq;
 mod flush;
 mod group_commit;
 mod groups;
@@ -44,6 +45,7 @@ use acks::Acks;
 use arrivals::Arrivals;
 pub(crate) use arrivals::WaitOn;
 pub(crate) use cleanup::Trigger;
+pub use dlq::DlqStats;
 use group_commit::GroupCommit;
 use groups::Groups;
 use health::Health;
@@ -51,7 +53,7 @@ use offsets::Offsets;
 use put::AppendState;
 use queues::QueueTable;
 pub use read::MAX_QUERY_RESULTS;
-pub use schedule::{DeliveryPass, DlqStats, LevelStats, MAX_PASS, PROGRESS_GROUP};
+pub use schedule::{DeliveryPass, LevelStats, MAX_PASS, PROGRESS_GROUP};
 use workers::Workers;
 
 /// The state of one open store root (see the module docs for where each part is handled).
