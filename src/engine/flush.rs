@@ -112,14 +112,17 @@ impl Engine {
                             chain(&other).to_string(),
                         ),
                     };
-                    self.acks.sync_failed(
-                        &failure.0,
-                        &std::io::Error::new(failure.1, failure.2.clone()),
+                    let (path, io) = (
+                        failure.0.clone(),
+                        std::io::Error::new(failure.1, failure.2.clone()),
                     );
                     // The store turns read-only only once the failure is recorded: a waiter
                     // that wakes in between must see `FlushFailed` (its sync failed), not
                     // `ReadOnly`. Everyone waiting fails now, not at their timeout.
                     let requested = gc.fail(failure, || self.set_read_only(reason));
+                    // After the store turned read-only: whoever a failed acknowledgement
+                    // tells finds it refusing puts, as a waiting put's caller does.
+                    self.acks.sync_failed(&path, &io);
                     served = served.max(target).max(requested);
                 }
             }
