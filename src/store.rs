@@ -94,7 +94,8 @@ impl Store {
     /// commit thread can; Async mode at the flusher's next tick (`flush_interval`), without
     /// waiting for `flush_least_pages`. The callback runs exactly once, on the thread that made
     /// the records durable (or on this one if they already are), and must not wait on the
-    /// store (see [`Store::when_durable`]).
+    /// store (see [`Store::when_durable`]). If this returns an error nothing was written and
+    /// the callback is dropped without running.
     ///
     /// ```
     /// use std::sync::mpsc;
@@ -129,7 +130,7 @@ impl Store {
     /// nothing after it is acknowledged), or [`Error::Closed`](crate::Error::Closed) if the
     /// store closes first (it flushes before, so only what was never written can get that).
     /// If the log is durable past `offset` already, the callback runs here, before this
-    /// returns.
+    /// returns; if this returns an error, the callback is dropped without running.
     ///
     /// Callbacks run in offset order, on the thread whose sync made their bytes durable (the
     /// group-commit thread, the flusher, [`Store::flush`], [`Store::close`]). They must not

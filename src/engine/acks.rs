@@ -124,9 +124,10 @@ impl std::fmt::Debug for Acks {
 }
 
 impl Acks {
-    /// Registers `callback` for `offset`, unless the log is durable past it already (`durable`,
-    /// read by the caller after its append) or syncs have failed: then it runs here, now.
-    /// The caller makes sure a sync will come (see `Engine::when_durable`).
+    /// Registers `callback` for `offset`, unless the log is durable past it already (`durable`
+    /// reads the durable offset) or syncs have failed (or the store closed) short of it: then
+    /// it runs here, now, with `Ok` or the error. The caller makes sure a sync will come (see
+    /// `Engine::when_durable`).
     pub(crate) fn register(
         &self,
         offset: u64,
@@ -135,9 +136,15 @@ impl Acks {
     ) {
         let mut st = self.state.lock();
         if let Some(f) = &st.failed {
-            let e = f.error();
+            // Durable before the failure (a failed sync never moves the durable offset), or
+            // flushed by `close`: still `Ok`.
+            let result = if durable() >= offset {
+                Ok(())
+            } else {
+                Err(f.error())
+            };
             drop(st);
-            callback(Err(e));
+            callback(result);
             return;
         }
         let seq = st.next_seq;
@@ -149,8 +156,8 @@ impl Acks {
         });
         self.lowest.fetch_min(offset, Ordering::SeqCst);
         drop(st);
-        // Pairs with the fence in `durable`: a sync that published its durable offset after
-        // the read above either sees `lowest` (and runs the callback) or is seen here.
+        // Pairs with the fence in `durable`: a sync publishing its durable offset meanwhile
+        // either sees `lowest` (and runs the callback) or its offset is seen by this read.
         std::sync::atomic::fence(Ordering::SeqCst);
         let now = durable();
         if now >= offset {
@@ -281,6 +288,17 @@ mod tests {
         // A later durable offset (another flush path) acknowledges nothing more.
         acks.durable(100);
         assert_eq!(*log.lock(), [(10, true), (20, false), (30, false)]);
+    }
+
+    #[test]
+    fn after_a_failure_an_offset_durable_before_it_is_still_acknowledged() {
+        let acks = Acks::default();
+        let (log, cb) = recorder();
+        acks.closed();
+        // Flushed by `close` (or durable before a failed sync): Ok; past it: the error.
+        acks.register(40, || 50, cb(40));
+        acks.register(60, || 50, cb(60));
+        assert_eq!(*log.lock(), [(40, true), (60, false)]);
     }
 
     #[test]

@@ -190,7 +190,9 @@ impl Engine {
         callback: Box<dyn FnOnce(super::AckResult) + Send>,
     ) -> Result<PutResult> {
         let r = self.put_batch_with(msgs, false)?;
-        self.when_durable(r.commitlog_offset + r.wrote_bytes as u64, callback)?;
+        // Not `when_durable`: the records are written, so a `close` racing this must not turn
+        // the put into an error; the callback then learns from the durable offset.
+        self.register_ack(r.commitlog_offset + r.wrote_bytes as u64, callback);
         Ok(r)
     }
 
@@ -208,13 +210,18 @@ impl Engine {
                 "offset {offset} is past the end of the CommitLog ({max}): nothing will make it durable"
             )));
         }
+        self.register_ack(offset, callback);
+        Ok(())
+    }
+
+    /// [`Engine::when_durable`] for an `offset` known to be written.
+    fn register_ack(&self, offset: u64, callback: Box<dyn FnOnce(super::AckResult) + Send>) {
         self.acks
             .register(offset, || self.commitlog.flushed_offset(), callback);
         if self.config.flush_mode == FlushMode::Sync {
             // Wakes the sync thread if it sleeps; the ticket is not needed.
             let _ = self.group_commit.register(offset);
         }
-        Ok(())
     }
 
     /// The schedule-topic message that delivers `m` later, or `None` if its delivery time has
